@@ -1,0 +1,21 @@
+//! The one way to build AWS clients. `aws-config` reads region, credentials and
+//! `AWS_ENDPOINT_URL` from the environment, which is how the emulator is reached
+//! locally and in tests; in Lambda the same code talks to the real services.
+
+use aws_config::BehaviorVersion;
+
+#[derive(Clone, Debug)]
+pub struct AwsClients {
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub sqs: aws_sdk_sqs::Client,
+}
+
+impl AwsClients {
+    pub async fn from_env() -> Self {
+        let shared = aws_config::defaults(BehaviorVersion::latest()).load().await;
+        AwsClients {
+            dynamodb: aws_sdk_dynamodb::Client::new(&shared),
+            sqs: aws_sdk_sqs::Client::new(&shared),
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! AWS adapters shared by every function.
+//!
+//! - [`config`]: the one configuration loader (environment variables set by
+//!   `template.yaml`, or by the local stack for the emulator).
+//! - [`clients`]: the one way to build AWS SDK clients.
+//! - [`store`]: DynamoDB and SQS behind small traits, so handlers and domain
+//!   services can be tested against the emulator without knowing item layouts.
+//! - [`telemetry`]: JSON tracing for Lambda.
+
+pub mod clients;
+pub mod config;
+pub mod error;
+pub mod store;
+pub mod telemetry;
+
+pub use clients::AwsClients;
+pub use config::Settings;
+pub use error::StoreError;

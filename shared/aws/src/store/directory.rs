@@ -1,0 +1,278 @@
+//! The directory in DynamoDB (layout documented on `DirectoryTable` in template.yaml).
+
+use leads_domain::directory::{Brand, Dealer, Platform, PlatformAccount, Staff};
+use leads_domain::directory_file::Directory;
+use leads_domain::CityCode;
+
+use super::item::{from_item, to_item, Item, Keys};
+use crate::StoreError;
+
+/// What the functions need from the directory.
+#[allow(async_fn_in_trait)]
+pub trait DirectoryStore {
+    async fn save(&self, directory: &Directory) -> Result<usize, StoreError>;
+    async fn brands(&self) -> Result<Vec<Brand>, StoreError>;
+    async fn brand(&self, brand_id: &str) -> Result<Option<Brand>, StoreError>;
+    async fn dealer(&self, dealer_id: &str) -> Result<Option<Dealer>, StoreError>;
+    async fn account(
+        &self,
+        platform: Platform,
+        account_id: &str,
+    ) -> Result<Option<PlatformAccount>, StoreError>;
+    async fn staff_of(&self, dealer_id: &str) -> Result<Vec<Staff>, StoreError>;
+    async fn dealers_of(&self, brand_id: &str) -> Result<Vec<Dealer>, StoreError>;
+    async fn accounts_of(&self, brand_id: &str) -> Result<Vec<PlatformAccount>, StoreError>;
+    /// Dealers of `brand_id` that serve `city`, by dealer id.
+    async fn dealers_serving(
+        &self,
+        brand_id: &str,
+        city: CityCode,
+    ) -> Result<Vec<String>, StoreError>;
+}
+
+pub struct DynamoDirectory {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+pub mod keys {
+    use super::*;
+
+    pub fn brand(id: &str) -> Keys {
+        Keys::new(format!("BRAND#{id}"), "BRAND").with_gsi1("BRANDS", format!("BRAND#{id}"))
+    }
+    pub fn dealer(d: &Dealer) -> Keys {
+        dealer_id(&d.dealer_id).with_gsi1(
+            format!("BRAND#{}", d.brand_id),
+            format!("DEALER#{}", d.dealer_id),
+        )
+    }
+    pub fn dealer_id(id: &str) -> Keys {
+        Keys::new(format!("DEALER#{id}"), "DEALER")
+    }
+    pub fn staff(s: &Staff) -> Keys {
+        Keys::new(
+            format!("DEALER#{}", s.dealer_id),
+            format!("STAFF#{}", s.staff_id),
+        )
+    }
+    pub fn serves(d: &Dealer, city: CityCode) -> Keys {
+        Keys::new(
+            format!("DEALER#{}", d.dealer_id),
+            format!("SERVES#{}", city.0),
+        )
+        .with_gsi1(
+            format!("BRAND#{}#CITY#{}", d.brand_id, city.0),
+            format!("DEALER#{}", d.dealer_id),
+        )
+    }
+    pub fn account(a: &PlatformAccount) -> Keys {
+        Keys::new(
+            format!("ACCOUNT#{}#{}", a.platform, a.account_id),
+            "ACCOUNT",
+        )
+        .with_gsi1(
+            format!("BRAND#{}", a.brand_id),
+            format!("ACCOUNT#{}#{}", a.platform, a.account_id),
+        )
+    }
+    pub fn account_id(platform: Platform, id: &str) -> Keys {
+        Keys::new(format!("ACCOUNT#{platform}#{id}"), "ACCOUNT")
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ServedCity {
+    dealer_id: String,
+    city: CityCode,
+}
+
+impl DynamoDirectory {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        DynamoDirectory {
+            client,
+            table: table.into(),
+        }
+    }
+
+    async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        keys: Keys,
+    ) -> Result<Option<T>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(keys.primary()))
+            .send()
+            .await
+            .map_err(StoreError::dynamodb)?;
+        out.item.map(from_item).transpose()
+    }
+
+    /// All items of one partition (or one GSI partition) whose sort key starts with `prefix`.
+    async fn query<T: serde::de::DeserializeOwned>(
+        &self,
+        index: Option<&str>,
+        pk: String,
+        prefix: &str,
+    ) -> Result<Vec<T>, StoreError> {
+        let (pk_name, sk_name) = match index {
+            Some(_) => ("gsi1pk", "gsi1sk"),
+            None => ("pk", "sk"),
+        };
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .set_index_name(index.map(str::to_string))
+                .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+                .expression_attribute_names("#pk", pk_name)
+                .expression_attribute_names("#sk", sk_name)
+                .expression_attribute_values(
+                    ":pk",
+                    aws_sdk_dynamodb::types::AttributeValue::S(pk.clone()),
+                )
+                .expression_attribute_values(
+                    ":prefix",
+                    aws_sdk_dynamodb::types::AttributeValue::S(prefix.to_string()),
+                )
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(StoreError::dynamodb)?;
+            for item in page.items.unwrap_or_default() {
+                out.push(from_item(item)?);
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// Writes items in batches of 25, retrying what DynamoDB leaves unprocessed.
+    async fn write_all(&self, items: Vec<Item>) -> Result<(), StoreError> {
+        use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+        for chunk in items.chunks(25) {
+            let mut requests: Vec<WriteRequest> = chunk
+                .iter()
+                .map(|item| {
+                    let put = PutRequest::builder()
+                        .set_item(Some(item.clone()))
+                        .build()
+                        .expect("item is set");
+                    WriteRequest::builder().put_request(put).build()
+                })
+                .collect();
+            let mut attempt = 0u32;
+            while !requests.is_empty() {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, requests)
+                    .send()
+                    .await
+                    .map_err(StoreError::dynamodb)?;
+                requests = out
+                    .unprocessed_items
+                    .and_then(|mut m| m.remove(&self.table))
+                    .unwrap_or_default();
+                attempt += 1;
+                if !requests.is_empty() {
+                    if attempt > 8 {
+                        return Err(StoreError::Service {
+                            service: "dynamodb",
+                            message: "batch write left items unprocessed after 8 attempts".into(),
+                        });
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl DirectoryStore for DynamoDirectory {
+    /// Upserts every record (seeding is re-runnable); returns the number of items written.
+    async fn save(&self, directory: &Directory) -> Result<usize, StoreError> {
+        let mut items = Vec::new();
+        for b in &directory.brands {
+            items.push(to_item(&keys::brand(&b.brand_id), b)?);
+        }
+        for d in &directory.dealers {
+            items.push(to_item(&keys::dealer(d), d)?);
+            for &city in &d.served_cities {
+                let served = ServedCity {
+                    dealer_id: d.dealer_id.clone(),
+                    city,
+                };
+                items.push(to_item(&keys::serves(d, city), &served)?);
+            }
+        }
+        for s in &directory.staff {
+            items.push(to_item(&keys::staff(s), s)?);
+        }
+        for a in &directory.accounts {
+            items.push(to_item(&keys::account(a), a)?);
+        }
+        let count = items.len();
+        self.write_all(items).await?;
+        Ok(count)
+    }
+
+    async fn brands(&self) -> Result<Vec<Brand>, StoreError> {
+        self.query(Some("by_brand"), "BRANDS".into(), "BRAND#")
+            .await
+    }
+
+    async fn brand(&self, brand_id: &str) -> Result<Option<Brand>, StoreError> {
+        self.get(keys::brand(brand_id)).await
+    }
+
+    async fn dealer(&self, dealer_id: &str) -> Result<Option<Dealer>, StoreError> {
+        self.get(keys::dealer_id(dealer_id)).await
+    }
+
+    async fn account(
+        &self,
+        platform: Platform,
+        account_id: &str,
+    ) -> Result<Option<PlatformAccount>, StoreError> {
+        self.get(keys::account_id(platform, account_id)).await
+    }
+
+    async fn staff_of(&self, dealer_id: &str) -> Result<Vec<Staff>, StoreError> {
+        self.query(None, format!("DEALER#{dealer_id}"), "STAFF#")
+            .await
+    }
+
+    async fn dealers_of(&self, brand_id: &str) -> Result<Vec<Dealer>, StoreError> {
+        self.query(Some("by_brand"), format!("BRAND#{brand_id}"), "DEALER#")
+            .await
+    }
+
+    async fn accounts_of(&self, brand_id: &str) -> Result<Vec<PlatformAccount>, StoreError> {
+        self.query(Some("by_brand"), format!("BRAND#{brand_id}"), "ACCOUNT#")
+            .await
+    }
+
+    async fn dealers_serving(
+        &self,
+        brand_id: &str,
+        city: CityCode,
+    ) -> Result<Vec<String>, StoreError> {
+        let served: Vec<ServedCity> = self
+            .query(
+                Some("by_brand"),
+                format!("BRAND#{brand_id}#CITY#{}", city.0),
+                "DEALER#",
+            )
+            .await?;
+        Ok(served.into_iter().map(|s| s.dealer_id).collect())
+    }
+}

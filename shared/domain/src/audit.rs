@@ -1,0 +1,42 @@
+//! Audit trail: every hand-off of a lead leaves a record traceable to a person
+//! (or to the system component that acted).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditAction {
+    Received,
+    Deduped,
+    Merged,
+    Routed,
+    Assigned,
+    Notified,
+    NotificationFailed,
+    Claimed,
+    StatusChanged,
+    Reassigned,
+    SlaBreached,
+    ReturnedToPool,
+}
+
+/// Who acted: a staff member, or a system component such as `lead-router`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
+pub enum Actor {
+    System(String),
+    Staff(String),
+    Platform(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    pub lead_id: String,
+    pub action: AuditAction,
+    pub actor: Actor,
+    pub at: DateTime<Utc>,
+    /// Short human-readable detail; never contains a full phone number.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}

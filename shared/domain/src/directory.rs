@@ -1,0 +1,171 @@
+//! The directory: brands, their dealers, dealers' staff, and the platform accounts
+//! that map an incoming lead to a dealer (or to the brand itself).
+
+use serde::{Deserialize, Serialize};
+
+use crate::CityCode;
+
+pub type BrandId = String;
+pub type DealerId = String;
+pub type StaffId = String;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Brand {
+    pub brand_id: BrandId,
+    pub name: String,
+    /// Days during which a returning customer is the same lead (dedup window).
+    #[serde(default = "defaults::protection_days")]
+    pub protection_days: u32,
+    /// Days a consultant keeps an exclusive right to follow a lead up.
+    #[serde(default = "defaults::exclusivity_days")]
+    pub exclusivity_days: u32,
+    /// Minutes within which an assigned lead must be contacted.
+    #[serde(default = "defaults::first_contact_minutes")]
+    pub first_contact_minutes: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AssignmentStrategy {
+    /// 平均分配: consultants take turns.
+    RoundRobin,
+    /// 按饱和度: fewest open leads relative to each consultant's cap.
+    Saturation,
+    /// 抢单: the group is offered the lead, the first claim wins.
+    Claim,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Dealer {
+    pub dealer_id: DealerId,
+    pub brand_id: BrandId,
+    pub name: String,
+    /// Where the dealer is.
+    pub city: CityCode,
+    /// Cities whose customers this dealer serves; always includes `city`.
+    pub served_cities: Vec<CityCode>,
+    pub strategy: AssignmentStrategy,
+    /// Minutes an unclaimed lead waits before falling back to round-robin (claim strategy).
+    #[serde(default = "defaults::claim_fallback_minutes")]
+    pub claim_fallback_minutes: u32,
+    /// Remote leads the dealer takes per day from the brand pool.
+    #[serde(default = "defaults::daily_remote_capacity")]
+    pub daily_remote_capacity: u32,
+}
+
+impl Dealer {
+    pub fn serves(&self, city: CityCode) -> bool {
+        self.city == city || self.served_cities.contains(&city)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StaffRole {
+    /// 销售顾问: receives leads.
+    Sales,
+    /// Dealer manager: told about SLA breaches.
+    Manager,
+    /// DCC/BDC agent: first contact on behalf of the dealer.
+    Dcc,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Staff {
+    pub staff_id: StaffId,
+    pub dealer_id: DealerId,
+    pub name: String,
+    pub role: StaffRole,
+    pub on_duty: bool,
+    /// Most open leads this person may hold at once.
+    pub cap: u32,
+    /// WeCom userid for app messages, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wecom_userid: Option<String>,
+}
+
+/// The platforms a lead can come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Platform {
+    Douyin,
+    Feiyu,
+    Dongchedi,
+    Autohome,
+    Yiche,
+    Wecom,
+    OemCrm,
+}
+
+impl Platform {
+    pub const ALL: [Platform; 7] = [
+        Platform::Douyin,
+        Platform::Feiyu,
+        Platform::Dongchedi,
+        Platform::Autohome,
+        Platform::Yiche,
+        Platform::Wecom,
+        Platform::OemCrm,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Platform::Douyin => "douyin",
+            Platform::Feiyu => "feiyu",
+            Platform::Dongchedi => "dongchedi",
+            Platform::Autohome => "autohome",
+            Platform::Yiche => "yiche",
+            Platform::Wecom => "wecom",
+            Platform::OemCrm => "oem_crm",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Platform> {
+        Platform::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who owns a platform account: one dealer, or the brand itself (brand-level
+/// accounts route every lead by the customer's city, like remote leads).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "owner", rename_all = "snake_case")]
+pub enum AccountOwner {
+    Dealer { dealer_id: DealerId },
+    Brand,
+}
+
+/// A platform account (Douyin enterprise account, vertical-media dealer id,
+/// WeCom corp, OEM CRM tenant) and whom its leads belong to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlatformAccount {
+    pub platform: Platform,
+    pub account_id: String,
+    pub brand_id: BrandId,
+    #[serde(flatten)]
+    pub owner: AccountOwner,
+}
+
+/// Defaults for optional directory settings (the brief's figures).
+pub mod defaults {
+    pub fn protection_days() -> u32 {
+        30
+    }
+    pub fn exclusivity_days() -> u32 {
+        15
+    }
+    pub fn first_contact_minutes() -> u32 {
+        5
+    }
+    pub fn claim_fallback_minutes() -> u32 {
+        10
+    }
+    pub fn daily_remote_capacity() -> u32 {
+        50
+    }
+}

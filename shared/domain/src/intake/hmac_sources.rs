@@ -1,0 +1,236 @@
+//! Sources signed with HMAC-SHA256 over `"{timestamp}.{body}"`: Ocean Engine clue
+//! push (`feiyu`), vertical auto media (`dongchedi`, `autohome`, `yiche`) and the
+//! brand's CRM (`oem_crm`).
+//!
+//! Headers: `X-Timestamp` (Unix seconds, within 5 minutes of now), `X-Signature`
+//! (hex HMAC), optional `X-Account-Id` (selects a per-account secret) and
+//! `X-Event-Id` (the platform's delivery id; else the body hash is used).
+
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+use sha2::Sha256;
+
+use super::douyin::{series, text_field};
+use super::normalise::{raw_payload_ref, RawLead};
+use super::{
+    body_hash, IntakeError, IntakeMessage, IntakeRequest, IntakeSecrets, Method, Normaliser,
+    Outcome, Reply, Source,
+};
+use crate::directory::Platform;
+use crate::lead::{Scene, Traffic};
+
+pub const TIMESTAMP_HEADER: &str = "x-timestamp";
+pub const SIGNATURE_HEADER: &str = "x-signature";
+pub const ACCOUNT_HEADER: &str = "x-account-id";
+pub const EVENT_ID_HEADER: &str = "x-event-id";
+/// How far a request's timestamp may be from now, either way.
+pub const TOLERANCE_SECS: i64 = 300;
+/// Most leads accepted in one delivery.
+pub const MAX_LEADS_PER_DELIVERY: usize = 100;
+
+/// hex(HMAC-SHA256(secret, "{timestamp}.{body}")): what callers send and tests compute.
+pub fn signature(secret: &str, timestamp: &str, body: &[u8]) -> String {
+    hex::encode(mac(secret, timestamp, body).finalize().into_bytes())
+}
+
+fn mac(secret: &str, timestamp: &str, body: &[u8]) -> Hmac<Sha256> {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC accepts keys of any length");
+    mac.update(timestamp.as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    mac
+}
+
+pub fn handle(
+    req: &IntakeRequest<'_>,
+    secrets: &IntakeSecrets,
+    normaliser: &Normaliser,
+) -> Result<Outcome, IntakeError> {
+    if req.method != Method::Post {
+        return Err(IntakeError::MethodNotAllowed);
+    }
+    authenticate(req, secrets)?;
+    let body: Value = serde_json::from_slice(req.body)
+        .map_err(|e| IntakeError::Malformed(format!("body is not JSON: {e}")))?;
+    let reply = Reply::json(serde_json::json!({ "code": 0, "message": "success" }));
+    let delivery_key = req
+        .header(EVENT_ID_HEADER)
+        .filter(|id| !id.is_empty())
+        .map(str::to_string)
+        .unwrap_or_else(|| body_hash(req.body));
+    let raw_ref = raw_payload_ref(req.source, &delivery_key);
+
+    if req.source == Source::OemCrm
+        && body.get("type").and_then(Value::as_str) == Some("status_sync")
+    {
+        return Ok(Outcome::Ignored {
+            reason: "CRM status sync is not handled by intake".into(),
+            reply,
+        });
+    }
+
+    // One lead, a list of leads, or `{"data": [...]}` (Ocean Engine batches).
+    let items: Vec<&Value> = match &body {
+        Value::Array(items) => items.iter().collect(),
+        Value::Object(map) => match map.get("data") {
+            Some(Value::Array(items)) => items.iter().collect(),
+            _ => vec![&body],
+        },
+        _ => return Err(IntakeError::NotALead("body is not a lead object".into())),
+    };
+    if items.is_empty() {
+        return Err(IntakeError::NotALead("no leads in the body".into()));
+    }
+    if items.len() > MAX_LEADS_PER_DELIVERY {
+        return Err(IntakeError::NotALead(format!(
+            "{} leads in one delivery; at most {MAX_LEADS_PER_DELIVERY}",
+            items.len()
+        )));
+    }
+    let header_account = req.header(ACCOUNT_HEADER).map(str::to_string);
+    let mut messages = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        if !item.is_object() {
+            return Err(IntakeError::NotALead(format!("lead {i} is not an object")));
+        }
+        let lead = parse_lead(req, item, header_account.as_deref(), &delivery_key, i)
+            .and_then(|(platform, scene, traffic, raw)| {
+                normaliser.lead(platform, scene, traffic, raw, req.now, &raw_ref)
+            })
+            .map_err(|e| match e {
+                IntakeError::NotALead(m) => IntakeError::NotALead(format!("lead {i}: {m}")),
+                other => other,
+            })?;
+        messages.push(IntakeMessage::Lead(Box::new(lead)));
+    }
+    Ok(Outcome::Accepted {
+        delivery_key,
+        messages,
+        reply,
+    })
+}
+
+fn authenticate(req: &IntakeRequest<'_>, secrets: &IntakeSecrets) -> Result<(), IntakeError> {
+    let timestamp = req
+        .header(TIMESTAMP_HEADER)
+        .ok_or_else(|| IntakeError::Unauthorized("missing X-Timestamp".into()))?;
+    let sent = req
+        .header(SIGNATURE_HEADER)
+        .ok_or_else(|| IntakeError::Unauthorized("missing X-Signature".into()))?;
+    let seconds: i64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| IntakeError::Unauthorized("X-Timestamp is not Unix seconds".into()))?;
+    if (req.now.timestamp() - seconds).abs() > TOLERANCE_SECS {
+        return Err(IntakeError::Unauthorized(
+            "stale timestamp: more than 5 minutes from now".into(),
+        ));
+    }
+    let sent = hex::decode(sent.trim())
+        .map_err(|_| IntakeError::Unauthorized("X-Signature is not hex".into()))?;
+    let configured = secrets.hmac.get(&req.source);
+    let account_secrets = req
+        .header(ACCOUNT_HEADER)
+        .and_then(|a| configured?.accounts.get(a));
+    let candidates = account_secrets
+        .or(configured.map(|c| &c.secrets))
+        .ok_or_else(|| IntakeError::Unauthorized("no secret configured for this source".into()))?;
+    // `verify_slice` compares in constant time.
+    let valid = candidates
+        .iter()
+        .any(|s| mac(s, timestamp, req.body).verify_slice(&sent).is_ok());
+    if valid {
+        Ok(())
+    } else {
+        Err(IntakeError::Unauthorized("signature does not match".into()))
+    }
+}
+
+fn parse_lead(
+    req: &IntakeRequest<'_>,
+    item: &Value,
+    header_account: Option<&str>,
+    delivery_key: &str,
+    index: usize,
+) -> Result<(Platform, Scene, Traffic, RawLead), IntakeError> {
+    let id = text_field(item, &["id", "clue_id", "lead_id"]);
+    let source_event_id = format!(
+        "{}:{}",
+        req.source,
+        id.unwrap_or_else(|| format!("{delivery_key}:{index}"))
+    );
+    let (platform, scene, traffic, account_fields): (_, _, _, &[&str]) = match req.source {
+        Source::Feiyu => {
+            // flow_type 1 = natural operating traffic; 2/3/4 = ad traffic.
+            let traffic = match item.get("flow_type").and_then(as_i64) {
+                Some(1) => Traffic::Natural,
+                Some(_) => Traffic::Paid,
+                None => return Err(IntakeError::NotALead("missing flow_type".into())),
+            };
+            let scene = match item.get("clue_source").and_then(as_i64) {
+                Some(5) => Scene::Homepage,
+                Some(8) => Scene::AdForm,
+                _ => Scene::AdForm,
+            };
+            (
+                Platform::Feiyu,
+                scene,
+                traffic,
+                &["advertiser_id", "adv_id", "account_id"][..],
+            )
+        }
+        Source::Dongchedi | Source::Autohome | Source::Yiche => {
+            let platform = match req.source {
+                Source::Dongchedi => Platform::Dongchedi,
+                Source::Autohome => Platform::Autohome,
+                _ => Platform::Yiche,
+            };
+            (
+                platform,
+                Scene::MemberLead,
+                traffic_field(item, Traffic::Paid)?,
+                &["dealer_id", "account_id"][..],
+            )
+        }
+        Source::OemCrm => (
+            Platform::OemCrm,
+            Scene::CrmDispatch,
+            traffic_field(item, Traffic::Paid)?,
+            &["dealer_id", "account_id"][..],
+        ),
+        _ => unreachable!("only HMAC sources reach here"),
+    };
+    let account_id = text_field(item, account_fields)
+        .or_else(|| header_account.map(str::to_string))
+        .unwrap_or_default();
+    let declared_city = text_field(item, &["city_name", "city", "location"]);
+    let raw = RawLead {
+        source_event_id,
+        account_id,
+        phone: text_field(item, &["telphone", "telephone", "phone", "mobile", "tel"]),
+        customer_name: text_field(item, &["name", "customer_name"]),
+        declared_city,
+        series: series(item),
+        channel_tag: None,
+        staff_hint: None,
+        wecom_contact: None,
+    };
+    Ok((platform, scene, traffic, raw))
+}
+
+/// Numbers sometimes arrive as strings ("1").
+fn as_i64(v: &Value) -> Option<i64> {
+    v.as_i64().or_else(|| v.as_str()?.trim().parse().ok())
+}
+
+fn traffic_field(item: &Value, default: Traffic) -> Result<Traffic, IntakeError> {
+    match item.get("traffic").and_then(Value::as_str) {
+        None => Ok(default),
+        Some("natural") => Ok(Traffic::Natural),
+        Some("paid") => Ok(Traffic::Paid),
+        Some(other) => Err(IntakeError::NotALead(format!(
+            "traffic must be natural or paid, not {other:?}"
+        ))),
+    }
+}

@@ -1,0 +1,85 @@
+//! Intake secrets, loaded from configuration (Secrets Manager in AWS, the local
+//! stack's generated file locally); never from the repository.
+//!
+//! ```json
+//! {
+//!   "phone_hash_key": "…",
+//!   "douyin": { "<client_key>": "<client_secret>" },
+//!   "hmac": {
+//!     "autohome": { "secrets": ["current", "previous"], "accounts": { "<account id>": ["…"] } }
+//!   },
+//!   "wecom": [ { "corp_id": "ww…", "token": "…", "encoding_aes_key": "<43 chars>" } ]
+//! }
+//! ```
+//! Several secrets per source allow rotation without downtime.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+
+use super::Source;
+
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntakeSecrets {
+    /// Key of the HMAC that turns phones into dedup keys.
+    pub phone_hash_key: String,
+    /// Douyin apps: client_key -> client_secret (also used by `douyin_stats`).
+    #[serde(default)]
+    pub douyin: HashMap<String, String>,
+    /// HMAC-signed sources (feiyu, vertical media, OEM CRM).
+    #[serde(default)]
+    pub hmac: HashMap<Source, HmacSecrets>,
+    /// WeCom corps whose callbacks we accept.
+    #[serde(default)]
+    pub wecom: Vec<WecomCorp>,
+}
+
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HmacSecrets {
+    /// Accepted for every account of the source.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    /// Per-account secrets, chosen by the `X-Account-Id` header.
+    #[serde(default)]
+    pub accounts: HashMap<String, Vec<String>>,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WecomCorp {
+    pub corp_id: String,
+    pub token: String,
+    pub encoding_aes_key: String,
+}
+
+impl IntakeSecrets {
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        let secrets: IntakeSecrets =
+            serde_json::from_str(text).map_err(|e| format!("intake secrets are invalid: {e}"))?;
+        if secrets.phone_hash_key.len() < 16 {
+            return Err("intake secrets: phone_hash_key must be at least 16 characters".into());
+        }
+        // A bad EncodingAESKey fails at start-up, not as a stream of 401s.
+        for corp in &secrets.wecom {
+            super::wecom::WecomCrypto::new(corp)
+                .map_err(|e| format!("intake secrets: WeCom corp {}: {e}", corp.corp_id))?;
+        }
+        Ok(secrets)
+    }
+}
+
+// Secrets never reach a log line, even through `{:?}`.
+impl std::fmt::Debug for IntakeSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IntakeSecrets")
+            .field("douyin_apps", &self.douyin.keys().collect::<Vec<_>>())
+            .field("hmac_sources", &self.hmac.keys().collect::<Vec<_>>())
+            .field(
+                "wecom_corps",
+                &self.wecom.iter().map(|c| &c.corp_id).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,17 @@
+//! The lead back end's domain: plain Rust, no AWS types and no I/O.
+//!
+//! Handlers translate events into calls on this crate and its results back into
+//! effects; everything here is unit- and property-tested without an emulator.
+
+pub mod attribution;
+pub mod audit;
+pub mod city;
+pub mod directory;
+pub mod directory_file;
+pub mod identity;
+pub mod intake;
+pub mod lead;
+pub mod phone;
+
+pub use city::{City, CityCode};
+pub use phone::{Phone, PhoneError};

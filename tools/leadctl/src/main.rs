@@ -1,0 +1,145 @@
+//! `leadctl`: the operations team's command line.
+//!
+//!   leadctl seed FILE.json   validate a directory file and load it into the directory table
+//!   leadctl show             print the brands, dealers, staff and accounts stored
+//!
+//! Talks to whatever `AWS_ENDPOINT_URL`/`DIRECTORY_TABLE` point at (the local
+//! stack's `.local/env`, or a deployed stack).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use leads_aws::store::{DirectoryStore, DynamoDirectory};
+use leads_aws::{config, AwsClients};
+use leads_domain::city;
+use leads_domain::directory::AccountOwner;
+use leads_domain::directory_file::DirectoryFile;
+
+#[derive(Parser)]
+#[command(version, about = "Operations CLI for the lead back end")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a directory JSON file and load it (re-runnable: records are upserted).
+    Seed {
+        file: std::path::PathBuf,
+        /// Only validate; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Print what the directory holds, per brand.
+    Show,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Seed { file, dry_run } => seed(&file, dry_run).await,
+        Command::Show => show().await,
+    }
+}
+
+async fn directory_store() -> Result<DynamoDirectory, String> {
+    let table = config::required("DIRECTORY_TABLE").map_err(|e| e.to_string())?;
+    let clients = AwsClients::from_env().await;
+    Ok(DynamoDirectory::new(clients.dynamodb, table))
+}
+
+async fn seed(path: &std::path::Path, dry_run: bool) -> Result<(), String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let file: DirectoryFile = serde_json::from_str(&text)
+        .map_err(|e| format!("{} is not a valid directory file: {e}", path.display()))?;
+    let directory = file.validate().map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
+        format!(
+            "{} has {} bad row(s), nothing was written:\n{}",
+            path.display(),
+            errors.len(),
+            lines.join("\n")
+        )
+    })?;
+    let summary = format!(
+        "{} brands, {} dealers, {} staff, {} accounts",
+        directory.brands.len(),
+        directory.dealers.len(),
+        directory.staff.len(),
+        directory.accounts.len()
+    );
+    if dry_run {
+        println!("valid: {summary}");
+        return Ok(());
+    }
+    let written = directory_store()
+        .await?
+        .save(&directory)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("seeded {summary} ({written} items)");
+    Ok(())
+}
+
+async fn show() -> Result<(), String> {
+    let store = directory_store().await?;
+    let city_name = |c| city::by_code(c).map(|c| c.name).unwrap_or("?");
+    for brand in store.brands().await.map_err(|e| e.to_string())? {
+        let dealers = store
+            .dealers_of(&brand.brand_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        let accounts = store
+            .accounts_of(&brand.brand_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        println!(
+            "brand {} ({}): {} dealers, {} platform accounts; dedup window {} d, exclusivity {} d, first contact {} min",
+            brand.brand_id,
+            brand.name,
+            dealers.len(),
+            accounts.len(),
+            brand.protection_days,
+            brand.exclusivity_days,
+            brand.first_contact_minutes
+        );
+        for d in dealers {
+            let staff = store
+                .staff_of(&d.dealer_id)
+                .await
+                .map_err(|e| e.to_string())?;
+            let on_duty = staff.iter().filter(|s| s.on_duty).count();
+            let served: Vec<&str> = d.served_cities.iter().map(|&c| city_name(c)).collect();
+            println!(
+                "  {} {} [{}] {:?}; serves {}; staff {} ({} on duty)",
+                d.dealer_id,
+                d.name,
+                city_name(d.city),
+                d.strategy,
+                served.join("/"),
+                staff.len(),
+                on_duty
+            );
+        }
+        for a in accounts {
+            let owner = match &a.owner {
+                AccountOwner::Dealer { dealer_id } => dealer_id.as_str(),
+                AccountOwner::Brand => "(brand pool)",
+            };
+            println!("  account {}:{} -> {owner}", a.platform, a.account_id);
+        }
+    }
+    Ok(())
+}
