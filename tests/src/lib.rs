@@ -56,3 +56,65 @@ pub fn repo_path(relative: &str) -> std::path::PathBuf {
         .join("..")
         .join(relative)
 }
+
+/// A fresh queue with the same attributes as `like` (a queue the template
+/// created), so a test can read everything sent to it without racing other
+/// tests on the shared queue.
+pub async fn scratch_queue_like(sqs: &aws_sdk_sqs::Client, like: &str) -> String {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(like)
+        .attribute_names(A::All)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap_or_default();
+    let keep = [
+        A::VisibilityTimeout,
+        A::MessageRetentionPeriod,
+        A::RedrivePolicy,
+    ];
+    let created = sqs
+        .create_queue()
+        .queue_name(unique("scratch"))
+        .set_attributes(Some(
+            attrs
+                .into_iter()
+                .filter(|(k, _)| keep.contains(k))
+                .collect(),
+        ))
+        .send()
+        .await
+        .unwrap();
+    created.queue_url.unwrap()
+}
+
+/// Everything currently on a queue (bodies), received and deleted.
+pub async fn drain(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<String> {
+    let mut bodies = Vec::new();
+    loop {
+        let out = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(0)
+            .send()
+            .await
+            .unwrap();
+        let messages = out.messages.unwrap_or_default();
+        if messages.is_empty() {
+            return bodies;
+        }
+        for m in messages {
+            sqs.delete_message()
+                .queue_url(url)
+                .receipt_handle(m.receipt_handle.unwrap())
+                .send()
+                .await
+                .unwrap();
+            bodies.push(m.body.unwrap_or_default());
+        }
+    }
+}

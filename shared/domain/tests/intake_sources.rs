@@ -31,7 +31,12 @@ fn secrets() -> IntakeSecrets {
         ..Default::default()
     };
     s.douyin.insert(DOUYIN_KEY.into(), DOUYIN_SECRET.into());
-    for source in [Source::Feiyu, Source::Dongchedi, Source::Yiche, Source::OemCrm] {
+    for source in [
+        Source::Feiyu,
+        Source::Dongchedi,
+        Source::Yiche,
+        Source::OemCrm,
+    ] {
         s.hmac.insert(
             source,
             HmacSecrets {
@@ -68,13 +73,11 @@ fn hmac_sig(secret: &str, ts: &str, body: &[u8]) -> String {
     hex::encode(m.finalize().into_bytes())
 }
 
-fn run(
-    source: Source,
-    headers: &[(&str, String)],
-    body: &str,
-) -> Result<Outcome, IntakeError> {
-    let headers: HashMap<String, String> =
-        headers.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+fn run(source: Source, headers: &[(&str, String)], body: &str) -> Result<Outcome, IntakeError> {
+    let headers: HashMap<String, String> = headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
     let query = HashMap::new();
     let req = IntakeRequest {
         source,
@@ -91,7 +94,10 @@ fn douyin(body: &str, msg_id: &str) -> Result<Outcome, IntakeError> {
     run(
         Source::Douyin,
         &[
-            ("x-douyin-signature", douyin_sig(DOUYIN_SECRET, body.as_bytes())),
+            (
+                "x-douyin-signature",
+                douyin_sig(DOUYIN_SECRET, body.as_bytes()),
+            ),
             ("msg-id", msg_id.to_string()),
         ],
         body,
@@ -169,7 +175,10 @@ fn douyin_homepage_form_with_city_and_series() {
     .to_string();
     let lead = only_lead(douyin(&body, "").unwrap());
     assert_eq!(lead.scene, Scene::Homepage);
-    assert_eq!(lead.declared_city, Some(city::normalise("泰安").unwrap().code));
+    assert_eq!(
+        lead.declared_city,
+        Some(city::normalise("泰安").unwrap().code)
+    );
     assert_eq!(lead.series_interest, vec!["鸿途H5", "鸿途S7"]);
     // No Msg-Id header: the log id is the delivery key.
     assert_eq!(lead.source_event_id, "douyin:l2");
@@ -178,9 +187,15 @@ fn douyin_homepage_form_with_city_and_series() {
 #[test]
 fn douyin_chat_without_phone_is_acknowledged_and_ignored() {
     let body = r#"{"event":"im_receive_msg","client_key":"awx1234567890","from_user_id":"v","to_user_id":"dy-ht-jn-01","content":{"text":"多少钱"}}"#;
-    assert!(matches!(douyin(body, "m3").unwrap(), Outcome::Ignored { .. }));
+    assert!(matches!(
+        douyin(body, "m3").unwrap(),
+        Outcome::Ignored { .. }
+    ));
     let other = r#"{"event":"item_comment_reply","client_key":"awx1234567890","content":{}}"#;
-    assert!(matches!(douyin(other, "m4").unwrap(), Outcome::Ignored { .. }));
+    assert!(matches!(
+        douyin(other, "m4").unwrap(),
+        Outcome::Ignored { .. }
+    ));
 }
 
 #[test]
@@ -198,16 +213,23 @@ fn douyin_forged_or_missing_signature_is_401() {
     let body = r#"{"event":"im_receive_msg","client_key":"awx1234567890","content":{"text":"13812345678"}}"#;
     let forged = run(
         Source::Douyin,
-        &[("x-douyin-signature", douyin_sig("wrong-secret", body.as_bytes()))],
+        &[(
+            "x-douyin-signature",
+            douyin_sig("wrong-secret", body.as_bytes()),
+        )],
         body,
     );
     assert_eq!(forged.unwrap_err().status(), 401);
     assert_eq!(run(Source::Douyin, &[], body).unwrap_err().status(), 401);
     // Signed over other bytes (re-serialised JSON) does not verify.
-    let reserialised = serde_json::to_string(&serde_json::from_str::<serde_json::Value>(body).unwrap()).unwrap();
+    let reserialised =
+        serde_json::to_string(&serde_json::from_str::<serde_json::Value>(body).unwrap()).unwrap();
     let tampered = run(
         Source::Douyin,
-        &[("x-douyin-signature", douyin_sig(DOUYIN_SECRET, reserialised.as_bytes()))],
+        &[(
+            "x-douyin-signature",
+            douyin_sig(DOUYIN_SECRET, reserialised.as_bytes()),
+        )],
         &format!("{body} "),
     );
     assert_eq!(tampered.unwrap_err().status(), 401);
@@ -230,7 +252,10 @@ fn douyin_stats_become_content_stats() {
     .to_string();
     let out = run(
         Source::DouyinStats,
-        &[("x-douyin-signature", douyin_sig(DOUYIN_SECRET, body.as_bytes()))],
+        &[(
+            "x-douyin-signature",
+            douyin_sig(DOUYIN_SECRET, body.as_bytes()),
+        )],
         &body,
     )
     .unwrap();
@@ -256,14 +281,19 @@ fn feiyu_clue_with_flow_type_natural() {
     assert_eq!(lead.traffic, Traffic::Natural);
     assert_eq!(lead.account_id, "fy-ht-jn-01");
     assert_eq!(lead.source_event_id, "feiyu:7301234567890");
-    assert_eq!(lead.declared_city, Some(city::normalise("济南").unwrap().code));
+    assert_eq!(
+        lead.declared_city,
+        Some(city::normalise("济南").unwrap().code)
+    );
 }
 
 #[test]
 fn feiyu_batch_and_ad_traffic() {
     let body = r#"{"data":[{"id":"1","advertiser_id":"a","telphone":"13705318888","flow_type":2},{"id":"2","advertiser_id":"a","telphone":"13705318889","flow_type":"3"}]}"#;
     match signed(Source::Feiyu, "feiyu-secret", body).unwrap() {
-        Outcome::Accepted { messages, reply, .. } => {
+        Outcome::Accepted {
+            messages, reply, ..
+        } => {
             assert_eq!(messages.len(), 2);
             assert_eq!(reply.body, r#"{"code":0,"message":"success"}"#);
             for m in messages {
@@ -274,7 +304,12 @@ fn feiyu_batch_and_ad_traffic() {
         other => panic!("{other:?}"),
     }
     let no_flow = r#"{"id":"3","advertiser_id":"a","telphone":"13705318888"}"#;
-    assert_eq!(signed(Source::Feiyu, "feiyu-secret", no_flow).unwrap_err().status(), 422);
+    assert_eq!(
+        signed(Source::Feiyu, "feiyu-secret", no_flow)
+            .unwrap_err()
+            .status(),
+        422
+    );
 }
 
 #[test]
@@ -321,14 +356,22 @@ fn hmac_stale_forged_and_missing_headers_are_401() {
         Source::Autohome,
         &[
             ("x-timestamp", stale.clone()),
-            ("x-signature", hmac_sig(AUTOHOME_SECRET, &stale, body.as_bytes())),
+            (
+                "x-signature",
+                hmac_sig(AUTOHOME_SECRET, &stale, body.as_bytes()),
+            ),
         ],
         body,
     )
     .unwrap_err();
     assert_eq!(err.status(), 401);
     assert!(err.to_string().contains("stale"));
-    assert_eq!(signed(Source::Autohome, "forged", body).unwrap_err().status(), 401);
+    assert_eq!(
+        signed(Source::Autohome, "forged", body)
+            .unwrap_err()
+            .status(),
+        401
+    );
     assert_eq!(run(Source::Autohome, &[], body).unwrap_err().status(), 401);
 }
 
@@ -338,8 +381,18 @@ fn hmac_signed_but_unusable_bodies() {
     assert_eq!(s("[1,2").unwrap_err().status(), 400);
     assert_eq!(s("\"just a string\"").unwrap_err().status(), 422);
     assert_eq!(s("[]").unwrap_err().status(), 422);
-    assert_eq!(s(r#"{"lead_id":"x","dealer_id":"d"}"#).unwrap_err().status(), 422);
-    assert_eq!(s(r#"{"lead_id":"x","phone":"13705317777"}"#).unwrap_err().status(), 422);
+    assert_eq!(
+        s(r#"{"lead_id":"x","dealer_id":"d"}"#)
+            .unwrap_err()
+            .status(),
+        422
+    );
+    assert_eq!(
+        s(r#"{"lead_id":"x","phone":"13705317777"}"#)
+            .unwrap_err()
+            .status(),
+        422
+    );
     let err = s(r#"{"lead_id":"x","dealer_id":"d","phone":"1370531777"}"#).unwrap_err();
     assert_eq!(err.status(), 422);
     assert!(!err.to_string().contains("1370531777"));

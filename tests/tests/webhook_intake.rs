@@ -1,0 +1,349 @@
+//! The intake function against the emulator: accepted webhooks are stored and
+//! enqueued once, redeliveries and concurrent copies are acknowledged without a
+//! second message, rejected requests change nothing, and a failed enqueue is
+//! retried by the platform's redelivery rather than lost.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::Utc;
+use hmac::{Hmac, Mac};
+use integration_tests::{drain, scratch_queue_like, stack, unique, Stack};
+use lambda_http::{Body, Request, RequestExt};
+use leads_domain::intake::secrets::{HmacSecrets, WecomCorp};
+use leads_domain::intake::wecom::{signed_callback, signed_url_verification};
+use leads_domain::intake::{IntakeMessage, IntakeSecrets, Source};
+use sha1::{Digest, Sha1};
+use sha2::Sha256;
+use webhook_intake::Intake;
+
+const DOUYIN_KEY: &str = "awx-int-test";
+const DOUYIN_SECRET: &str = "douyin-secret-int";
+const CRM_SECRET: &str = "crm-secret-int";
+
+fn corp() -> WecomCorp {
+    WecomCorp {
+        corp_id: "wwintegration01".into(),
+        token: "wecom-token".into(),
+        encoding_aes_key: "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG".into(),
+    }
+}
+
+fn secrets() -> IntakeSecrets {
+    let mut s = IntakeSecrets {
+        phone_hash_key: "integration-phone-hash-key".into(),
+        ..Default::default()
+    };
+    s.douyin.insert(DOUYIN_KEY.into(), DOUYIN_SECRET.into());
+    s.hmac.insert(
+        Source::OemCrm,
+        HmacSecrets {
+            secrets: vec![CRM_SECRET.into()],
+            accounts: HashMap::new(),
+        },
+    );
+    s.wecom.push(corp());
+    s
+}
+
+/// The intake function with its own scratch lead queue.
+async fn intake(stack: &Stack) -> (Intake, String) {
+    let mut settings = stack.settings.clone();
+    settings.queues.lead = scratch_queue_like(&stack.clients.sqs, &settings.queues.lead).await;
+    let queue = settings.queues.lead.clone();
+    (Intake::new(&settings, &stack.clients, secrets()), queue)
+}
+
+fn douyin_request(body: &str, msg_id: &str) -> Request {
+    let mut h = Sha1::new();
+    h.update(DOUYIN_SECRET.as_bytes());
+    h.update(body.as_bytes());
+    lambda_http::http::Request::builder()
+        .method("POST")
+        .uri("/webhooks/douyin")
+        .header("X-Douyin-Signature", hex::encode(h.finalize()))
+        .header("Msg-Id", msg_id)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+fn crm_request(body: &str, event_id: &str) -> Request {
+    let ts = Utc::now().timestamp().to_string();
+    let mut m = Hmac::<Sha256>::new_from_slice(CRM_SECRET.as_bytes()).unwrap();
+    m.update(format!("{ts}.{body}").as_bytes());
+    lambda_http::http::Request::builder()
+        .method("POST")
+        .uri("/webhooks/oem_crm")
+        .header("X-Timestamp", ts)
+        .header("X-Signature", hex::encode(m.finalize().into_bytes()))
+        .header("X-Event-Id", event_id)
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+fn douyin_lead_body(account: &str) -> String {
+    serde_json::json!({
+        "event": "im_receive_msg", "client_key": DOUYIN_KEY, "from_user_id": "visitor",
+        "to_user_id": account, "content": {"text": "我的电话13805312345"}, "log_id": unique("log")
+    })
+    .to_string()
+}
+
+async fn status_and_body(intake: &Intake, request: Request) -> (u16, String) {
+    let response = intake.handle(request).await;
+    let status = response.status().as_u16();
+    let body = match response.body() {
+        Body::Text(t) => t.clone(),
+        Body::Empty => String::new(),
+        Body::Binary(b) => String::from_utf8_lossy(b).into_owned(),
+        _ => String::new(),
+    };
+    (status, body)
+}
+
+async fn idempotency_record(stack: &Stack, key: &str) -> Option<HashMap<String, AttributeValue>> {
+    stack
+        .clients
+        .dynamodb
+        .get_item()
+        .table_name(&stack.settings.tables.idempotency)
+        .key("pk", AttributeValue::S(key.into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+}
+
+fn leads_in(bodies: &[String]) -> Vec<leads_domain::lead::CanonicalLead> {
+    bodies
+        .iter()
+        .map(
+            |b| match serde_json::from_str::<IntakeMessage>(b).unwrap() {
+                IntakeMessage::Lead(l) => *l,
+                other => panic!("{other:?}"),
+            },
+        )
+        .collect()
+}
+
+#[tokio::test]
+async fn accepted_webhook_is_stored_enqueued_once_and_redelivery_is_acknowledged() {
+    let Some(stack) = stack().await else { return };
+    let (intake, queue) = intake(&stack).await;
+    let msg_id = unique("msg");
+    let body = douyin_lead_body("dy-ht-jn-01");
+
+    let (status, reply) = status_and_body(&intake, douyin_request(&body, &msg_id)).await;
+    assert_eq!(
+        (status, reply.as_str()),
+        (200, r#"{"code":0,"message":"success"}"#)
+    );
+    // The platform retries (slow answer, lost ack): same Msg-Id.
+    let (status, _) = status_and_body(&intake, douyin_request(&body, &msg_id)).await;
+    assert_eq!(status, 200);
+
+    let leads = leads_in(&drain(&stack.clients.sqs, &queue).await);
+    assert_eq!(leads.len(), 1, "enqueued exactly once");
+    let lead = &leads[0];
+    assert_eq!(lead.source_event_id, format!("douyin:{msg_id}"));
+    assert_eq!(lead.phone.as_ref().unwrap().masked(), "138****2345");
+
+    let record = idempotency_record(&stack, &format!("douyin#{msg_id}"))
+        .await
+        .unwrap();
+    assert_eq!(record["status"], AttributeValue::S("COMPLETED".into()));
+    assert!(record.contains_key("expires_at"));
+
+    // The raw body is kept under the lead's reference, byte for byte.
+    let raw = stack
+        .clients
+        .dynamodb
+        .get_item()
+        .table_name(&stack.settings.tables.raw_payload)
+        .key("pk", AttributeValue::S(lead.raw_payload_ref.clone()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("raw payload stored");
+    assert_eq!(raw["body"], AttributeValue::S(body));
+}
+
+#[tokio::test]
+async fn concurrent_copies_enqueue_exactly_once() {
+    let Some(stack) = stack().await else { return };
+    let (intake, queue) = intake(&stack).await;
+    for _round in 0..3 {
+        let msg_id = unique("race");
+        let body = douyin_lead_body("dy-ht-jn-01");
+        let (a, b, c) = tokio::join!(
+            status_and_body(&intake, douyin_request(&body, &msg_id)),
+            status_and_body(&intake, douyin_request(&body, &msg_id)),
+            status_and_body(&intake, douyin_request(&body, &msg_id)),
+        );
+        // Each copy is acknowledged (or told to retry while the first finishes).
+        for (status, _) in [&a, &b, &c] {
+            assert!(*status == 200 || *status == 409, "{status}");
+        }
+        // A retry after a 409 is acknowledged.
+        assert_eq!(
+            status_and_body(&intake, douyin_request(&body, &msg_id))
+                .await
+                .0,
+            200
+        );
+        let leads = leads_in(&drain(&stack.clients.sqs, &queue).await);
+        assert_eq!(leads.len(), 1, "exactly one message per delivery");
+    }
+}
+
+#[tokio::test]
+async fn a_failed_enqueue_is_not_lost_the_retry_enqueues() {
+    let Some(stack) = stack().await else { return };
+    let (good, queue) = intake(&stack).await;
+    // Same tables, but a queue that does not exist: the enqueue fails after the claim.
+    let mut broken_settings = stack.settings.clone();
+    broken_settings.queues.lead = format!("{}-missing", queue);
+    let broken = Intake::new(&broken_settings, &stack.clients, secrets());
+
+    let event_id = unique("crm");
+    let body = r#"{"lead_id":"crm-1","dealer_id":"ht-jn-01","phone":"13705317777","city":"济南"}"#;
+    let (status, reply) = status_and_body(&broken, crm_request(body, &event_id)).await;
+    assert_eq!(status, 500);
+    assert!(reply.contains("\"code\":\"internal\""));
+    assert!(!reply.contains("13705317777"));
+    assert!(
+        idempotency_record(&stack, &format!("oem_crm#{event_id}"))
+            .await
+            .is_none(),
+        "claim released"
+    );
+
+    let (status, _) = status_and_body(&good, crm_request(body, &event_id)).await;
+    assert_eq!(status, 200);
+    let leads = leads_in(&drain(&stack.clients.sqs, &queue).await);
+    assert_eq!(leads.len(), 1);
+    assert_eq!(leads[0].source_event_id, "oem_crm:crm-1");
+}
+
+#[tokio::test]
+async fn wecom_handshake_and_new_contact() {
+    let Some(stack) = stack().await else { return };
+    let (intake, queue) = intake(&stack).await;
+    let now = Utc::now().timestamp();
+
+    let query = signed_url_verification(&corp(), "echo-1234567", now, "nonce1", [7; 16]);
+    let request = lambda_http::http::Request::builder()
+        .method("GET")
+        .uri("/webhooks/wecom")
+        .body(Body::Empty)
+        .unwrap()
+        .with_query_string_parameters(query);
+    assert_eq!(
+        status_and_body(&intake, request).await,
+        (200, "echo-1234567".into())
+    );
+
+    let external = unique("wmEXT");
+    let inner = format!(
+        "<xml><ToUserName><![CDATA[wwintegration01]]></ToUserName><FromUserName><![CDATA[sys]]></FromUserName><CreateTime>{now}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[change_external_contact]]></Event><ChangeType><![CDATA[add_external_contact]]></ChangeType><UserID><![CDATA[ht-jn-01-s1]]></UserID><ExternalUserID><![CDATA[{external}]]></ExternalUserID><State><![CDATA[live-qr-1124]]></State><WelcomeCode><![CDATA[W]]></WelcomeCode></xml>"
+    );
+    let (query, body) = signed_callback(&corp(), &inner, now, "nonce2", [9; 16]);
+    let request = lambda_http::http::Request::builder()
+        .method("POST")
+        .uri("/webhooks/wecom")
+        .body(Body::from(body))
+        .unwrap()
+        .with_query_string_parameters(query);
+    assert_eq!(status_and_body(&intake, request).await.0, 200);
+    let leads = leads_in(&drain(&stack.clients.sqs, &queue).await);
+    assert_eq!(leads.len(), 1);
+    assert_eq!(leads[0].channel_tag.as_deref(), Some("live-qr-1124"));
+    assert_eq!(leads[0].staff_hint.as_deref(), Some("ht-jn-01-s1"));
+    assert!(leads[0].phone.is_none());
+}
+
+#[tokio::test]
+async fn rejected_requests_answer_the_documented_status_and_change_nothing() {
+    let Some(stack) = stack().await else { return };
+    let (intake, queue) = intake(&stack).await;
+    let good = douyin_lead_body("dy-ht-jn-01");
+
+    let mut forged = douyin_request(&good, &unique("forged"));
+    forged
+        .headers_mut()
+        .insert("x-douyin-signature", "00".repeat(20).parse().unwrap());
+    let unknown = lambda_http::http::Request::builder()
+        .method("POST")
+        .uri("/webhooks/tiktok")
+        .body(Body::from("{}"))
+        .unwrap();
+    let huge = "x".repeat(300 * 1024);
+    let no_phone = serde_json::json!({
+        "event": "website_contact", "client_key": DOUYIN_KEY, "to_user_id": "dy-ht-jn-01",
+        "content": {"name": "x"}
+    })
+    .to_string();
+    let stale_ts = (Utc::now().timestamp() - 600).to_string();
+    let stale = {
+        let body = r#"{"lead_id":"x","dealer_id":"d","phone":"13705317777"}"#;
+        let mut m = Hmac::<Sha256>::new_from_slice(CRM_SECRET.as_bytes()).unwrap();
+        m.update(format!("{stale_ts}.{body}").as_bytes());
+        lambda_http::http::Request::builder()
+            .method("POST")
+            .uri("/webhooks/oem_crm")
+            .header("X-Timestamp", &stale_ts)
+            .header("X-Signature", hex::encode(m.finalize().into_bytes()))
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let put = lambda_http::http::Request::builder()
+        .method("PUT")
+        .uri("/webhooks/douyin")
+        .body(Body::Empty)
+        .unwrap();
+
+    let cases: Vec<(Request, u16, &str, String)> = vec![
+        (
+            douyin_request("{not json", "m-400"),
+            400,
+            "malformed",
+            "douyin#m-400".into(),
+        ),
+        (forged, 401, "bad_signature", String::new()),
+        (stale, 401, "bad_signature", String::new()),
+        (unknown, 404, "unknown_source", String::new()),
+        (put, 405, "method_not_allowed", String::new()),
+        (
+            douyin_request(&huge, "m-413"),
+            413,
+            "too_large",
+            "douyin#m-413".into(),
+        ),
+        (
+            douyin_request(&no_phone, "m-422"),
+            422,
+            "not_a_lead",
+            "douyin#m-422".into(),
+        ),
+    ];
+    for (request, expected, code, claim) in cases {
+        let (status, body) = status_and_body(&intake, request).await;
+        assert_eq!(status, expected, "{body}");
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(json["code"], code);
+        assert!(json["message"].as_str().is_some_and(|m| !m.is_empty()));
+        if !claim.is_empty() {
+            assert!(
+                idempotency_record(&stack, &claim).await.is_none(),
+                "{claim} written"
+            );
+        }
+    }
+    assert!(
+        drain(&stack.clients.sqs, &queue).await.is_empty(),
+        "nothing enqueued"
+    );
+}
