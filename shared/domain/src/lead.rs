@@ -118,6 +118,8 @@ impl From<&CanonicalLead> for Touchpoint {
 #[serde(rename_all = "snake_case")]
 pub enum LeadStatus {
     New,
+    /// Claim strategy: offered to the dealer's group, waiting for a claim.
+    Offered,
     Assigned,
     Contacted,
     Invited,
@@ -130,3 +132,97 @@ pub enum LeadStatus {
 
 /// Brand tag for the brand a lead belongs to (the identity scope for dedup).
 pub type LeadBrand = BrandId;
+
+/// A lead as stored: the customer, where it came from, where it went, who has it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeadRecord {
+    pub lead_id: String,
+    pub brand_id: LeadBrand,
+    pub status: LeadStatus,
+    pub customer: CustomerKey,
+    /// For the consultant to call; never logged or put in a notification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<Phone>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone_masked: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_city: Option<CityCode>,
+    #[serde(default)]
+    pub series_interest: Vec<String>,
+    /// The touchpoint that created the lead.
+    pub first_touch: Touchpoint,
+    /// How many touchpoints (channels, visits) the lead has, the first included.
+    pub touchpoints: u32,
+    /// The dealer whose platform account received the lead (None: brand account).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_dealer: Option<String>,
+    /// The dealer that has the lead after routing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dealer_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<crate::routing::Route>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignee: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assigned_at: Option<DateTime<Utc>>,
+    /// First contact must happen before this (SLA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_contact_due: Option<DateTime<Utc>>,
+    /// The assignee's exclusive follow-up right ends here unless progress renews it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclusive_until: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contacted_at: Option<DateTime<Utc>>,
+    /// Claim strategy: the consultants the lead is offered to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub offered_to: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staff_hint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_tag: Option<String>,
+    /// 线索有效性标记 by the consultant: None until marked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid: Option<bool>,
+    pub raw_payload_ref: String,
+    pub received_at: DateTime<Utc>,
+}
+
+impl LeadRecord {
+    /// A new lead from its first delivery.
+    pub fn new(
+        lead_id: String,
+        brand_id: &str,
+        lead: &CanonicalLead,
+        account_dealer: Option<String>,
+    ) -> Self {
+        LeadRecord {
+            lead_id,
+            brand_id: brand_id.to_string(),
+            status: LeadStatus::New,
+            customer: lead.customer.clone(),
+            phone_masked: lead.phone.as_ref().map(Phone::masked),
+            phone: lead.phone.clone(),
+            customer_name: lead.customer_name.clone(),
+            customer_city: lead.customer_city(),
+            series_interest: lead.series_interest.clone(),
+            first_touch: Touchpoint::from(lead),
+            touchpoints: 1,
+            account_dealer,
+            dealer_id: None,
+            route: None,
+            assignee: None,
+            assigned_at: None,
+            first_contact_due: None,
+            exclusive_until: None,
+            contacted_at: None,
+            offered_to: Vec::new(),
+            staff_hint: lead.staff_hint.clone(),
+            channel_tag: lead.channel_tag.clone(),
+            valid: None,
+            raw_payload_ref: lead.raw_payload_ref.clone(),
+            received_at: lead.received_at,
+        }
+    }
+}

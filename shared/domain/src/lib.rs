@@ -3,15 +3,20 @@
 //! Handlers translate events into calls on this crate and its results back into
 //! effects; everything here is unit- and property-tested without an emulator.
 
+pub mod assignment;
 pub mod attribution;
 pub mod audit;
 pub mod city;
+pub mod dedup;
 pub mod directory;
 pub mod directory_file;
 pub mod identity;
 pub mod intake;
 pub mod lead;
+pub mod notification;
 pub mod phone;
+pub mod routing;
+pub mod status;
 
 pub use city::{City, CityCode};
 pub use phone::{Phone, PhoneError};

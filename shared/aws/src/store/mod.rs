@@ -1,13 +1,19 @@
 //! Storage and queues behind small traits. Each trait has one DynamoDB/SQS
 //! implementation here; tests run those against the emulator, never a fake.
 
+pub mod audit;
 pub mod directory;
 pub mod idempotency;
 pub mod item;
+pub mod leads;
 pub mod queue;
 pub mod raw_payload;
+pub mod stats;
 
+pub use audit::DynamoAudit;
 pub use directory::{DirectoryStore, DynamoDirectory};
 pub use idempotency::{Begin, DynamoIdempotency, IdempotencyStore};
+pub use leads::{AssignResult, DynamoLeads, Recorded, RouteResult};
 pub use queue::{MessageQueue, SqsQueue};
 pub use raw_payload::{DynamoRawPayloads, RawPayload, RawPayloadStore};
+pub use stats::DynamoStats;

@@ -1,0 +1,569 @@
+//! The lead router: for each message intake enqueued,
+//!
+//! 1. dedup: record the delivery as a created lead, a merge into the customer's
+//!    open lead, or a duplicate (conditional writes decide, see `DynamoLeads`);
+//! 2. route a created lead locally, to a remote dealer serving the customer's
+//!    city, or to the brand's CRM queue (pure rules in `leads_domain::routing`);
+//! 3. assign a consultant within the dealer (pure rules in
+//!    `leads_domain::assignment`, applied with a cap-checked transaction);
+//! 4. enqueue notification jobs and write the audit trail.
+//!
+//! Every step is idempotent and resumes where a previous attempt stopped, so a
+//! redelivered message (after a crash, a timeout or a failed batch item)
+//! finishes the work instead of repeating it.
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use chrono::{DateTime, Utc};
+use leads_aws::store::{
+    AssignResult, DirectoryStore, DynamoAudit, DynamoDirectory, DynamoLeads, DynamoStats,
+    MessageQueue, Recorded, RouteResult, SqsQueue,
+};
+use leads_aws::{AwsClients, Settings, StoreError};
+use leads_domain::assignment::{self, Assignment, Preferred};
+use leads_domain::audit::{Actor, AuditAction, AuditEvent};
+use leads_domain::dedup::DedupOutcome;
+use leads_domain::directory::{AccountOwner, Brand, Dealer, StaffRole};
+use leads_domain::intake::{ContentStats, IntakeMessage};
+use leads_domain::lead::{CanonicalLead, LeadRecord, LeadStatus};
+use leads_domain::notification::{NotificationJob, NotificationKind};
+use leads_domain::routing::{self, RemoteCandidate, Route};
+use serde::Serialize;
+
+const ACTOR: &str = "lead-router";
+
+/// Why a message could not be processed.
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    /// The message is not what intake sends; retrying will not help (it ends in the DLQ).
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What happened to one message, for logs and tests.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Processed {
+    pub lead_id: Option<String>,
+    pub outcome: Option<DedupOutcome>,
+    pub route: Option<Route>,
+    pub assignee: Option<String>,
+}
+
+/// A lead the directory cannot place (unknown account or brand), sent to the
+/// CRM queue with the reason so nothing is dropped.
+#[derive(Debug, Serialize)]
+struct CrmHandoff<'a> {
+    reason: &'a str,
+    lead_id: Option<&'a str>,
+    brand_id: Option<&'a str>,
+    platform: String,
+    account_id: &'a str,
+    source_event_id: &'a str,
+    raw_payload_ref: &'a str,
+}
+
+pub struct Router {
+    directory: DynamoDirectory,
+    leads: DynamoLeads,
+    stats: DynamoStats,
+    audit: DynamoAudit,
+    notifications: SqsQueue,
+    crm: SqsQueue,
+}
+
+impl Router {
+    pub async fn from_env() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        let settings = Settings::from_env()?;
+        let clients = AwsClients::from_env().await;
+        Ok(Self::new(&settings, &clients))
+    }
+
+    pub fn new(settings: &Settings, clients: &AwsClients) -> Self {
+        let db = clients.dynamodb.clone();
+        let t = &settings.tables;
+        Router {
+            directory: DynamoDirectory::new(db.clone(), &t.directory),
+            leads: DynamoLeads::new(db.clone(), &t.leads, &t.stats),
+            stats: DynamoStats::new(db.clone(), &t.stats, &t.rankings),
+            audit: DynamoAudit::new(db, &t.audit),
+            notifications: SqsQueue::new(clients.sqs.clone(), &settings.queues.notification),
+            crm: SqsQueue::new(clients.sqs.clone(), &settings.queues.crm),
+        }
+    }
+
+    /// Processes a batch; failed messages are reported so SQS redelivers only
+    /// those (and, after maxReceiveCount, moves them to the DLQ).
+    pub async fn handle_batch(&self, event: SqsEvent) -> SqsBatchResponse {
+        let mut response = SqsBatchResponse::default();
+        for message in event.records {
+            let id = message.message_id.clone().unwrap_or_default();
+            if let Err(err) = self.handle_message(&message).await {
+                tracing::error!(message_id = %id, error = %err, "message failed; SQS will redeliver it");
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = id;
+                response.batch_item_failures.push(failure);
+            }
+        }
+        response
+    }
+
+    pub async fn handle_message(&self, message: &SqsMessage) -> Result<Processed, RouterError> {
+        let body = message.body.as_deref().unwrap_or_default();
+        let parsed: IntakeMessage =
+            serde_json::from_str(body).map_err(|e| RouterError::Malformed(e.to_string()))?;
+        match parsed {
+            IntakeMessage::Lead(lead) => self.handle_lead(&lead, Utc::now()).await,
+            IntakeMessage::ContentStats(stats) => {
+                self.handle_stats(&stats).await?;
+                Ok(Processed {
+                    lead_id: None,
+                    outcome: None,
+                    route: None,
+                    assignee: None,
+                })
+            }
+        }
+    }
+
+    async fn handle_stats(&self, stats: &ContentStats) -> Result<(), RouterError> {
+        let account = self
+            .directory
+            .account(
+                leads_domain::directory::Platform::Douyin,
+                &stats.platform_account,
+            )
+            .await?;
+        match account.map(|a| a.owner) {
+            Some(AccountOwner::Dealer { dealer_id }) => {
+                self.stats.put_content_stats(&dealer_id, stats).await?;
+                tracing::info!(%dealer_id, date = %stats.date, "content stats stored");
+            }
+            _ => {
+                tracing::warn!(account = %stats.platform_account, "content stats for an account with no dealer; ignored")
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn handle_lead(
+        &self,
+        lead: &CanonicalLead,
+        now: DateTime<Utc>,
+    ) -> Result<Processed, RouterError> {
+        let account = self
+            .directory
+            .account(lead.platform, &lead.account_id)
+            .await?;
+        let brand = match &account {
+            Some(a) => self.directory.brand(&a.brand_id).await?,
+            None => None,
+        };
+        let (Some(account), Some(brand)) = (account, brand) else {
+            self.crm
+                .send(&CrmHandoff {
+                    reason: "unknown_account",
+                    lead_id: None,
+                    brand_id: None,
+                    platform: lead.platform.to_string(),
+                    account_id: &lead.account_id,
+                    source_event_id: &lead.source_event_id,
+                    raw_payload_ref: &lead.raw_payload_ref,
+                })
+                .await?;
+            tracing::warn!(platform = %lead.platform, account = %lead.account_id, "lead for an unknown account sent to the CRM queue");
+            return Ok(Processed {
+                lead_id: None,
+                outcome: None,
+                route: None,
+                assignee: None,
+            });
+        };
+        let owner_dealer = match &account.owner {
+            AccountOwner::Dealer { dealer_id } => self.directory.dealer(dealer_id).await?,
+            AccountOwner::Brand => None,
+        };
+
+        let recorded = self
+            .leads
+            .record(
+                &brand,
+                lead,
+                owner_dealer.as_ref().map(|d| d.dealer_id.as_str()),
+                now,
+            )
+            .await?;
+        let record = match recorded {
+            Recorded::Created(record) => {
+                tracing::info!(lead_id = %record.lead_id, platform = %lead.platform, outcome = "created", "lead recorded");
+                self.audit
+                    .append(&[
+                        event(
+                            &record.lead_id,
+                            AuditAction::Received,
+                            Actor::Platform(lead.platform.to_string()),
+                            lead.received_at,
+                            &lead.source_event_id,
+                        ),
+                        event(
+                            &record.lead_id,
+                            AuditAction::Deduped,
+                            system(),
+                            now,
+                            "created",
+                        ),
+                    ])
+                    .await?;
+                *record
+            }
+            Recorded::Merged {
+                lead: record,
+                first_platform,
+            } => {
+                tracing::info!(lead_id = %record.lead_id, platform = %lead.platform, first = %first_platform, outcome = "merged", "lead recorded");
+                self.audit
+                    .append(&[event(
+                        &record.lead_id,
+                        AuditAction::Merged,
+                        Actor::Platform(lead.platform.to_string()),
+                        now,
+                        &format!(
+                            "{} {:?}, first seen on {first_platform}",
+                            lead.platform, lead.scene
+                        ),
+                    )])
+                    .await?;
+                self.notify_returned(&record, lead).await?;
+                return Ok(processed(&record, DedupOutcome::Merged));
+            }
+            Recorded::Duplicate { lead_id, outcome } => {
+                tracing::info!(%lead_id, outcome = "duplicate", "delivery seen before; resuming any unfinished steps");
+                let record =
+                    self.leads.get(&lead_id).await?.ok_or_else(|| {
+                        RouterError::Malformed(format!("lead {lead_id} not found"))
+                    })?;
+                if outcome == DedupOutcome::Merged {
+                    self.notify_returned(&record, lead).await?;
+                    return Ok(processed(&record, DedupOutcome::Duplicate));
+                }
+                let record = self
+                    .route_and_assign(record, &brand, owner_dealer.as_ref(), now)
+                    .await?;
+                return Ok(processed(&record, DedupOutcome::Duplicate));
+            }
+        };
+        let record = self
+            .route_and_assign(record, &brand, owner_dealer.as_ref(), now)
+            .await?;
+        Ok(processed(&record, DedupOutcome::Created))
+    }
+
+    /// Routes (if not yet) and assigns (if not yet) a created lead.
+    async fn route_and_assign(
+        &self,
+        mut record: LeadRecord,
+        brand: &Brand,
+        owner_dealer: Option<&Dealer>,
+        now: DateTime<Utc>,
+    ) -> Result<LeadRecord, RouterError> {
+        if record.route.is_none() {
+            record = self.route(record, brand, owner_dealer, now).await?;
+        }
+        match (&record.route, record.status) {
+            (Some(Route::Unroutable { reason }), _) => {
+                let reason = serde_json::to_value(reason)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                // Idempotent for the CRM: the lead id is in the message.
+                self.crm
+                    .send(&CrmHandoff {
+                        reason: &reason,
+                        lead_id: Some(&record.lead_id),
+                        brand_id: Some(&record.brand_id),
+                        platform: record.first_touch.platform.to_string(),
+                        account_id: &record.first_touch.account_id,
+                        source_event_id: &record.first_touch.source_event_id,
+                        raw_payload_ref: &record.raw_payload_ref,
+                    })
+                    .await?;
+            }
+            (Some(_), LeadStatus::New) => record = self.assign(record, brand, now).await?,
+            (Some(_), LeadStatus::Assigned) => {
+                // Assigned by an earlier attempt that may have died before notifying.
+                self.notify(
+                    &record,
+                    NotificationKind::NewAssignment,
+                    record.assignee.iter().cloned().collect(),
+                    "1",
+                )
+                .await?;
+            }
+            (Some(_), LeadStatus::Offered) => {
+                self.notify(
+                    &record,
+                    NotificationKind::ClaimOffer,
+                    record.offered_to.clone(),
+                    "1",
+                )
+                .await?;
+            }
+            _ => {}
+        }
+        Ok(record)
+    }
+
+    async fn route(
+        &self,
+        record: LeadRecord,
+        brand: &Brand,
+        owner_dealer: Option<&Dealer>,
+        now: DateTime<Utc>,
+    ) -> Result<LeadRecord, RouterError> {
+        for _attempt in 0..4 {
+            let city = record.customer_city;
+            let local = owner_dealer.is_some_and(|d| city.is_none_or(|c| d.serves(c)));
+            let mut candidates = Vec::new();
+            let mut capacities = std::collections::HashMap::new();
+            if let (false, Some(city)) = (local, city) {
+                for dealer_id in self
+                    .directory
+                    .dealers_serving(&brand.brand_id, city)
+                    .await?
+                {
+                    let Some(dealer) = self.directory.dealer(&dealer_id).await? else {
+                        continue;
+                    };
+                    let received = self.leads.remote_received_today(&dealer_id, now).await?;
+                    capacities.insert(dealer_id.clone(), dealer.daily_remote_capacity);
+                    candidates.push(RemoteCandidate {
+                        tier: self.stats.latest_tier(&dealer_id).await?,
+                        remaining_capacity: dealer.daily_remote_capacity.saturating_sub(received),
+                        received_today: received,
+                        dealer_id,
+                    });
+                }
+            }
+            let route = routing::route(owner_dealer, city, &candidates, &record.lead_id);
+            let cap = match &route {
+                Route::Remote { dealer_id, .. } => capacities.get(dealer_id).copied(),
+                _ => None,
+            };
+            match self.leads.set_route(&record, &route, cap, now).await? {
+                RouteResult::Routed(routed) => {
+                    let detail = serde_json::to_string(&route).unwrap_or_default();
+                    tracing::info!(lead_id = %routed.lead_id, route = %detail, "lead routed");
+                    self.audit
+                        .append(&[event(
+                            &routed.lead_id,
+                            AuditAction::Routed,
+                            system(),
+                            now,
+                            &detail,
+                        )])
+                        .await?;
+                    return Ok(*routed);
+                }
+                RouteResult::AlreadyRouted => {
+                    return self.leads.get(&record.lead_id).await?.ok_or_else(|| {
+                        RouterError::Malformed(format!("lead {} vanished", record.lead_id))
+                    });
+                }
+                // Another lead took the dealer's last remote slot: pick again.
+                RouteResult::CapacityTaken => continue,
+            }
+        }
+        Err(RouterError::Store(StoreError::Service {
+            service: "dynamodb",
+            message: "remote capacity kept changing; retry later".into(),
+        }))
+    }
+
+    async fn assign(
+        &self,
+        mut record: LeadRecord,
+        brand: &Brand,
+        now: DateTime<Utc>,
+    ) -> Result<LeadRecord, RouterError> {
+        let Some(dealer_id) = record.dealer_id.clone() else {
+            return Ok(record);
+        };
+        let Some(dealer) = self.directory.dealer(&dealer_id).await? else {
+            return Err(RouterError::Malformed(format!(
+                "dealer {dealer_id} not in the directory"
+            )));
+        };
+        let staff = self.directory.staff_of(&dealer_id).await?;
+        // The WeCom consultant who added the customer keeps them, if they can.
+        let hint = record.staff_hint.as_deref().and_then(|hint| {
+            staff
+                .iter()
+                .find(|s| s.wecom_userid.as_deref() == Some(hint) || s.staff_id == hint)
+                .map(|s| s.staff_id.clone())
+        });
+        for _attempt in 0..5 {
+            let loads = self.leads.staff_loads(&dealer_id, &staff).await?;
+            let ticket = match dealer.strategy {
+                leads_domain::directory::AssignmentStrategy::RoundRobin => {
+                    self.leads.next_ticket(&dealer_id).await?
+                }
+                _ => 0,
+            };
+            let preferred: Vec<Preferred<'_>> = hint
+                .as_deref()
+                .map(Preferred::StaffHint)
+                .into_iter()
+                .collect();
+            match assignment::assign_preferring(dealer.strategy, &loads, ticket, &preferred) {
+                Assignment::Staff { staff_id, reason } => {
+                    let load = loads
+                        .iter()
+                        .find(|l| l.staff_id == staff_id)
+                        .expect("chosen from loads");
+                    match self.leads.assign(&record, load, brand, now).await? {
+                        AssignResult::Assigned => {
+                            record.assignee = Some(staff_id.clone());
+                            record.status = LeadStatus::Assigned;
+                            record.assigned_at = Some(now);
+                            tracing::info!(lead_id = %record.lead_id, %dealer_id, %staff_id, ?reason, "lead assigned");
+                            self.audit
+                                .append(&[event(
+                                    &record.lead_id,
+                                    AuditAction::Assigned,
+                                    system(),
+                                    now,
+                                    &format!("{staff_id} ({reason:?})"),
+                                )])
+                                .await?;
+                            self.notify(
+                                &record,
+                                NotificationKind::NewAssignment,
+                                vec![staff_id],
+                                "1",
+                            )
+                            .await?;
+                            return Ok(record);
+                        }
+                        AssignResult::AlreadyAssigned => {
+                            return self.leads.get(&record.lead_id).await?.ok_or_else(|| {
+                                RouterError::Malformed(format!("lead {} vanished", record.lead_id))
+                            });
+                        }
+                        AssignResult::CapReached => continue,
+                    }
+                }
+                Assignment::Offer { staff_ids } => {
+                    if self
+                        .leads
+                        .offer(&record, &staff_ids, now, dealer.claim_fallback_minutes)
+                        .await?
+                    {
+                        record.status = LeadStatus::Offered;
+                        record.offered_to = staff_ids.clone();
+                        self.audit
+                            .append(&[event(
+                                &record.lead_id,
+                                AuditAction::Routed,
+                                system(),
+                                now,
+                                &format!("offered to {} consultants to claim", staff_ids.len()),
+                            )])
+                            .await?;
+                        self.notify(&record, NotificationKind::ClaimOffer, staff_ids, "1")
+                            .await?;
+                    }
+                    return Ok(record);
+                }
+                Assignment::NoOneAvailable => {
+                    let managers: Vec<String> = staff
+                        .iter()
+                        .filter(|s| s.role == StaffRole::Manager)
+                        .map(|s| s.staff_id.clone())
+                        .collect();
+                    tracing::warn!(lead_id = %record.lead_id, %dealer_id, "no consultant can take the lead; it waits in the dealer's pool");
+                    self.notify(&record, NotificationKind::NoOneAvailable, managers, "1")
+                        .await?;
+                    return Ok(record);
+                }
+            }
+        }
+        Err(RouterError::Store(StoreError::Service {
+            service: "dynamodb",
+            message: "consultant caps kept changing; retry later".into(),
+        }))
+    }
+
+    async fn notify_returned(
+        &self,
+        record: &LeadRecord,
+        lead: &CanonicalLead,
+    ) -> Result<(), RouterError> {
+        let recipients: Vec<String> = record.assignee.iter().cloned().collect();
+        if recipients.is_empty() {
+            return Ok(());
+        }
+        self.notify(
+            record,
+            NotificationKind::CustomerReturned,
+            recipients,
+            &lead.source_event_id,
+        )
+        .await
+    }
+
+    async fn notify(
+        &self,
+        record: &LeadRecord,
+        kind: NotificationKind,
+        recipients: Vec<String>,
+        occurrence: &str,
+    ) -> Result<(), RouterError> {
+        let job = NotificationJob {
+            job_id: format!(
+                "{}#{}",
+                NotificationJob::job_id(&record.lead_id, kind, 0).trim_end_matches("#0"),
+                occurrence
+            ),
+            kind,
+            lead_id: record.lead_id.clone(),
+            brand_id: record.brand_id.clone(),
+            dealer_id: record.dealer_id.clone(),
+            recipients,
+            phone_masked: record.phone_masked.clone(),
+            customer_name: record.customer_name.clone(),
+            series_interest: record.series_interest.clone(),
+            created_at: Utc::now(),
+        };
+        self.notifications.send(&job).await?;
+        Ok(())
+    }
+}
+
+fn system() -> Actor {
+    Actor::System(ACTOR.to_string())
+}
+
+fn event(
+    lead_id: &str,
+    action: AuditAction,
+    actor: Actor,
+    at: DateTime<Utc>,
+    detail: &str,
+) -> AuditEvent {
+    AuditEvent {
+        lead_id: lead_id.to_string(),
+        action,
+        actor,
+        at,
+        detail: detail.to_string(),
+    }
+}
+
+fn processed(record: &LeadRecord, outcome: DedupOutcome) -> Processed {
+    Processed {
+        lead_id: Some(record.lead_id.clone()),
+        outcome: Some(outcome),
+        route: record.route.clone(),
+        assignee: record.assignee.clone(),
+    }
+}

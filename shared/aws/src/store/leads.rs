@@ -1,0 +1,748 @@
+//! Leads, customer identities and touchpoints in DynamoDB (layout documented on
+//! `LeadsTable` in template.yaml), plus the per-dealer assignment state.
+//!
+//! Every decision that two concurrent deliveries could race on is one
+//! conditional write or one transaction: creating a lead, merging into it,
+//! reserving a remote dealer's capacity, assigning a consultant below cap.
+
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, Put, ReturnValue, TransactWriteItem, Update,
+};
+use chrono::{DateTime, Utc};
+use leads_domain::assignment::StaffLoad;
+use leads_domain::dedup::{self, DedupOutcome};
+use leads_domain::directory::{Brand, Platform, Staff};
+use leads_domain::lead::{CanonicalLead, LeadRecord, LeadStatus, Touchpoint, Traffic};
+use leads_domain::routing::Route;
+use serde::{Deserialize, Serialize};
+
+use super::item::{from_item, to_item, Item, Keys};
+use crate::StoreError;
+
+/// What recording a delivery did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Recorded {
+    Created(Box<LeadRecord>),
+    Merged {
+        lead: Box<LeadRecord>,
+        /// The channel that knew the customer first (for overlap statistics).
+        first_platform: Platform,
+    },
+    /// This delivery was recorded before; `lead_id` is the lead it went to.
+    Duplicate {
+        lead_id: String,
+        outcome: DedupOutcome,
+    },
+}
+
+/// The result of trying to assign a consultant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AssignResult {
+    Assigned,
+    /// The consultant reached their cap concurrently: choose again.
+    CapReached,
+    /// The lead already has an assignee (redelivery or a concurrent batch).
+    AlreadyAssigned,
+}
+
+/// The identity item: which lead a customer is, within the brand.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CustomerItem {
+    lead_id: String,
+    first_platform: Platform,
+    first_seen: DateTime<Utc>,
+    window_until_s: i64,
+}
+
+/// Marks a delivery as recorded, so a redelivery is a `Duplicate`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct EventMarker {
+    lead_id: String,
+    outcome: DedupOutcome,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StaffCounter {
+    #[serde(default)]
+    open: u32,
+}
+
+pub struct DynamoLeads {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+    stats_table: String,
+}
+
+mod keys {
+    use super::*;
+
+    pub fn lead(lead_id: &str) -> Keys {
+        Keys::new(format!("LEAD#{lead_id}"), "LEAD")
+    }
+    pub fn touchpoint(lead_id: &str, t: &Touchpoint) -> Keys {
+        Keys::new(
+            format!("LEAD#{lead_id}"),
+            format!("TP#{}#{}", t.at.to_rfc3339(), t.source_event_id),
+        )
+    }
+    pub fn event(brand_id: &str, source_event_id: &str) -> Keys {
+        Keys::new(format!("EVENT#{brand_id}#{source_event_id}"), "EVENT")
+    }
+    pub fn customer(customer_key: String) -> Keys {
+        Keys::new(customer_key, "IDENTITY")
+    }
+    pub fn staff_counter(dealer_id: &str, staff_id: &str) -> Keys {
+        Keys::new(format!("ASSIGN#{dealer_id}"), format!("STAFF#{staff_id}"))
+    }
+    pub fn ticket(dealer_id: &str) -> Keys {
+        Keys::new(format!("ASSIGN#{dealer_id}"), "TICKET")
+    }
+    pub fn dealer_day(dealer_id: &str, day: chrono::NaiveDate) -> Keys {
+        Keys::new(format!("DEALER#{dealer_id}"), format!("DAY#{day}"))
+    }
+    pub fn overlap(brand_id: &str, day: chrono::NaiveDate, pair: String) -> Keys {
+        Keys::new(format!("OVERLAP#{brand_id}#{day}"), pair)
+    }
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+/// Per-item reasons of a cancelled transaction: true where a condition failed.
+fn cancelled(
+    err: &aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError, impl std::fmt::Debug>,
+) -> Option<Vec<bool>> {
+    match err.as_service_error()? {
+        TransactWriteItemsError::TransactionCanceledException(e) => Some(
+            e.cancellation_reasons()
+                .iter()
+                .map(|r| r.code() == Some("ConditionalCheckFailed"))
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+impl DynamoLeads {
+    pub fn new(
+        client: aws_sdk_dynamodb::Client,
+        table: impl Into<String>,
+        stats_table: impl Into<String>,
+    ) -> Self {
+        DynamoLeads {
+            client,
+            table: table.into(),
+            stats_table: stats_table.into(),
+        }
+    }
+
+    fn put(&self, item: Item, condition: Option<&str>) -> TransactWriteItem {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .set_condition_expression(condition.map(str::to_string))
+            .build()
+            .expect("table and item are set");
+        TransactWriteItem::builder().put(put).build()
+    }
+
+    fn lead_item(&self, lead: &LeadRecord) -> Result<Item, StoreError> {
+        let mut keys = keys::lead(&lead.lead_id);
+        if let Some(dealer) = &lead.dealer_id {
+            keys = keys.with_gsi1(
+                format!("DEALER#{dealer}"),
+                format!("{}#{}", lead.received_at.to_rfc3339(), lead.lead_id),
+            );
+        }
+        to_item(&keys, lead)
+    }
+
+    /// Counts a created lead on the receiving dealer's day (natural or paid).
+    fn count_lead(&self, dealer_id: &str, lead: &CanonicalLead) -> TransactWriteItem {
+        let field = match lead.traffic {
+            Traffic::Natural => "natural_leads",
+            Traffic::Paid => "paid_leads",
+        };
+        let update = Update::builder()
+            .table_name(&self.stats_table)
+            .set_key(Some(
+                keys::dealer_day(dealer_id, dedup::china_day(lead.received_at)).primary(),
+            ))
+            .update_expression(format!("ADD {field} :one"))
+            .expression_attribute_values(":one", n(1))
+            .build()
+            .expect("table and key are set");
+        TransactWriteItem::builder().update(update).build()
+    }
+
+    /// Records one delivery: creates a lead, merges into the customer's open
+    /// lead, or recognises a redelivery. Never read-then-write: the outcome is
+    /// decided by which conditions hold when the transaction commits.
+    pub async fn record(
+        &self,
+        brand: &Brand,
+        lead: &CanonicalLead,
+        account_dealer: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Recorded, StoreError> {
+        let customer_key = dedup::customer_key(&brand.brand_id, &lead.customer);
+        for _attempt in 0..4 {
+            match self
+                .try_create(brand, lead, account_dealer, &customer_key, now)
+                .await?
+            {
+                Some(recorded) => return Ok(recorded),
+                None => {}
+            }
+            // The customer is known and inside the window: merge.
+            if let Some(recorded) = self.try_merge(brand, lead, &customer_key, now).await? {
+                return Ok(recorded);
+            }
+            // The identity changed between the two attempts (window just ended,
+            // or a concurrent create): decide again.
+        }
+        Err(StoreError::Service {
+            service: "dynamodb",
+            message: "dedup did not settle after 4 attempts".into(),
+        })
+    }
+
+    async fn try_create(
+        &self,
+        brand: &Brand,
+        lead: &CanonicalLead,
+        account_dealer: Option<&str>,
+        customer_key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Recorded>, StoreError> {
+        let lead_id = dedup::lead_id(&brand.brand_id, &lead.source_event_id);
+        let record = LeadRecord::new(
+            lead_id.clone(),
+            &brand.brand_id,
+            lead,
+            account_dealer.map(str::to_string),
+        );
+        let customer = CustomerItem {
+            lead_id: lead_id.clone(),
+            first_platform: lead.platform,
+            first_seen: lead.received_at,
+            window_until_s: dedup::window_until(brand, lead.received_at).timestamp(),
+        };
+        let marker = EventMarker {
+            lead_id: lead_id.clone(),
+            outcome: DedupOutcome::Created,
+        };
+        let touch = Touchpoint::from(lead);
+        let mut items = vec![
+            // 0: the customer is new, or their window has ended.
+            TransactWriteItem::builder()
+                .put(
+                    Put::builder()
+                        .table_name(&self.table)
+                        .set_item(Some(to_item(
+                            &keys::customer(customer_key.to_string()),
+                            &customer,
+                        )?))
+                        .condition_expression("attribute_not_exists(pk) OR window_until_s <= :now")
+                        .expression_attribute_values(":now", n(now.timestamp()))
+                        .build()
+                        .expect("table and item are set"),
+                )
+                .build(),
+            // 1: this delivery was not recorded before.
+            self.put(
+                to_item(
+                    &keys::event(&brand.brand_id, &lead.source_event_id),
+                    &marker,
+                )?,
+                Some("attribute_not_exists(pk)"),
+            ),
+            // 2, 3: the lead and its first touchpoint.
+            self.put(self.lead_item(&record)?, Some("attribute_not_exists(pk)")),
+            self.put(to_item(&keys::touchpoint(&lead_id, &touch), &touch)?, None),
+        ];
+        if let Some(dealer) = account_dealer {
+            items.push(self.count_lead(dealer, lead));
+        }
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Some(Recorded::Created(Box::new(record)))),
+            Err(err) => match cancelled(&err) {
+                Some(reasons) if reasons.get(1) == Some(&true) || reasons.get(2) == Some(&true) => {
+                    self.duplicate(&brand.brand_id, &lead.source_event_id)
+                        .await
+                        .map(Some)
+                }
+                Some(reasons) if reasons.first() == Some(&true) => Ok(None),
+                _ => Err(StoreError::dynamodb(err)),
+            },
+        }
+    }
+
+    async fn try_merge(
+        &self,
+        brand: &Brand,
+        lead: &CanonicalLead,
+        customer_key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Recorded>, StoreError> {
+        let Some(customer) = self.customer(customer_key).await? else {
+            return Ok(None);
+        };
+        if customer.window_until_s <= now.timestamp() {
+            return Ok(None);
+        }
+        let lead_id = customer.lead_id.clone();
+        let marker = EventMarker {
+            lead_id: lead_id.clone(),
+            outcome: DedupOutcome::Merged,
+        };
+        let touch = Touchpoint::from(lead);
+        let day = dedup::china_day(lead.received_at);
+        let items = vec![
+            // 0: the identity still points at this lead, inside the window.
+            TransactWriteItem::builder()
+                .condition_check(
+                    ConditionCheck::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(keys::customer(customer_key.to_string()).primary()))
+                        .condition_expression("lead_id = :lead AND window_until_s > :now")
+                        .expression_attribute_values(":lead", s(&lead_id))
+                        .expression_attribute_values(":now", n(now.timestamp()))
+                        .build()
+                        .expect("table, key and condition are set"),
+                )
+                .build(),
+            // 1: this delivery was not recorded before.
+            self.put(
+                to_item(
+                    &keys::event(&brand.brand_id, &lead.source_event_id),
+                    &marker,
+                )?,
+                Some("attribute_not_exists(pk)"),
+            ),
+            self.put(to_item(&keys::touchpoint(&lead_id, &touch), &touch)?, None),
+            TransactWriteItem::builder()
+                .update(
+                    Update::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(keys::lead(&lead_id).primary()))
+                        .update_expression("ADD touchpoints :one")
+                        .condition_expression("attribute_exists(pk)")
+                        .expression_attribute_values(":one", n(1))
+                        .build()
+                        .expect("table and key are set"),
+                )
+                .build(),
+            TransactWriteItem::builder()
+                .update(
+                    Update::builder()
+                        .table_name(&self.stats_table)
+                        .set_key(Some(
+                            keys::overlap(
+                                &brand.brand_id,
+                                day,
+                                dedup::overlap_pair(customer.first_platform, lead.platform),
+                            )
+                            .primary(),
+                        ))
+                        .update_expression("ADD leads :one")
+                        .expression_attribute_values(":one", n(1))
+                        .build()
+                        .expect("table and key are set"),
+                )
+                .build(),
+        ];
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        match result {
+            Ok(_) => {
+                let record = self.get(&lead_id).await?.ok_or_else(|| {
+                    StoreError::Malformed(format!("lead {lead_id} vanished after a merge"))
+                })?;
+                Ok(Some(Recorded::Merged {
+                    lead: Box::new(record),
+                    first_platform: customer.first_platform,
+                }))
+            }
+            Err(err) => match cancelled(&err) {
+                Some(reasons) if reasons.get(1) == Some(&true) => self
+                    .duplicate(&brand.brand_id, &lead.source_event_id)
+                    .await
+                    .map(Some),
+                Some(_) => Ok(None),
+                None => Err(StoreError::dynamodb(err)),
+            },
+        }
+    }
+
+    async fn duplicate(
+        &self,
+        brand_id: &str,
+        source_event_id: &str,
+    ) -> Result<Recorded, StoreError> {
+        let marker: EventMarker = self
+            .get_item(keys::event(brand_id, source_event_id))
+            .await?
+            .ok_or_else(|| StoreError::Malformed("event marker missing after a conflict".into()))?;
+        Ok(Recorded::Duplicate {
+            lead_id: marker.lead_id,
+            outcome: marker.outcome,
+        })
+    }
+
+    async fn customer(&self, customer_key: &str) -> Result<Option<CustomerItem>, StoreError> {
+        self.get_item(keys::customer(customer_key.to_string()))
+            .await
+    }
+
+    async fn get_item<T: serde::de::DeserializeOwned>(
+        &self,
+        keys: Keys,
+    ) -> Result<Option<T>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(keys.primary()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(StoreError::dynamodb)?;
+        out.item.map(from_item).transpose()
+    }
+
+    pub async fn get(&self, lead_id: &str) -> Result<Option<LeadRecord>, StoreError> {
+        self.get_item(keys::lead(lead_id)).await
+    }
+
+    /// A lead's touchpoints, oldest first.
+    pub async fn touchpoints(&self, lead_id: &str) -> Result<Vec<Touchpoint>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :tp)")
+            .expression_attribute_values(":pk", s(format!("LEAD#{lead_id}")))
+            .expression_attribute_values(":tp", s("TP#"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(StoreError::dynamodb)?;
+        out.items
+            .unwrap_or_default()
+            .into_iter()
+            .map(from_item)
+            .collect()
+    }
+
+    /// Records where the lead went. For a remote lead, the receiving dealer's
+    /// daily capacity is reserved in the same transaction. Returns false if the
+    /// lead was routed before (redelivery) or the capacity was just used up.
+    pub async fn set_route(
+        &self,
+        lead: &LeadRecord,
+        route: &Route,
+        remote_capacity: Option<u32>,
+        now: DateTime<Utc>,
+    ) -> Result<RouteResult, StoreError> {
+        let mut routed = lead.clone();
+        routed.route = Some(route.clone());
+        routed.dealer_id = match route {
+            Route::Local { dealer_id } | Route::Remote { dealer_id, .. } => Some(dealer_id.clone()),
+            Route::Unroutable { .. } => None,
+        };
+        if matches!(route, Route::Unroutable { .. }) {
+            routed.status = LeadStatus::Unroutable;
+        }
+        let mut item = self.lead_item(&routed)?;
+        if routed.dealer_id.is_none() {
+            // The brand's CRM queue view of unroutable leads.
+            item.insert("gsi1pk".into(), s(format!("CRM#{}", lead.brand_id)));
+            item.insert(
+                "gsi1sk".into(),
+                s(format!(
+                    "{}#{}",
+                    lead.received_at.to_rfc3339(),
+                    lead.lead_id
+                )),
+            );
+        }
+        let mut items = vec![TransactWriteItem::builder()
+            .put(
+                Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(item))
+                    .condition_expression("attribute_exists(pk) AND attribute_not_exists(#route)")
+                    .expression_attribute_names("#route", "route")
+                    .build()
+                    .expect("table and item are set"),
+            )
+            .build()];
+        if let (Route::Remote { dealer_id, .. }, Some(cap)) = (route, remote_capacity) {
+            items.push(
+                TransactWriteItem::builder()
+                    .update(
+                        Update::builder()
+                            .table_name(&self.stats_table)
+                            .set_key(Some(
+                                keys::dealer_day(dealer_id, dedup::china_day(now)).primary(),
+                            ))
+                            .update_expression("ADD remote_received :one")
+                            .condition_expression(
+                                "attribute_not_exists(remote_received) OR remote_received < :cap",
+                            )
+                            .expression_attribute_values(":one", n(1))
+                            .expression_attribute_values(":cap", n(cap))
+                            .build()
+                            .expect("table and key are set"),
+                    )
+                    .build(),
+            );
+        }
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(RouteResult::Routed(Box::new(routed))),
+            Err(err) => match cancelled(&err) {
+                Some(reasons) if reasons.first() == Some(&true) => Ok(RouteResult::AlreadyRouted),
+                Some(_) => Ok(RouteResult::CapacityTaken),
+                None => Err(StoreError::dynamodb(err)),
+            },
+        }
+    }
+
+    /// Remote leads a dealer has received today.
+    pub async fn remote_received_today(
+        &self,
+        dealer_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<u32, StoreError> {
+        #[derive(Deserialize)]
+        struct Day {
+            #[serde(default)]
+            remote_received: u32,
+        }
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.stats_table)
+            .set_key(Some(
+                keys::dealer_day(dealer_id, dedup::china_day(now)).primary(),
+            ))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(StoreError::dynamodb)?;
+        Ok(out
+            .item
+            .map(from_item::<Day>)
+            .transpose()?
+            .map_or(0, |d| d.remote_received))
+    }
+
+    /// The dealer's next round-robin ticket (atomic counter).
+    pub async fn next_ticket(&self, dealer_id: &str) -> Result<u64, StoreError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(keys::ticket(dealer_id).primary()))
+            .update_expression("ADD seq :one")
+            .expression_attribute_values(":one", n(1))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(StoreError::dynamodb)?;
+        let seq = out
+            .attributes
+            .and_then(|a| {
+                a.get("seq")
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|v| v.parse().ok())
+            })
+            .unwrap_or(1u64);
+        Ok(seq - 1)
+    }
+
+    /// Each staff member's current open leads, for the assignment rules.
+    pub async fn staff_loads(
+        &self,
+        dealer_id: &str,
+        staff: &[Staff],
+    ) -> Result<Vec<StaffLoad>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :staff)")
+            .expression_attribute_values(":pk", s(format!("ASSIGN#{dealer_id}")))
+            .expression_attribute_values(":staff", s("STAFF#"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(StoreError::dynamodb)?;
+        let mut open = std::collections::HashMap::new();
+        for item in out.items.unwrap_or_default() {
+            let sk = item
+                .get("sk")
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default();
+            let counter: StaffCounter = from_item(item)?;
+            open.insert(sk.trim_start_matches("STAFF#").to_string(), counter.open);
+        }
+        Ok(staff
+            .iter()
+            .map(|s| StaffLoad {
+                staff_id: s.staff_id.clone(),
+                role: s.role,
+                on_duty: s.on_duty,
+                cap: s.cap,
+                open_leads: open.get(&s.staff_id).copied().unwrap_or(0),
+            })
+            .collect())
+    }
+
+    /// Gives the lead to a consultant: their open count goes up only while below
+    /// cap, and the lead only if it has no assignee yet, in one transaction.
+    pub async fn assign(
+        &self,
+        lead: &LeadRecord,
+        staff: &StaffLoad,
+        brand: &Brand,
+        now: DateTime<Utc>,
+    ) -> Result<AssignResult, StoreError> {
+        let dealer_id = lead.dealer_id.as_deref().unwrap_or_default();
+        let due = now + chrono::Duration::minutes(i64::from(brand.first_contact_minutes));
+        let exclusive = now + chrono::Duration::days(i64::from(brand.exclusivity_days));
+        let items = vec![
+            TransactWriteItem::builder()
+                .update(
+                    Update::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(
+                            keys::staff_counter(dealer_id, &staff.staff_id).primary(),
+                        ))
+                        .update_expression("ADD #open :one")
+                        .condition_expression("attribute_not_exists(#open) OR #open < :cap")
+                        .expression_attribute_names("#open", "open")
+                        .expression_attribute_values(":one", n(1))
+                        .expression_attribute_values(":cap", n(staff.cap))
+                        .build()
+                        .expect("table and key are set"),
+                )
+                .build(),
+            TransactWriteItem::builder()
+                .update(
+                    Update::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(keys::lead(&lead.lead_id).primary()))
+                        .update_expression(
+                            "SET assignee = :staff, #status = :assigned, assigned_at = :now, \
+                             first_contact_due = :due, exclusive_until = :excl, \
+                             gsi2pk = :due_pk, gsi2sk = :due",
+                        )
+                        .condition_expression(
+                            "attribute_exists(pk) AND attribute_not_exists(assignee)",
+                        )
+                        .expression_attribute_names("#status", "status")
+                        .expression_attribute_values(":staff", s(&staff.staff_id))
+                        .expression_attribute_values(":assigned", s("assigned"))
+                        .expression_attribute_values(":now", s(now.to_rfc3339()))
+                        .expression_attribute_values(":due", s(due.to_rfc3339()))
+                        .expression_attribute_values(":excl", s(exclusive.to_rfc3339()))
+                        // Sparse SLA index, sharded by brand so the sweeper can fan out.
+                        .expression_attribute_values(":due_pk", s(format!("DUE#{}", lead.brand_id)))
+                        .build()
+                        .expect("table and key are set"),
+                )
+                .build(),
+        ];
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(AssignResult::Assigned),
+            Err(err) => match cancelled(&err) {
+                Some(reasons) if reasons.get(1) == Some(&true) => Ok(AssignResult::AlreadyAssigned),
+                Some(_) => Ok(AssignResult::CapReached),
+                None => Err(StoreError::dynamodb(err)),
+            },
+        }
+    }
+
+    /// Claim strategy: offers the lead to a group; only a new, unassigned lead.
+    pub async fn offer(
+        &self,
+        lead: &LeadRecord,
+        staff_ids: &[String],
+        now: DateTime<Utc>,
+        fallback_minutes: u32,
+    ) -> Result<bool, StoreError> {
+        let until = now + chrono::Duration::minutes(i64::from(fallback_minutes));
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(keys::lead(&lead.lead_id).primary()))
+            .update_expression(
+                "SET #status = :offered, offered_to = :ids, gsi2pk = :due_pk, gsi2sk = :until",
+            )
+            .condition_expression(
+                "attribute_exists(pk) AND #status = :new AND attribute_not_exists(assignee)",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":offered", s("offered"))
+            .expression_attribute_values(":new", s("new"))
+            .expression_attribute_values(
+                ":ids",
+                AttributeValue::L(staff_ids.iter().map(s).collect()),
+            )
+            .expression_attribute_values(":due_pk", s(format!("DUE#{}", lead.brand_id)))
+            .expression_attribute_values(":until", s(until.to_rfc3339()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(err) => Err(StoreError::dynamodb(err)),
+        }
+    }
+}
+
+/// The result of recording a route.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RouteResult {
+    Routed(Box<LeadRecord>),
+    AlreadyRouted,
+    /// The remote dealer's daily capacity was used up concurrently.
+    CapacityTaken,
+}

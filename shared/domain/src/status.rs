@@ -1,0 +1,264 @@
+//! Status events posted by sales consultants, and how they move a lead
+//! through the funnel (DESIGN.md §6): assigned -> contacted -> invited ->
+//! visited -> won, with lost and invalid as exits from any open stage.
+//!
+//! Events are delivered at least once, so repeating the event that produced
+//! the current status is accepted and changes nothing.
+
+use serde::{Deserialize, Serialize};
+
+use crate::lead::LeadStatus;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusEvent {
+    /// First contact made (stops the first-contact SLA clock).
+    Contacted,
+    /// Customer invited to the showroom (邀约).
+    Invited,
+    /// Customer came to the showroom (到店).
+    Visited,
+    /// Car sold (成交).
+    Won,
+    /// Customer bought elsewhere or gave up (战败).
+    Lost,
+    /// 线索有效性标记: a real prospect. Recorded for metrics; the status stays.
+    MarkedValid,
+    /// 线索有效性标记: fake, wrong number, not a buyer. Closes the lead.
+    MarkedInvalid,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransitionError {
+    #[error("lead is {from:?}; {event:?} is not allowed")]
+    NotAllowed {
+        from: LeadStatus,
+        event: StatusEvent,
+    },
+}
+
+/// The lead's status after `event`, or why the event does not apply.
+///
+/// - Assigned -> Contacted; Contacted -> Invited or Visited (a walk-in needs no
+///   invitation); Invited -> Visited; Visited -> Won.
+/// - Lost, MarkedInvalid (-> Invalid) and MarkedValid (status unchanged) are
+///   allowed at any open stage (see [`is_open`]).
+/// - The event that produced the current status may come again (redelivery):
+///   Ok with the status unchanged. This includes Won on Won, Lost on Lost and
+///   MarkedInvalid on Invalid; anything else on Won, Lost or Invalid fails.
+/// - New, Offered and Unroutable leads have no assignee, so no consultant
+///   event applies to them.
+pub fn apply(current: LeadStatus, event: StatusEvent) -> Result<LeadStatus, TransitionError> {
+    use LeadStatus as S;
+    use StatusEvent as E;
+
+    if produced_by(event) == Some(current) {
+        return Ok(current);
+    }
+    let next = match (current, event) {
+        (S::Assigned, E::Contacted) => S::Contacted,
+        (S::Contacted, E::Invited) => S::Invited,
+        (S::Contacted | S::Invited, E::Visited) => S::Visited,
+        (S::Visited, E::Won) => S::Won,
+        (open, E::Lost) if is_open(open) => S::Lost,
+        (open, E::MarkedInvalid) if is_open(open) => S::Invalid,
+        (open, E::MarkedValid) if is_open(open) => open,
+        (from, event) => return Err(TransitionError::NotAllowed { from, event }),
+    };
+    Ok(next)
+}
+
+/// The status an event leads to when it applies; `None` for MarkedValid,
+/// which leaves the status alone.
+fn produced_by(event: StatusEvent) -> Option<LeadStatus> {
+    match event {
+        StatusEvent::Contacted => Some(LeadStatus::Contacted),
+        StatusEvent::Invited => Some(LeadStatus::Invited),
+        StatusEvent::Visited => Some(LeadStatus::Visited),
+        StatusEvent::Won => Some(LeadStatus::Won),
+        StatusEvent::Lost => Some(LeadStatus::Lost),
+        StatusEvent::MarkedInvalid => Some(LeadStatus::Invalid),
+        StatusEvent::MarkedValid => None,
+    }
+}
+
+/// Whether the lead counts toward its consultant's open leads (their cap):
+/// assigned and neither closed nor back in a pool.
+pub fn is_open(status: LeadStatus) -> bool {
+    matches!(
+        status,
+        LeadStatus::Assigned | LeadStatus::Contacted | LeadStatus::Invited | LeadStatus::Visited
+    )
+}
+
+/// Closed for good: no event moves the lead on.
+pub fn is_terminal(status: LeadStatus) -> bool {
+    matches!(
+        status,
+        LeadStatus::Won | LeadStatus::Lost | LeadStatus::Invalid
+    )
+}
+
+/// Whether the event is progress in the funnel: Contacted, Invited, Visited or
+/// Won. Progress keeps the consultant's exclusive follow-up right (DESIGN.md
+/// §6: without progress for the exclusivity period the lead returns to the
+/// pool). Lost and the validity marks are not progress.
+///
+/// This looks at the event only: a redelivered event is still "progress", so
+/// callers should skip events they have already recorded (by event id).
+pub fn is_progress(event: StatusEvent) -> bool {
+    matches!(
+        event,
+        StatusEvent::Contacted | StatusEvent::Invited | StatusEvent::Visited | StatusEvent::Won
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use LeadStatus as S;
+    use StatusEvent as E;
+
+    const ALL_STATUSES: [LeadStatus; 10] = [
+        S::New,
+        S::Offered,
+        S::Assigned,
+        S::Contacted,
+        S::Invited,
+        S::Visited,
+        S::Won,
+        S::Lost,
+        S::Invalid,
+        S::Unroutable,
+    ];
+
+    const ALL_EVENTS: [StatusEvent; 7] = [
+        E::Contacted,
+        E::Invited,
+        E::Visited,
+        E::Won,
+        E::Lost,
+        E::MarkedValid,
+        E::MarkedInvalid,
+    ];
+
+    /// The full table, written out independently of `apply`'s match:
+    /// every (status, event) pair not listed here must fail.
+    const ALLOWED: &[(LeadStatus, StatusEvent, LeadStatus)] = &[
+        (S::Assigned, E::Contacted, S::Contacted),
+        (S::Assigned, E::Lost, S::Lost),
+        (S::Assigned, E::MarkedValid, S::Assigned),
+        (S::Assigned, E::MarkedInvalid, S::Invalid),
+        (S::Contacted, E::Contacted, S::Contacted),
+        (S::Contacted, E::Invited, S::Invited),
+        (S::Contacted, E::Visited, S::Visited),
+        (S::Contacted, E::Lost, S::Lost),
+        (S::Contacted, E::MarkedValid, S::Contacted),
+        (S::Contacted, E::MarkedInvalid, S::Invalid),
+        (S::Invited, E::Invited, S::Invited),
+        (S::Invited, E::Visited, S::Visited),
+        (S::Invited, E::Lost, S::Lost),
+        (S::Invited, E::MarkedValid, S::Invited),
+        (S::Invited, E::MarkedInvalid, S::Invalid),
+        (S::Visited, E::Visited, S::Visited),
+        (S::Visited, E::Won, S::Won),
+        (S::Visited, E::Lost, S::Lost),
+        (S::Visited, E::MarkedValid, S::Visited),
+        (S::Visited, E::MarkedInvalid, S::Invalid),
+        // Redelivery of the closing event.
+        (S::Won, E::Won, S::Won),
+        (S::Lost, E::Lost, S::Lost),
+        (S::Invalid, E::MarkedInvalid, S::Invalid),
+    ];
+
+    #[test]
+    fn full_transition_table() {
+        for from in ALL_STATUSES {
+            for event in ALL_EVENTS {
+                let expected = ALLOWED
+                    .iter()
+                    .find(|(f, e, _)| *f == from && *e == event)
+                    .map(|(_, _, to)| *to)
+                    .ok_or(TransitionError::NotAllowed { from, event });
+                assert_eq!(apply(from, event), expected, "{from:?} + {event:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn no_events_without_an_assignee() {
+        for from in [S::New, S::Offered, S::Unroutable] {
+            for event in ALL_EVENTS {
+                assert!(apply(from, event).is_err(), "{from:?} + {event:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn open_terminal_and_progress() {
+        let open: Vec<_> = ALL_STATUSES.into_iter().filter(|s| is_open(*s)).collect();
+        assert_eq!(open, [S::Assigned, S::Contacted, S::Invited, S::Visited]);
+        let terminal: Vec<_> = ALL_STATUSES
+            .into_iter()
+            .filter(|s| is_terminal(*s))
+            .collect();
+        assert_eq!(terminal, [S::Won, S::Lost, S::Invalid]);
+        let progress: Vec<_> = ALL_EVENTS.into_iter().filter(|e| is_progress(*e)).collect();
+        assert_eq!(progress, [E::Contacted, E::Invited, E::Visited, E::Won]);
+    }
+
+    #[test]
+    fn error_message_and_serde() {
+        let err = apply(S::Won, E::Contacted).unwrap_err();
+        assert_eq!(err.to_string(), "lead is Won; Contacted is not allowed");
+        assert_eq!(
+            serde_json::to_string(&E::MarkedInvalid).unwrap(),
+            "\"marked_invalid\""
+        );
+        assert_eq!(
+            serde_json::from_str::<StatusEvent>("\"visited\"").unwrap(),
+            E::Visited
+        );
+    }
+
+    /// Position in the funnel; `None` for statuses outside it.
+    fn funnel_stage(status: LeadStatus) -> Option<u8> {
+        match status {
+            S::Assigned => Some(0),
+            S::Contacted => Some(1),
+            S::Invited => Some(2),
+            S::Visited => Some(3),
+            S::Won => Some(4),
+            _ => None,
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn events_never_leave_a_terminal_state_or_go_backwards(
+            start in prop::sample::select(ALL_STATUSES.to_vec()),
+            events in prop::collection::vec(prop::sample::select(ALL_EVENTS.to_vec()), 0..30),
+        ) {
+            let mut status = start;
+            for event in events {
+                let Ok(next) = apply(status, event) else {
+                    continue; // rejected: the status stays as it was
+                };
+                if is_terminal(status) {
+                    prop_assert_eq!(next, status, "left terminal {:?} on {:?}", status, event);
+                }
+                if let (Some(before), Some(after)) = (funnel_stage(status), funnel_stage(next)) {
+                    prop_assert!(after >= before, "{:?} -> {:?} on {:?}", status, next, event);
+                }
+                // Statuses without an assignee never move.
+                if matches!(status, S::New | S::Offered | S::Unroutable) {
+                    prop_assert!(false, "{:?} accepted {:?}", status, event);
+                }
+                // Applying the same event again is a no-op (redelivery).
+                prop_assert_eq!(apply(next, event), Ok(next));
+                status = next;
+            }
+        }
+    }
+}
