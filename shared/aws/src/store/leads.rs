@@ -192,12 +192,11 @@ impl DynamoLeads {
     ) -> Result<Recorded, StoreError> {
         let customer_key = dedup::customer_key(&brand.brand_id, &lead.customer);
         for _attempt in 0..4 {
-            match self
+            if let Some(recorded) = self
                 .try_create(brand, lead, account_dealer, &customer_key, now)
                 .await?
             {
-                Some(recorded) => return Ok(recorded),
-                None => {}
+                return Ok(recorded);
             }
             // The customer is known and inside the window: merge.
             if let Some(recorded) = self.try_merge(brand, lead, &customer_key, now).await? {
