@@ -7,6 +7,8 @@
 
 use leads_aws::{AwsClients, Settings};
 
+pub mod world;
+
 pub struct Stack {
     pub settings: Settings,
     pub clients: AwsClients,

@@ -5,120 +5,15 @@ use std::collections::HashMap;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use chrono::{Duration, Utc};
-use integration_tests::{drain, scratch_queue_like, stack, unique, Stack};
-use lead_router::Router;
-use leads_aws::store::{DirectoryStore, DynamoAudit, DynamoDirectory, DynamoLeads};
+use integration_tests::drain;
+use integration_tests::world::{lead, phone, world, World};
 use leads_domain::audit::AuditAction;
 use leads_domain::dedup::DedupOutcome;
 use leads_domain::directory::{AssignmentStrategy, Platform};
-use leads_domain::directory_file::DirectoryFile;
-use leads_domain::identity::PhoneHasher;
 use leads_domain::intake::IntakeMessage;
-use leads_domain::lead::{CanonicalLead, CustomerKey, LeadStatus, Scene, Traffic};
+use leads_domain::lead::{CanonicalLead, LeadStatus};
 use leads_domain::notification::{NotificationJob, NotificationKind};
 use leads_domain::routing::{Route, UnroutableReason};
-use leads_domain::{city, Phone};
-
-struct World {
-    brand: String,
-    router: Router,
-    leads: DynamoLeads,
-    audit: DynamoAudit,
-    notifications: String,
-    crm: String,
-    stack: Stack,
-}
-
-/// A brand of its own (so parallel tests never share counters): a Jinan dealer
-/// serving Tai'an, a Qingdao dealer, staff with the given caps and strategy.
-async fn world(strategy: AssignmentStrategy, caps: &[u32]) -> Option<World> {
-    let stack = stack().await?;
-    let brand = unique("brand");
-    let staff: Vec<serde_json::Value> = caps
-        .iter()
-        .enumerate()
-        .map(|(i, cap)| {
-            serde_json::json!({"staff_id": format!("{brand}-jn-s{i}"), "dealer_id": format!("{brand}-jn"),
-                "name": format!("顾问{i}"), "role": "sales", "on_duty": true, "cap": cap})
-        })
-        .chain([
-            serde_json::json!({"staff_id": format!("{brand}-jn-mgr"), "dealer_id": format!("{brand}-jn"), "name": "店总", "role": "manager", "on_duty": true, "cap": 0}),
-            serde_json::json!({"staff_id": format!("{brand}-qd-s0"), "dealer_id": format!("{brand}-qd"), "name": "青岛顾问", "role": "sales", "on_duty": true, "cap": 50}),
-        ])
-        .collect();
-    let file: DirectoryFile = serde_json::from_value(serde_json::json!({
-        "brands": [{"brand_id": brand, "name": "测试品牌", "protection_days": 30}],
-        "dealers": [
-            {"dealer_id": format!("{brand}-jn"), "brand_id": brand, "name": "济南店", "city": "济南", "served_cities": ["泰安"], "strategy": strategy},
-            {"dealer_id": format!("{brand}-qd"), "brand_id": brand, "name": "青岛店", "city": "青岛", "served_cities": ["烟台"], "strategy": "round_robin"}
-        ],
-        "staff": staff,
-        "accounts": [
-            {"platform": "douyin", "account_id": format!("{brand}-dy-jn"), "brand_id": brand, "owner": "dealer", "dealer_id": format!("{brand}-jn")},
-            {"platform": "autohome", "account_id": format!("{brand}-ah-jn"), "brand_id": brand, "owner": "dealer", "dealer_id": format!("{brand}-jn")},
-            {"platform": "douyin", "account_id": format!("{brand}-dy-brand"), "brand_id": brand, "owner": "brand"}
-        ]
-    }))
-    .unwrap();
-    let directory = file.validate().unwrap();
-    let t = &stack.settings.tables;
-    DynamoDirectory::new(stack.clients.dynamodb.clone(), &t.directory)
-        .save(&directory)
-        .await
-        .unwrap();
-    let mut settings = stack.settings.clone();
-    settings.queues.notification =
-        scratch_queue_like(&stack.clients.sqs, &settings.queues.notification).await;
-    settings.queues.crm = scratch_queue_like(&stack.clients.sqs, &settings.queues.crm).await;
-    Some(World {
-        router: Router::new(&settings, &stack.clients),
-        leads: DynamoLeads::new(stack.clients.dynamodb.clone(), &t.leads, &t.stats),
-        audit: DynamoAudit::new(stack.clients.dynamodb.clone(), &t.audit),
-        notifications: settings.queues.notification,
-        crm: settings.queues.crm,
-        brand,
-        stack,
-    })
-}
-
-fn lead(
-    w: &World,
-    platform: Platform,
-    account: &str,
-    phone: &str,
-    city_name: Option<&str>,
-) -> CanonicalLead {
-    let phone = Phone::parse(phone).unwrap();
-    CanonicalLead {
-        source_event_id: unique("evt"),
-        platform,
-        account_id: format!("{}-{account}", w.brand),
-        scene: Scene::PrivateMessage,
-        traffic: Traffic::Natural,
-        customer: CustomerKey::Phone {
-            hash: PhoneHasher::new(b"k".to_vec()).hash(&phone),
-        },
-        phone: Some(phone),
-        customer_name: None,
-        declared_city: city_name.map(|c| city::normalise(c).unwrap().code),
-        attributed_city: None,
-        series_interest: vec!["H5".into()],
-        staff_hint: None,
-        channel_tag: None,
-        received_at: Utc::now(),
-        raw_payload_ref: "RAW#test".into(),
-    }
-}
-
-/// A random-looking but valid mobile number per test, so customers never collide.
-fn phone() -> String {
-    let n = unique("p");
-    let digits: String = n.chars().filter(|c| c.is_ascii_digit()).collect();
-    format!(
-        "139{}",
-        &format!("{:0>8}", &digits[digits.len().saturating_sub(8)..])
-    )
-}
 
 async fn jobs(w: &World) -> Vec<NotificationJob> {
     drain(&w.stack.clients.sqs, &w.notifications)

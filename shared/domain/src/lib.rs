@@ -6,6 +6,7 @@
 pub mod assignment;
 pub mod attribution;
 pub mod audit;
+pub mod auth;
 pub mod city;
 pub mod dedup;
 pub mod directory;

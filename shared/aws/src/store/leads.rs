@@ -735,6 +735,109 @@ impl DynamoLeads {
             Err(err) => Err(StoreError::dynamodb(err)),
         }
     }
+    /// Applies a consultant's status change, only if the lead is still in the
+    /// status it was read in (optimistic concurrency). Progress renews the
+    /// exclusivity; the first contact leaves the SLA index; closing the lead
+    /// frees a slot under the consultant's cap, in the same transaction.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn apply_status(
+        &self,
+        lead: &LeadRecord,
+        next: LeadStatus,
+        valid: Option<bool>,
+        progress: bool,
+        closes: bool,
+        exclusivity_days: u32,
+        now: DateTime<Utc>,
+    ) -> Result<StatusResult, StoreError> {
+        let current = serde_json::to_value(lead.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let next_s = serde_json::to_value(next)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let mut set = vec!["#status = :next"];
+        let mut remove = Vec::new();
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(keys::lead(&lead.lead_id).primary()))
+            .condition_expression("#status = :current")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":current", s(current))
+            .expression_attribute_values(":next", s(next_s));
+        if progress {
+            set.push("exclusive_until = :excl");
+            update = update.expression_attribute_values(
+                ":excl",
+                s((now + chrono::Duration::days(i64::from(exclusivity_days))).to_rfc3339()),
+            );
+        }
+        if next == LeadStatus::Contacted && lead.contacted_at.is_none() {
+            set.push("contacted_at = :now");
+            update = update.expression_attribute_values(":now", s(now.to_rfc3339()));
+        }
+        if next != LeadStatus::Assigned {
+            // Contacted or closed: the first-contact SLA no longer applies.
+            remove.extend(["gsi2pk", "gsi2sk"]);
+        }
+        if let Some(valid) = valid {
+            set.push("valid = :valid");
+            update = update.expression_attribute_values(":valid", AttributeValue::Bool(valid));
+        }
+        let mut expression = format!("SET {}", set.join(", "));
+        if !remove.is_empty() {
+            expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
+        }
+        let mut items = vec![TransactWriteItem::builder()
+            .update(
+                update
+                    .update_expression(expression)
+                    .build()
+                    .expect("table and key are set"),
+            )
+            .build()];
+        if let (true, Some(dealer), Some(staff)) = (closes, &lead.dealer_id, &lead.assignee) {
+            items.push(
+                TransactWriteItem::builder()
+                    .update(
+                        Update::builder()
+                            .table_name(&self.table)
+                            .set_key(Some(keys::staff_counter(dealer, staff).primary()))
+                            .update_expression("ADD #open :minus")
+                            .condition_expression("#open > :zero")
+                            .expression_attribute_names("#open", "open")
+                            .expression_attribute_values(":minus", n(-1))
+                            .expression_attribute_values(":zero", n(0))
+                            .build()
+                            .expect("table and key are set"),
+                    )
+                    .build(),
+            );
+        }
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(StatusResult::Applied),
+            Err(err) => match cancelled(&err) {
+                Some(_) => Ok(StatusResult::Conflict),
+                None => Err(StoreError::dynamodb(err)),
+            },
+        }
+    }
+}
+
+/// The result of a consultant's status event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusResult {
+    Applied,
+    /// The lead changed since it was read (another event won): read and retry.
+    Conflict,
 }
 
 /// The result of recording a route.

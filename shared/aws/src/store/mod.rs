@@ -13,7 +13,7 @@ pub mod stats;
 pub use audit::DynamoAudit;
 pub use directory::{DirectoryStore, DynamoDirectory};
 pub use idempotency::{Begin, DynamoIdempotency, IdempotencyStore};
-pub use leads::{AssignResult, DynamoLeads, Recorded, RouteResult};
+pub use leads::{AssignResult, DynamoLeads, Recorded, RouteResult, StatusResult};
 pub use queue::{MessageQueue, SqsQueue};
 pub use raw_payload::{DynamoRawPayloads, RawPayload, RawPayloadStore};
 pub use stats::DynamoStats;

@@ -19,8 +19,9 @@ use serde::Deserialize;
 
 use super::Source;
 
+/// The deployment secret holds other functions' keys too (`api_token_secret`),
+/// so unknown top-level fields are allowed here.
 #[derive(Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct IntakeSecrets {
     /// Key of the HMAC that turns phones into dedup keys.
     pub phone_hash_key: String,

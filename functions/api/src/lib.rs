@@ -1,0 +1,299 @@
+//! The read/update API for dealers' staff. Every call carries a bearer token
+//! (`leads_domain::auth`); a caller sees and changes only their own dealer's
+//! leads, and only the assignee (or the dealer's manager) sees the full phone.
+//!
+//! - `GET  /leads/{id}`          the lead, its touchpoints
+//! - `GET  /leads/{id}/audit`    its audit trail
+//! - `POST /leads/{id}/events`   `{"event": "contacted" | "invited" | "visited" | "won" |
+//!                                "lost" | "marked_valid" | "marked_invalid" | "claim"}`
+
+use chrono::Utc;
+use lambda_http::{Body, Request, Response};
+use leads_aws::store::{
+    AssignResult, DirectoryStore, DynamoAudit, DynamoDirectory, DynamoLeads, StatusResult,
+};
+use leads_aws::{config, AwsClients, Settings, StoreError};
+use leads_domain::assignment::StaffLoad;
+use leads_domain::audit::{Actor, AuditAction, AuditEvent};
+use leads_domain::auth::{self, Claims};
+use leads_domain::directory::StaffRole;
+use leads_domain::lead::{LeadRecord, LeadStatus};
+use leads_domain::status::{self, StatusEvent};
+use serde::Deserialize;
+
+pub struct Api {
+    token_secret: Vec<u8>,
+    directory: DynamoDirectory,
+    leads: DynamoLeads,
+    audit: DynamoAudit,
+}
+
+/// An error answer: status, stable code, human message (never a phone number).
+#[derive(Debug)]
+pub struct ApiError(u16, &'static str, String);
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "storage failed");
+        ApiError(500, "internal", "temporary failure; please retry".into())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventBody {
+    event: String,
+}
+
+impl Api {
+    pub async fn from_env() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        let settings = Settings::from_env()?;
+        let secret = config::required("API_TOKEN_SECRET")?;
+        Ok(Self::new(
+            &settings,
+            &AwsClients::from_env().await,
+            secret.into_bytes(),
+        ))
+    }
+
+    pub fn new(settings: &Settings, clients: &AwsClients, token_secret: Vec<u8>) -> Self {
+        let t = &settings.tables;
+        Api {
+            token_secret,
+            directory: DynamoDirectory::new(clients.dynamodb.clone(), &t.directory),
+            leads: DynamoLeads::new(clients.dynamodb.clone(), &t.leads, &t.stats),
+            audit: DynamoAudit::new(clients.dynamodb.clone(), &t.audit),
+        }
+    }
+
+    pub async fn handle(&self, request: Request) -> Response<Body> {
+        match self.route(&request).await {
+            Ok(body) => json(200, &body),
+            Err(ApiError(status, code, message)) => json(
+                status,
+                &serde_json::json!({ "code": code, "message": message }),
+            ),
+        }
+    }
+
+    async fn route(&self, request: &Request) -> Result<serde_json::Value, ApiError> {
+        let header = request
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        let claims = auth::bearer(header)
+            .and_then(|t| auth::verify(&self.token_secret, t, Utc::now()))
+            .map_err(|e| ApiError(401, "unauthorized", e.to_string()))?;
+        let path = request.uri().path().trim_end_matches('/');
+        let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+        // Stage prefixes (`/prod/leads/...`) are tolerated.
+        let parts = match parts.iter().position(|p| *p == "leads") {
+            Some(i) => &parts[i..],
+            None => return Err(ApiError(404, "not_found", "no such route".into())),
+        };
+        match (request.method().as_str(), parts) {
+            ("GET", ["leads", id]) => self.lead(&claims, id).await,
+            ("GET", ["leads", id, "audit"]) => self.trail(&claims, id).await,
+            ("POST", ["leads", id, "events"]) => {
+                let body: EventBody =
+                    serde_json::from_slice(request.body().as_ref()).map_err(|e| {
+                        ApiError(
+                            400,
+                            "malformed",
+                            format!("body must be {{\"event\": ...}}: {e}"),
+                        )
+                    })?;
+                self.post_event(&claims, id, &body.event).await
+            }
+            _ => Err(ApiError(404, "not_found", "no such route".into())),
+        }
+    }
+
+    /// The lead, if the caller's dealer has it.
+    async fn visible_lead(&self, claims: &Claims, lead_id: &str) -> Result<LeadRecord, ApiError> {
+        let lead = self.leads.get(lead_id).await?;
+        match lead {
+            Some(l) if l.dealer_id.as_deref() == Some(claims.dealer_id.as_str()) => Ok(l),
+            // Same answer for "absent" and "another dealer's": no probing.
+            _ => Err(ApiError(
+                404,
+                "unknown_lead",
+                format!("no lead {lead_id} for dealer {}", claims.dealer_id),
+            )),
+        }
+    }
+
+    async fn lead(&self, claims: &Claims, lead_id: &str) -> Result<serde_json::Value, ApiError> {
+        let mut lead = self.visible_lead(claims, lead_id).await?;
+        let may_call = lead.assignee.as_deref() == Some(claims.staff_id.as_str())
+            || claims.role == StaffRole::Manager;
+        if !may_call {
+            lead.phone = None;
+        }
+        let touchpoints = self.leads.touchpoints(lead_id).await?;
+        tracing::info!(lead_id, staff_id = %claims.staff_id, full_phone_shown = may_call && lead.phone.is_some(), "lead read");
+        Ok(serde_json::json!({ "lead": lead, "touchpoints": touchpoints }))
+    }
+
+    async fn trail(&self, claims: &Claims, lead_id: &str) -> Result<serde_json::Value, ApiError> {
+        self.visible_lead(claims, lead_id).await?;
+        Ok(serde_json::json!({ "events": self.audit.trail(lead_id).await? }))
+    }
+
+    async fn post_event(
+        &self,
+        claims: &Claims,
+        lead_id: &str,
+        event: &str,
+    ) -> Result<serde_json::Value, ApiError> {
+        // The caller must still be on the dealer's staff (tokens outlive changes).
+        let staff = self.directory.staff_of(&claims.dealer_id).await?;
+        let me = staff
+            .iter()
+            .find(|s| s.staff_id == claims.staff_id)
+            .ok_or_else(|| {
+                ApiError(
+                    403,
+                    "forbidden",
+                    "caller is not on this dealer's staff".into(),
+                )
+            })?;
+        if event == "claim" {
+            return self.claim(claims, me, lead_id).await;
+        }
+        let event: StatusEvent =
+            serde_json::from_value(serde_json::Value::String(event.to_string()))
+                .map_err(|_| ApiError(400, "unknown_event", format!("unknown event {event:?}")))?;
+        let brand = self.directory.brand(&claims.brand_id).await?;
+        let exclusivity_days = brand.map_or(15, |b| b.exclusivity_days);
+        for _attempt in 0..3 {
+            let lead = self.visible_lead(claims, lead_id).await?;
+            if lead.assignee.as_deref() != Some(claims.staff_id.as_str())
+                && me.role != StaffRole::Manager
+            {
+                return Err(ApiError(
+                    403,
+                    "forbidden",
+                    "only the assignee or a manager may update this lead".into(),
+                ));
+            }
+            let next = status::apply(lead.status, event)
+                .map_err(|e| ApiError(409, "invalid_transition", e.to_string()))?;
+            if next == lead.status && !matches!(event, StatusEvent::MarkedValid) {
+                return Ok(
+                    serde_json::json!({ "lead_id": lead_id, "status": next, "changed": false }),
+                );
+            }
+            let valid = match event {
+                StatusEvent::MarkedValid => Some(true),
+                StatusEvent::MarkedInvalid => Some(false),
+                _ => None,
+            };
+            let closes = status::is_open(lead.status) && !status::is_open(next);
+            let now = Utc::now();
+            match self
+                .leads
+                .apply_status(
+                    &lead,
+                    next,
+                    valid,
+                    status::is_progress(event),
+                    closes,
+                    exclusivity_days,
+                    now,
+                )
+                .await?
+            {
+                StatusResult::Applied => {
+                    self.audit
+                        .append(&[AuditEvent {
+                            lead_id: lead_id.to_string(),
+                            action: AuditAction::StatusChanged,
+                            actor: Actor::Staff(claims.staff_id.clone()),
+                            at: now,
+                            detail: format!("{event:?}: {:?} -> {next:?}", lead.status),
+                        }])
+                        .await?;
+                    tracing::info!(lead_id, staff_id = %claims.staff_id, ?event, from = ?lead.status, to = ?next, "status changed");
+                    return Ok(
+                        serde_json::json!({ "lead_id": lead_id, "status": next, "changed": true }),
+                    );
+                }
+                StatusResult::Conflict => continue,
+            }
+        }
+        Err(ApiError(
+            409,
+            "conflict",
+            "the lead changed concurrently; retry".into(),
+        ))
+    }
+
+    async fn claim(
+        &self,
+        claims: &Claims,
+        me: &leads_domain::directory::Staff,
+        lead_id: &str,
+    ) -> Result<serde_json::Value, ApiError> {
+        let lead = self.visible_lead(claims, lead_id).await?;
+        if lead.status != LeadStatus::Offered || !lead.offered_to.contains(&claims.staff_id) {
+            return Err(ApiError(
+                409,
+                "not_claimable",
+                "the lead is not on offer to you".into(),
+            ));
+        }
+        let brand = self
+            .directory
+            .brand(&lead.brand_id)
+            .await?
+            .ok_or_else(|| ApiError(500, "internal", "brand missing".into()))?;
+        let loads = self
+            .leads
+            .staff_loads(&claims.dealer_id, std::slice::from_ref(me))
+            .await?;
+        let load: &StaffLoad = &loads[0];
+        if !load.can_take() {
+            return Err(ApiError(
+                409,
+                "at_cap",
+                "you are at your open-lead cap or off duty".into(),
+            ));
+        }
+        let now = Utc::now();
+        match self.leads.assign(&lead, load, &brand, now).await? {
+            AssignResult::Assigned => {
+                self.audit
+                    .append(&[AuditEvent {
+                        lead_id: lead_id.to_string(),
+                        action: AuditAction::Claimed,
+                        actor: Actor::Staff(claims.staff_id.clone()),
+                        at: now,
+                        detail: String::new(),
+                    }])
+                    .await?;
+                Ok(
+                    serde_json::json!({ "lead_id": lead_id, "status": LeadStatus::Assigned, "assignee": claims.staff_id }),
+                )
+            }
+            AssignResult::AlreadyAssigned => Err(ApiError(
+                409,
+                "already_claimed",
+                "someone else claimed it first".into(),
+            )),
+            AssignResult::CapReached => Err(ApiError(
+                409,
+                "at_cap",
+                "you are at your open-lead cap".into(),
+            )),
+        }
+    }
+}
+
+fn json(status: u16, body: &serde_json::Value) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Body::Text(body.to_string()))
+        .expect("static response parts are valid")
+}
