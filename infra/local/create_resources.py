@@ -1,0 +1,191 @@
+#!/usr/bin/env python3
+"""Create template.yaml's DynamoDB tables and SQS queues in the local emulator and print
+the functions' environment variables, resolved against it, as one JSON object.
+
+template.yaml stays the single source of truth: there is no list of tables or queues
+here. Every AWS::DynamoDB::Table and AWS::SQS::Queue resource is copied into a plain
+CloudFormation template (moto can't run the SAM transform, Globals or functions) and
+created with moto's CloudFormation, so properties (GSIs, redrive policies, DLQ
+!GetAtt ... Arn) are applied as CloudFormation would. Then what moto's CloudFormation
+gets wrong is patched up: it ignores TimeToLiveSpecification, and it reports queue URLs
+that point at AWS, not at the emulator.
+
+Run with the venv's python, with AWS_ENDPOINT_URL / AWS_REGION / dummy credentials
+set (infra/local/stack.sh does this). Idempotent: an existing stack is reused.
+Env: LOCAL_STACK_NAME (default leads-local), LEADS_TEMPLATE (default <repo>/template.yaml).
+"""
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+import boto3
+import yaml
+from botocore.exceptions import ClientError
+
+REPO = Path(__file__).resolve().parents[2]
+TEMPLATE = Path(os.environ.get("LEADS_TEMPLATE", REPO / "template.yaml"))
+STACK = os.environ.get("LOCAL_STACK_NAME", "leads-local")
+ENDPOINT = os.environ["AWS_ENDPOINT_URL"]
+REGION = os.environ.get("AWS_REGION", "us-east-1")
+TABLE, QUEUE = "AWS::DynamoDB::Table", "AWS::SQS::Queue"
+FUNCTIONS = ("AWS::Serverless::Function", "AWS::Lambda::Function")
+PSEUDO = {  # what moto uses; only needed if an env value refers to them
+    "AWS::Region": REGION, "AWS::AccountId": "123456789012", "AWS::StackName": STACK,
+    "AWS::Partition": "aws", "AWS::URLSuffix": "amazonaws.com",
+}
+
+
+def log(msg):
+    print(f"create_resources: {msg}", file=sys.stderr)
+
+
+class CfnLoader(yaml.SafeLoader):
+    """SafeLoader that turns CloudFormation short tags into their long JSON form:
+    !Ref X -> {"Ref": "X"}, !GetAtt A.B -> {"Fn::GetAtt": ["A", "B"]}, !Sub s -> {"Fn::Sub": s}."""
+
+
+def _short_tag(loader, suffix, node):
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    if suffix in ("Ref", "Condition"):
+        return {suffix: value}
+    if suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    return {"Fn::" + suffix: value}
+
+
+CfnLoader.add_multi_constructor("!", _short_tag)
+
+
+def emulated_template(tpl):
+    """Only the tables and queues, plus the sections their properties may refer to."""
+    out = {"AWSTemplateFormatVersion": "2010-09-09"}
+    for section in ("Parameters", "Mappings", "Conditions"):
+        if section in tpl:
+            out[section] = tpl[section]
+    out["Resources"] = {k: r for k, r in tpl["Resources"].items() if r["Type"] in (TABLE, QUEUE)}
+    return out
+
+
+def ensure_stack(cf, body):
+    try:
+        cf.create_stack(StackName=STACK, TemplateBody=body)
+        log(f"creating stack {STACK}")
+    except ClientError as e:
+        if e.response["Error"]["Code"] != "AlreadyExistsException":
+            raise
+        log(f"stack {STACK} exists; reusing it")
+        current = cf.get_template(StackName=STACK)["TemplateBody"]  # boto3 parses JSON bodies
+        if (json.loads(current) if isinstance(current, str) else current) != json.loads(body):
+            log("WARNING: it was created from an older template.yaml; "
+                "run `infra/local/stack.sh down && infra/local/stack.sh up` for a fresh one")
+    cf.get_waiter("stack_create_complete").wait(
+        StackName=STACK, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+
+
+def enable_ttl(ddb, table, spec):
+    """moto's CloudFormation drops TimeToLiveSpecification; apply it through the API."""
+    if str(spec.get("Enabled")).lower() != "true":
+        return
+    current = ddb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
+    if current.get("TimeToLiveStatus") == "ENABLED":
+        return  # AWS rejects enabling twice; keep re-runs quiet
+    ddb.update_time_to_live(TableName=table, TimeToLiveSpecification={
+        "AttributeName": spec["AttributeName"], "Enabled": True})
+
+
+class Resolver:
+    """Resolves an environment value the way CloudFormation would, but against the emulator."""
+
+    def __init__(self, tpl, physical, sqs):
+        self.params = tpl.get("Parameters", {})
+        self.types = {k: r["Type"] for k, r in tpl["Resources"].items()}
+        self.physical, self.sqs = physical, sqs
+
+    def ref(self, name):
+        if self.types.get(name) in (TABLE, QUEUE) and name not in self.physical:
+            raise ValueError(f"{name} is not in the running stack (made from an older template?)")
+        if self.types.get(name) == QUEUE:
+            # Physical id is the AWS-style URL; ask the emulator for its own URL by name.
+            queue_name = self.physical[name].rsplit("/", 1)[-1]
+            return self.sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
+        if self.types.get(name) == TABLE:
+            return self.physical[name]  # the table name
+        if name in self.params and "Default" in self.params[name]:
+            return scalar(self.params[name]["Default"])
+        if name in PSEUDO:
+            return PSEUDO[name]
+        raise ValueError(f"!Ref {name} is not a table, queue or parameter with a Default")
+
+    def value(self, v):
+        if not isinstance(v, dict):
+            return scalar(v)
+        if list(v) == ["Ref"]:
+            return self.ref(v["Ref"])
+        if list(v) == ["Fn::Sub"]:
+            text, extra = (v["Fn::Sub"], {}) if isinstance(v["Fn::Sub"], str) else v["Fn::Sub"]
+            extra = {k: self.value(x) for k, x in extra.items()}
+            # ${Name} -> variable or Ref; ${!Literal} -> ${Literal}
+            return re.sub(r"\$\{(!?)([^}]+)\}", lambda m: "${" + m[2] + "}" if m[1]
+                          else extra[m[2]] if m[2] in extra else self.ref(m[2]), text)
+        raise ValueError(f"{json.dumps(v)} can't be resolved locally (only !Ref, !Sub, plain values)")
+
+
+def scalar(v):
+    """CloudFormation passes env values as strings: true -> "true", 90 -> "90"."""
+    return str(v).lower() if isinstance(v, bool) else str(v)
+
+
+def environment(tpl):
+    """Globals.Function.Environment.Variables, then each function's own (which wins)."""
+    glob = tpl.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
+    merged, owner = dict(glob), {}
+    for name, res in tpl["Resources"].items():
+        if res["Type"] not in FUNCTIONS:
+            continue
+        for k, v in res.get("Properties", {}).get("Environment", {}).get("Variables", {}).items():
+            if k in owner and merged[k] != v:  # one env file can hold only one value
+                log(f"WARNING: {k} differs between {owner[k]} and {name}; using {name}'s")
+            merged[k], owner[k] = v, name
+    return merged
+
+
+def main():
+    tpl = yaml.load(TEMPLATE.read_text(), Loader=CfnLoader)
+    kw = dict(endpoint_url=ENDPOINT, region_name=REGION)
+    cf, ddb, sqs = (boto3.client(s, **kw) for s in ("cloudformation", "dynamodb", "sqs"))
+
+    sub = emulated_template(tpl)
+    ensure_stack(cf, json.dumps(sub, default=str))
+    physical = {r["LogicalResourceId"]: r["PhysicalResourceId"]
+                for r in cf.describe_stack_resources(StackName=STACK)["StackResources"]}
+    for name, res in sub["Resources"].items():
+        spec = res.get("Properties", {}).get("TimeToLiveSpecification")
+        if res["Type"] == TABLE and spec:
+            enable_ttl(ddb, physical[name], spec)
+    log(f"{len(physical)} tables/queues ready in {ENDPOINT}")
+
+    resolver, env = Resolver(tpl, physical, sqs), {}
+    for key, raw in environment(tpl).items():
+        try:
+            env[key] = resolver.value(raw)
+            if "{{resolve:" in env[key]:
+                # e.g. {{resolve:secretsmanager:...}}: CloudFormation fills it in at deploy
+                # time; passing the literal on would only give a confusing parse error.
+                del env[key]
+                raise ValueError("dynamic reference {{resolve:...}}; set it yourself locally")
+        except ValueError as e:
+            # One exotic variable must not take the whole local stack down: say so, skip it.
+            log(f"WARNING: {key} skipped: {e}")
+    json.dump(env, sys.stdout, indent=2)
+    print()
+
+
+if __name__ == "__main__":
+    main()
