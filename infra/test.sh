@@ -30,4 +30,14 @@ if $started_here; then trap 'infra/local/stack.sh down' EXIT; fi
 
 step "cargo test (unit, property and emulator integration tests)"
 # CI=true makes an integration test fail, not skip, if the emulator is missing.
-cargo test --workspace --locked --no-fail-fast
+log="$(mktemp)"
+set +e
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+if $started_here; then trap - EXIT; infra/local/stack.sh down; fi
+# One closing line for the whole run (cargo prints one per test binary, the last
+# of which is usually an empty doc-test run).
+awk '/^test result:/ { p += $4; f += $6 } END { printf "\ntotal: %d passed, %d failed\n", p, f }' "$log"
+rm -f "$log"
+exit "$status"

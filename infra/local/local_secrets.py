@@ -25,13 +25,15 @@ if not os.path.exists(path):
             source: {"secrets": [secrets.token_hex(16)]}
             for source in ["feiyu", "dongchedi", "autohome", "yiche", "oem_crm"]
         },
+        # The sample directory's WeCom corps (data/sample-directory.json).
         "wecom": [
             {
-                "corp_id": "ww-demo-corp",
+                "corp_id": corp_id,
                 "token": secrets.token_hex(8),
                 # EncodingAESKey: 43 characters of the base64 alphabet.
                 "encoding_aes_key": "".join(secrets.choice(b64) for _ in range(42)) + "A",
             }
+            for corp_id in ["ww-hongtu-corp", "ww-xinglan-corp"]
         ],
     }
     with open(path, "w") as f:

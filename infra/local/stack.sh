@@ -96,7 +96,8 @@ up() {
   lock
   if running; then
     log "reusing moto_server pid $(cat "$pidf") at $(cat "$endpf")"
-    [[ -s "$envf" ]] || provision "$(cat "$endpf")"
+    # (Re)write the env file if missing or made by an older script without the secrets.
+    grep -q '^export INTAKE_SECRETS=' "$envf" 2>/dev/null || provision "$(cat "$endpf")"
     # Reusing never changes a running stack (tests may be using it); just say it's stale.
     [[ "$(sha256sum "$repo/template.yaml" | cut -d' ' -f1)" == "$(cat "$tplsumf" 2>/dev/null)" ]] ||
       log "WARNING: template.yaml changed since this stack was created; run: $0 down && $0 up"

@@ -133,13 +133,15 @@ async fn show() -> Result<(), String> {
                 on_duty
             );
         }
-        for a in accounts {
-            let owner = match &a.owner {
-                AccountOwner::Dealer { dealer_id } => dealer_id.as_str(),
-                AccountOwner::Brand => "(brand pool)",
-            };
-            println!("  account {}:{} -> {owner}", a.platform, a.account_id);
+        let mut per_platform = std::collections::BTreeMap::new();
+        for a in &accounts {
+            *per_platform.entry(a.platform.as_str()).or_insert(0) += 1;
+            if a.owner == AccountOwner::Brand {
+                println!("  brand-level account {}:{} (routes by the customer's city)", a.platform, a.account_id);
+            }
         }
+        let counts: Vec<String> = per_platform.iter().map(|(p, n)| format!("{p} {n}")).collect();
+        println!("  platform accounts: {}", counts.join(", "));
     }
     Ok(())
 }
