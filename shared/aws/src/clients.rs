@@ -18,4 +18,21 @@ impl AwsClients {
             sqs: aws_sdk_sqs::Client::new(&shared),
         }
     }
+
+    /// Clients whose every request is counted (tests and benchmarks).
+    pub async fn counted(counter: &crate::request_counter::RequestCounter) -> Self {
+        let shared = aws_config::defaults(BehaviorVersion::latest()).load().await;
+        AwsClients {
+            dynamodb: aws_sdk_dynamodb::Client::from_conf(
+                aws_sdk_dynamodb::config::Builder::from(&shared)
+                    .interceptor(counter.clone())
+                    .build(),
+            ),
+            sqs: aws_sdk_sqs::Client::from_conf(
+                aws_sdk_sqs::config::Builder::from(&shared)
+                    .interceptor(counter.clone())
+                    .build(),
+            ),
+        }
+    }
 }

@@ -10,6 +10,7 @@
 pub mod clients;
 pub mod config;
 pub mod error;
+pub mod request_counter;
 pub mod store;
 pub mod telemetry;
 

@@ -1,0 +1,130 @@
+//! AWS requests per accepted webhook, per new lead and per merge, counted by an
+//! SDK interceptor against the emulator (`cargo test --test request_counts --
+//! --nocapture` prints the table the README quotes). The bounds below pin them
+//! so a change that adds round trips is noticed.
+
+use chrono::Utc;
+use integration_tests::world::{lead, phone, world};
+use lead_router::Router;
+use leads_aws::request_counter::RequestCounter;
+use leads_aws::AwsClients;
+use leads_domain::dedup::DedupOutcome;
+use leads_domain::directory::{AssignmentStrategy, Platform};
+
+fn show(what: &str, counter: &RequestCounter) -> u64 {
+    let counts = counter.snapshot();
+    let detail: Vec<String> = counts.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    println!(
+        "{what:<32} {:>3} requests: {}",
+        counter.total(),
+        detail.join(" ")
+    );
+    let total = counter.total();
+    counter.reset();
+    total
+}
+
+#[tokio::test]
+async fn requests_per_new_lead_merge_and_duplicate() {
+    let Some(w) = world(AssignmentStrategy::RoundRobin, &[50, 50]).await else {
+        return;
+    };
+    let counter = RequestCounter::default();
+    let clients = AwsClients::counted(&counter).await;
+    let mut settings = w.stack.settings.clone();
+    settings.queues.notification = w.notifications.clone();
+    settings.queues.crm = w.crm.clone();
+    let router = Router::new(&settings, &clients);
+
+    let number = phone();
+    let first = lead(&w, Platform::Douyin, "dy-jn", &number, None);
+    assert_eq!(
+        router
+            .handle_lead(&first, Utc::now())
+            .await
+            .unwrap()
+            .outcome,
+        Some(DedupOutcome::Created)
+    );
+    let created = show("new local lead (round-robin)", &counter);
+
+    let again = lead(&w, Platform::Autohome, "ah-jn", &number, None);
+    assert_eq!(
+        router
+            .handle_lead(&again, Utc::now())
+            .await
+            .unwrap()
+            .outcome,
+        Some(DedupOutcome::Merged)
+    );
+    let merged = show("merge (customer came back)", &counter);
+
+    assert_eq!(
+        router
+            .handle_lead(&again, Utc::now())
+            .await
+            .unwrap()
+            .outcome,
+        Some(DedupOutcome::Duplicate)
+    );
+    let duplicate = show("duplicate (redelivery)", &counter);
+
+    let remote = lead(&w, Platform::Douyin, "dy-jn", &phone(), Some("烟台"));
+    router.handle_lead(&remote, Utc::now()).await.unwrap();
+    let remote = show("new remote lead (1 candidate)", &counter);
+
+    assert!(created <= 16, "{created}");
+    assert!(merged <= 10, "{merged}");
+    assert!(duplicate <= 8, "{duplicate}");
+    assert!(remote <= 22, "{remote}");
+}
+
+#[tokio::test]
+async fn requests_per_accepted_webhook_and_redelivery() {
+    use leads_domain::intake::secrets::HmacSecrets;
+    use leads_domain::intake::{hmac_sources, IntakeSecrets, Source};
+    let Some(stack) = integration_tests::stack().await else {
+        return;
+    };
+    let counter = RequestCounter::default();
+    let clients = AwsClients::counted(&counter).await;
+    let mut secrets = IntakeSecrets {
+        phone_hash_key: "request-count-key-0123".into(),
+        ..Default::default()
+    };
+    secrets.hmac.insert(
+        Source::Autohome,
+        HmacSecrets {
+            secrets: vec!["s".into()],
+            accounts: Default::default(),
+        },
+    );
+    let intake = webhook_intake::Intake::new(&stack.settings, &clients, secrets);
+    let body = r#"{"lead_id":"x","dealer_id":"ah-ht-jn-01","phone":"13705317777"}"#;
+    let request = || {
+        let ts = Utc::now().timestamp().to_string();
+        lambda_http::http::Request::builder()
+            .method("POST")
+            .uri("/webhooks/autohome")
+            .header("X-Timestamp", &ts)
+            .header(
+                "X-Signature",
+                hmac_sources::signature("s", &ts, body.as_bytes()),
+            )
+            .header("X-Event-Id", integration_tests::unique("count"))
+            .body(lambda_http::Body::from(body))
+            .unwrap()
+    };
+    let first = request();
+    let again = {
+        let mut r = request();
+        *r.headers_mut() = first.headers().clone();
+        r
+    };
+    assert_eq!(intake.handle(first).await.status(), 200);
+    let accepted = show("accepted webhook (1 lead)", &counter);
+    assert_eq!(intake.handle(again).await.status(), 200);
+    let redelivered = show("redelivered webhook", &counter);
+    assert_eq!(accepted, 4, "claim, raw payload, enqueue, complete");
+    assert_eq!(redelivered, 1, "one conditional put answers it");
+}
