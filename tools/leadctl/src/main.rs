@@ -2,6 +2,7 @@
 //!
 //!   leadctl seed FILE.json   validate a directory file and load it into the directory table
 //!   leadctl show             print the brands, dealers, staff and accounts stored
+//!   leadctl token ...        issue a bearer token for the staff API
 //!
 //! Talks to whatever `AWS_ENDPOINT_URL`/`DIRECTORY_TABLE` point at (the local
 //! stack's `.local/env`, or a deployed stack).
@@ -33,6 +34,27 @@ enum Command {
     },
     /// Print what the directory holds, per brand.
     Show,
+    /// Issue a bearer token for the staff API (signed with API_TOKEN_SECRET).
+    Token {
+        #[arg(long)]
+        staff: String,
+        #[arg(long)]
+        dealer: String,
+        #[arg(long)]
+        brand: String,
+        #[arg(long, value_enum, default_value_t = Role::Sales)]
+        role: Role,
+        /// Validity in hours.
+        #[arg(long, default_value_t = 12)]
+        hours: i64,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Role {
+    Sales,
+    Manager,
+    Dcc,
 }
 
 #[tokio::main]
@@ -50,6 +72,28 @@ async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Seed { file, dry_run } => seed(&file, dry_run).await,
         Command::Show => show().await,
+        Command::Token {
+            staff,
+            dealer,
+            brand,
+            role,
+            hours,
+        } => {
+            let secret = config::required("API_TOKEN_SECRET").map_err(|e| e.to_string())?;
+            let claims = leads_domain::auth::Claims {
+                staff_id: staff,
+                dealer_id: dealer,
+                brand_id: brand,
+                role: match role {
+                    Role::Sales => leads_domain::directory::StaffRole::Sales,
+                    Role::Manager => leads_domain::directory::StaffRole::Manager,
+                    Role::Dcc => leads_domain::directory::StaffRole::Dcc,
+                },
+                exp: chrono::Utc::now().timestamp() + hours * 3600,
+            };
+            println!("{}", leads_domain::auth::issue(secret.as_bytes(), &claims));
+            Ok(())
+        }
     }
 }
 
@@ -137,10 +181,16 @@ async fn show() -> Result<(), String> {
         for a in &accounts {
             *per_platform.entry(a.platform.as_str()).or_insert(0) += 1;
             if a.owner == AccountOwner::Brand {
-                println!("  brand-level account {}:{} (routes by the customer's city)", a.platform, a.account_id);
+                println!(
+                    "  brand-level account {}:{} (routes by the customer's city)",
+                    a.platform, a.account_id
+                );
             }
         }
-        let counts: Vec<String> = per_platform.iter().map(|(p, n)| format!("{p} {n}")).collect();
+        let counts: Vec<String> = per_platform
+            .iter()
+            .map(|(p, n)| format!("{p} {n}"))
+            .collect();
         println!("  platform accounts: {}", counts.join(", "));
     }
     Ok(())
