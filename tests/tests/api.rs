@@ -5,6 +5,7 @@ use api::Api;
 use chrono::Utc;
 use integration_tests::world::{lead, phone, world, World};
 use lambda_http::{Body, Request};
+use leads_aws::store::{DirectoryStore, DynamoDirectory};
 use leads_domain::auth::{self, Claims};
 use leads_domain::directory::{AssignmentStrategy, Platform, StaffRole};
 
@@ -160,20 +161,14 @@ async fn assignee_moves_the_lead_through_the_funnel_and_others_cannot() {
     );
 
     // Winning closed the lead: the consultant's open count is back to zero.
-    let staff = vec![leads_domain::directory::Staff {
-        staff_id: format!("{}-jn-s0", w.brand),
-        dealer_id: format!("{}-jn", w.brand),
-        name: String::new(),
-        role: StaffRole::Sales,
-        on_duty: true,
-        cap: 5,
-        wecom_userid: None,
-    }];
-    let loads = w
-        .leads
-        .staff_loads(&format!("{}-jn", w.brand), &staff)
-        .await
-        .unwrap();
+    let dealer = format!("{}-jn", w.brand);
+    let directory = DynamoDirectory::new(
+        w.stack.clients.dynamodb.clone(),
+        &w.stack.settings.tables.directory,
+    );
+    let mut staff = directory.staff_of(&dealer).await.unwrap();
+    staff.retain(|s| s.staff_id == format!("{}-jn-s0", w.brand));
+    let loads = w.leads.staff_loads(&dealer, &staff).await.unwrap();
     assert_eq!(loads[0].open_leads, 0);
 }
 

@@ -222,7 +222,8 @@ async fn concurrent_batches_never_push_a_consultant_over_cap() {
         .map(|_| lead(&w, Platform::Douyin, "dy-jn", &phone(), None))
         .collect();
     let now = Utc::now();
-    let results = futures_join_all(leads.iter().map(|l| w.router.handle_lead(l, now))).await;
+    let results =
+        futures::future::join_all(leads.iter().map(|l| w.router.handle_lead(l, now))).await;
     let mut per_staff: HashMap<String, u32> = HashMap::new();
     for r in results {
         if let Some(s) = r.unwrap().assignee {
@@ -246,35 +247,6 @@ async fn concurrent_batches_never_push_a_consultant_over_cap() {
             .count(),
         3
     );
-}
-
-/// Runs futures concurrently on this task (no extra crate needed).
-async fn futures_join_all<F: std::future::Future>(
-    futures: impl Iterator<Item = F>,
-) -> Vec<F::Output> {
-    let mut set = Vec::new();
-    for f in futures {
-        set.push(Box::pin(f));
-    }
-    let mut out: Vec<Option<F::Output>> = (0..set.len()).map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, f) in set.iter_mut().enumerate() {
-            if out[i].is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => out[i] = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    out.into_iter().map(Option::unwrap).collect()
 }
 
 #[tokio::test]

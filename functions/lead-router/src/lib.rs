@@ -271,10 +271,7 @@ impl Router {
         }
         match (&record.route, record.status) {
             (Some(Route::Unroutable { reason }), _) => {
-                let reason = serde_json::to_value(reason)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default();
+                let reason = leads_domain::wire_name(reason);
                 // Idempotent for the CRM: the lead id is in the message.
                 self.crm
                     .send(&CrmHandoff {

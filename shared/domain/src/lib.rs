@@ -21,3 +21,12 @@ pub mod status;
 
 pub use city::{City, CityCode};
 pub use phone::{Phone, PhoneError};
+
+/// The name a unit enum variant has on the wire (its serde name, e.g.
+/// `"new_assignment"`), for keys and messages built from it.
+pub fn wire_name<T: serde::Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(name)) => name,
+        _ => String::new(),
+    }
+}

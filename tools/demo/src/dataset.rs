@@ -98,7 +98,13 @@ pub fn generate(
         directory
             .accounts
             .iter()
-            .find(|a| a.platform == platform && a.owner == AccountOwner::Dealer { dealer_id: dealer.into() })
+            .find(|a| {
+                a.platform == platform
+                    && a.owner
+                        == AccountOwner::Dealer {
+                            dealer_id: dealer.into(),
+                        }
+            })
             .map(|a| a.account_id.clone())
     };
     let mut event_seq = 0u64;
@@ -150,7 +156,11 @@ pub fn generate(
                 rng.pick(&["38", "39", "58", "86", "99", "37"]),
                 rng.next() % 100_000_000
             )),
-            name: format!("{}{}", rng.pick(&SURNAMES), if rng.chance(0.5) { "先生" } else { "女士" }),
+            name: format!(
+                "{}{}",
+                rng.pick(&SURNAMES),
+                if rng.chance(0.5) { "先生" } else { "女士" }
+            ),
             city,
             series,
         };
@@ -174,7 +184,10 @@ pub fn generate(
             }
         }
         let customer = if first == Platform::Wecom {
-            Customer { phone: None, ..customer }
+            Customer {
+                phone: None,
+                ..customer
+            }
         } else {
             customer
         };
@@ -191,8 +204,17 @@ pub fn generate(
             };
             let Some(account) = account else { continue };
             let hook = match platform {
-                Platform::Douyin => douyin_lead(&mut rng, secrets, &account, &customer, next_id("dy"), now),
-                Platform::Wecom => wecom_contact(&mut rng, secrets, &account, &dealer.dealer_id, next_id("ww"), now),
+                Platform::Douyin => {
+                    douyin_lead(&mut rng, secrets, &account, &customer, next_id("dy"), now)
+                }
+                Platform::Wecom => wecom_contact(
+                    &mut rng,
+                    secrets,
+                    &account,
+                    &dealer.dealer_id,
+                    next_id("ww"),
+                    now,
+                ),
                 p => hmac_lead(&mut rng, secrets, p, &account, &customer, next_id("h"), now),
             };
             let Some(hook) = hook else { continue };
@@ -214,20 +236,37 @@ pub fn generate(
     // A few hostile or broken calls.
     let forged_count = (customers / 40).max(2);
     for i in 0..forged_count {
-        let customer = Customer { phone: Some("13800138000".into()), name: "x".into(), city: None, series: vec![] };
-        let account = accounts(&directory.dealers[0].dealer_id, Platform::Douyin).unwrap_or_default();
-        if let Some(mut hook) = douyin_lead(&mut rng, secrets, &account, &customer, next_id("forged"), now) {
+        let customer = Customer {
+            phone: Some("13800138000".into()),
+            name: "x".into(),
+            city: None,
+            series: vec![],
+        };
+        let account =
+            accounts(&directory.dealers[0].dealer_id, Platform::Douyin).unwrap_or_default();
+        if let Some(mut hook) = douyin_lead(
+            &mut rng,
+            secrets,
+            &account,
+            &customer,
+            next_id("forged"),
+            now,
+        ) {
             match i % 3 {
                 0 => {
                     hook.headers.retain(|(k, _)| k != douyin::SIGNATURE_HEADER);
-                    hook.headers.push((douyin::SIGNATURE_HEADER.into(), "0".repeat(40)));
+                    hook.headers
+                        .push((douyin::SIGNATURE_HEADER.into(), "0".repeat(40)));
                     hook.expect = Expect::Rejected(401);
                 }
                 1 => {
                     hook.body.push_str("}{");
                     let app_secret = secrets.douyin.values().next().cloned().unwrap_or_default();
                     hook.headers.retain(|(k, _)| k != douyin::SIGNATURE_HEADER);
-                    hook.headers.push((douyin::SIGNATURE_HEADER.into(), douyin::signature(&app_secret, hook.body.as_bytes())));
+                    hook.headers.push((
+                        douyin::SIGNATURE_HEADER.into(),
+                        douyin::signature(&app_secret, hook.body.as_bytes()),
+                    ));
                     hook.expect = Expect::Rejected(400);
                 }
                 _ => {
@@ -239,8 +278,21 @@ pub fn generate(
         }
         // A stale vertical-media call (replayed after 10 minutes).
         if let Some(account) = accounts(&directory.dealers[0].dealer_id, Platform::Autohome) {
-            let c = Customer { phone: Some("13912345678".into()), name: "y".into(), city: None, series: vec![] };
-            if let Some(mut hook) = hmac_lead(&mut rng, secrets, Platform::Autohome, &account, &c, next_id("stale"), now - Duration::minutes(10)) {
+            let c = Customer {
+                phone: Some("13912345678".into()),
+                name: "y".into(),
+                city: None,
+                series: vec![],
+            };
+            if let Some(mut hook) = hmac_lead(
+                &mut rng,
+                secrets,
+                Platform::Autohome,
+                &account,
+                &c,
+                next_id("stale"),
+                now - Duration::minutes(10),
+            ) {
                 hook.expect = Expect::Rejected(401);
                 out.push(hook);
             }
@@ -260,7 +312,10 @@ pub fn generate(
         let j = rng.below(i + 1);
         out.swap(i, j);
     }
-    Dataset { webhooks: out, expected }
+    Dataset {
+        webhooks: out,
+        expected,
+    }
 }
 
 fn douyin_lead(
@@ -275,17 +330,30 @@ fn douyin_lead(
     let phone = c.phone.as_deref()?;
     let (event, content) = match rng.below(10) {
         // A phone typed into a private message.
-        0..=1 => ("im_receive_msg", serde_json::json!({"message_type": "text", "text": format!("你好，我想了解{}，电话{}", c.series[0], phone)})),
-        2..=5 => ("personal_tab_contact", serde_json::json!({"phone": phone, "name": c.name, "city": c.city, "series": c.series})),
-        _ => ("website_contact", serde_json::json!({"telephone": phone, "name": c.name, "city_name": c.city, "series": c.series.join(","),
-              "scene": if rng.chance(0.3) { "live" } else { "video" }})),
+        0..=1 => (
+            "im_receive_msg",
+            serde_json::json!({"message_type": "text", "text": format!("你好，我想了解{}，电话{}", c.series[0], phone)}),
+        ),
+        2..=5 => (
+            "personal_tab_contact",
+            serde_json::json!({"phone": phone, "name": c.name, "city": c.city, "series": c.series}),
+        ),
+        _ => (
+            "website_contact",
+            serde_json::json!({"telephone": phone, "name": c.name, "city_name": c.city, "series": c.series.join(","),
+              "scene": if rng.chance(0.3) { "live" } else { "video" }}),
+        ),
     };
     let mut content = content;
     if rng.chance(0.25) {
         content["ad_info"] = serde_json::json!({"ad_id": format!("ad-{}", rng.below(50))});
     }
     // `content` arrives as an object or as a JSON-encoded string: send both.
-    let content = if rng.chance(0.5) { serde_json::Value::String(content.to_string()) } else { content };
+    let content = if rng.chance(0.5) {
+        serde_json::Value::String(content.to_string())
+    } else {
+        content
+    };
     let body = serde_json::json!({
         "event": event, "client_key": client_key, "from_user_id": format!("visitor-{}", rng.below(1_000_000)),
         "to_user_id": account, "content": content, "log_id": format!("log-{msg_id}")
@@ -296,7 +364,10 @@ fn douyin_lead(
         source: Source::Douyin,
         query: vec![],
         headers: vec![
-            (douyin::SIGNATURE_HEADER.into(), douyin::signature(secret, body.as_bytes())),
+            (
+                douyin::SIGNATURE_HEADER.into(),
+                douyin::signature(secret, body.as_bytes()),
+            ),
             (douyin::MSG_ID_HEADER.into(), msg_id),
             ("content-type".into(), "application/json".into()),
         ],
@@ -336,7 +407,10 @@ fn hmac_lead(
         query: vec![],
         headers: vec![
             (hmac_sources::TIMESTAMP_HEADER.into(), ts.clone()),
-            (hmac_sources::SIGNATURE_HEADER.into(), hmac_sources::signature(&secret, &ts, body.as_bytes())),
+            (
+                hmac_sources::SIGNATURE_HEADER.into(),
+                hmac_sources::signature(&secret, &ts, body.as_bytes()),
+            ),
             (hmac_sources::EVENT_ID_HEADER.into(), event_id),
             ("content-type".into(), "application/json".into()),
         ],
@@ -353,7 +427,11 @@ fn wecom_contact(
     id: String,
     now: DateTime<Utc>,
 ) -> Option<Webhook> {
-    let corp = secrets.wecom.iter().find(|c| c.corp_id == corp_account).or(secrets.wecom.first())?;
+    let corp = secrets
+        .wecom
+        .iter()
+        .find(|c| c.corp_id == corp_account)
+        .or(secrets.wecom.first())?;
     let inner = format!(
         "<xml><ToUserName><![CDATA[{corp}]]></ToUserName><FromUserName><![CDATA[sys]]></FromUserName>\
          <CreateTime>{t}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[change_external_contact]]></Event>\
@@ -367,7 +445,13 @@ fn wecom_contact(
     );
     let mut random = [0u8; 16];
     random.iter_mut().for_each(|b| *b = rng.next() as u8);
-    let (query, body) = wecom::signed_callback(corp, &inner, now.timestamp(), &format!("n{}", rng.below(1 << 30)), random);
+    let (query, body) = wecom::signed_callback(
+        corp,
+        &inner,
+        now.timestamp(),
+        &format!("n{}", rng.below(1 << 30)),
+        random,
+    );
     Some(Webhook {
         source: Source::Wecom,
         query: query.into_iter().collect(),
@@ -377,8 +461,18 @@ fn wecom_contact(
     })
 }
 
-fn stats(rng: &mut Rng, secrets: &IntakeSecrets, account: &str, now: DateTime<Utc>, msg_id: String) -> Webhook {
-    let (client_key, secret) = secrets.douyin.iter().next().expect("a Douyin app is configured");
+fn stats(
+    rng: &mut Rng,
+    secrets: &IntakeSecrets,
+    account: &str,
+    now: DateTime<Utc>,
+    msg_id: String,
+) -> Webhook {
+    let (client_key, secret) = secrets
+        .douyin
+        .iter()
+        .next()
+        .expect("a Douyin app is configured");
     let plays = 2_000 + rng.below(40_000) as u64;
     let body = serde_json::json!({
         "event": "account_daily_stats", "client_key": client_key, "to_user_id": account,
@@ -395,7 +489,10 @@ fn stats(rng: &mut Rng, secrets: &IntakeSecrets, account: &str, now: DateTime<Ut
         source: Source::DouyinStats,
         query: vec![],
         headers: vec![
-            (douyin::SIGNATURE_HEADER.into(), douyin::signature(secret, body.as_bytes())),
+            (
+                douyin::SIGNATURE_HEADER.into(),
+                douyin::signature(secret, body.as_bytes()),
+            ),
             (douyin::MSG_ID_HEADER.into(), msg_id),
         ],
         body,

@@ -63,14 +63,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let directory = file.validate().map_err(|e| format!("{e:?}"))?;
     let now = chrono::Utc::now();
     let data = dataset::generate(&directory, &secrets, cli.customers, cli.seed, now);
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
     let started = Instant::now();
 
     // Post webhooks (a few at a time), and play the SQS trigger in between.
     let mut sent = Sent::default();
     let total = data.webhooks.len();
     for (i, chunk) in data.webhooks.chunks(cli.concurrency).enumerate() {
-        let answers = futures_all(chunk.iter().map(|w| post(&http, &cli.endpoint, w))).await;
+        let answers =
+            futures::future::join_all(chunk.iter().map(|w| post(&http, &cli.endpoint, w))).await;
         for (hook, answer) in chunk.iter().zip(answers) {
             sent.posted += 1;
             let status = answer?;
@@ -80,7 +83,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 (s, Expect::Rejected(e)) if s == e => *sent.rejected.entry(s).or_default() += 1,
                 (s, e) => {
                     *sent.rejected.entry(s).or_default() += 1;
-                    sent.surprises.push(format!("{} answered {s}, expected {e:?}", hook.source));
+                    sent.surprises
+                        .push(format!("{} answered {s}, expected {e:?}", hook.source));
                 }
             }
         }
@@ -93,20 +97,39 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     drain_lead_queue(&http, &cli.endpoint, &clients, &settings, &mut sent, true).await?;
     let elapsed = started.elapsed();
 
-    report::print(&clients, &settings, &directory, &data.expected, &sent, now, elapsed).await?;
+    report::print(
+        &clients,
+        &settings,
+        &directory,
+        &data.expected,
+        &sent,
+        now,
+        elapsed,
+    )
+    .await?;
     if !sent.surprises.is_empty() || sent.router_failures > 0 {
         return Err("the demo saw unexpected answers (listed above)".into());
     }
     Ok(())
 }
 
-async fn post(http: &reqwest::Client, endpoint: &str, hook: &dataset::Webhook) -> Result<u16, String> {
-    let url = format!("{endpoint}/lambda-url/webhook-intake/webhooks/{}", hook.source);
+async fn post(
+    http: &reqwest::Client,
+    endpoint: &str,
+    hook: &dataset::Webhook,
+) -> Result<u16, String> {
+    let url = format!(
+        "{endpoint}/lambda-url/webhook-intake/webhooks/{}",
+        hook.source
+    );
     let mut request = http.post(url).query(&hook.query).body(hook.body.clone());
     for (k, v) in &hook.headers {
         request = request.header(k, v);
     }
-    let response = request.send().await.map_err(|e| format!("webhook-intake unreachable: {e}"))?;
+    let response = request
+        .send()
+        .await
+        .map_err(|e| format!("webhook-intake unreachable: {e}"))?;
     Ok(response.status().as_u16())
 }
 
@@ -149,7 +172,8 @@ async fn drain_lead_queue(
                 record.receipt_handle = m.receipt_handle.clone();
                 record.body = m.body.clone();
                 record.event_source = Some("aws:sqs".into());
-                record.event_source_arn = Some("arn:aws:sqs:us-east-1:123456789012:LeadQueue".into());
+                record.event_source_arn =
+                    Some("arn:aws:sqs:us-east-1:123456789012:LeadQueue".into());
                 record
             })
             .collect();
@@ -167,7 +191,13 @@ async fn drain_lead_queue(
                 continue; // SQS makes it visible again after the timeout
             }
             if let Some(handle) = &m.receipt_handle {
-                clients.sqs.delete_message().queue_url(queue).receipt_handle(handle).send().await?;
+                clients
+                    .sqs
+                    .delete_message()
+                    .queue_url(queue)
+                    .receipt_handle(handle)
+                    .send()
+                    .await?;
             }
         }
     }
@@ -183,28 +213,4 @@ fn progress(done: usize, total: usize, started: Instant) {
         started.elapsed().as_secs_f64()
     );
     let _ = std::io::stderr().flush();
-}
-
-/// Runs futures concurrently on this task.
-async fn futures_all<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
-    let mut pending: Vec<_> = futures.map(Box::pin).collect();
-    let mut out: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut waiting = false;
-        for (i, f) in pending.iter_mut().enumerate() {
-            if out[i].is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => out[i] = Some(v),
-                    std::task::Poll::Pending => waiting = true,
-                }
-            }
-        }
-        if waiting {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    out.into_iter().map(|o| o.expect("every future finished")).collect()
 }

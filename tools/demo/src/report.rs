@@ -16,7 +16,11 @@ use crate::Sent;
 
 type Item = HashMap<String, AttributeValue>;
 
-async fn scan(clients: &AwsClients, table: &str, pk_prefix: &str) -> Result<Vec<Item>, Box<dyn std::error::Error>> {
+async fn scan(
+    clients: &AwsClients,
+    table: &str,
+    pk_prefix: &str,
+) -> Result<Vec<Item>, Box<dyn std::error::Error>> {
     let mut items = Vec::new();
     let mut start = None;
     loop {
@@ -37,10 +41,19 @@ async fn scan(clients: &AwsClients, table: &str, pk_prefix: &str) -> Result<Vec<
     }
 }
 
-async fn drain_jobs(clients: &AwsClients, url: &str) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+async fn drain_jobs(
+    clients: &AwsClients,
+    url: &str,
+) -> Result<Vec<String>, Box<dyn std::error::Error>> {
     let mut bodies = Vec::new();
     loop {
-        let out = clients.sqs.receive_message().queue_url(url).max_number_of_messages(10).send().await?;
+        let out = clients
+            .sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .send()
+            .await?;
         let messages = out.messages.unwrap_or_default();
         if messages.is_empty() {
             return Ok(bodies);
@@ -48,7 +61,13 @@ async fn drain_jobs(clients: &AwsClients, url: &str) -> Result<Vec<String>, Box<
         for m in messages {
             bodies.push(m.body.unwrap_or_default());
             if let Some(h) = m.receipt_handle {
-                clients.sqs.delete_message().queue_url(url).receipt_handle(h).send().await?;
+                clients
+                    .sqs
+                    .delete_message()
+                    .queue_url(url)
+                    .receipt_handle(h)
+                    .send()
+                    .await?;
             }
         }
     }
@@ -77,8 +96,14 @@ pub async fn print(
     let merges: u32 = leads.iter().map(|l| l.touchpoints.saturating_sub(1)).sum();
 
     println!("\n== webhooks ({:.1} s)", elapsed.as_secs_f64());
-    println!("  posted {}  accepted {}  redeliveries acknowledged {}  rejected {:?}", sent.posted, sent.accepted, sent.redeliveries, sent.rejected);
-    println!("  router invocations {}  failed messages {}", sent.router_invocations, sent.router_failures);
+    println!(
+        "  posted {}  accepted {}  redeliveries acknowledged {}  rejected {:?}",
+        sent.posted, sent.accepted, sent.redeliveries, sent.rejected
+    );
+    println!(
+        "  router invocations {}  failed messages {}",
+        sent.router_invocations, sent.router_failures
+    );
     for s in &sent.surprises {
         println!("  UNEXPECTED: {s}");
     }
@@ -88,11 +113,15 @@ pub async fn print(
     println!("  merged  {:>4}   expected {}", merges, expected.merges);
     println!("  content-stats days stored: expected {}", expected.stats);
 
-    println!("\n== channel overlap today (first channel -> channel that brought the customer back)");
+    println!(
+        "\n== channel overlap today (first channel -> channel that brought the customer back)"
+    );
     let overlaps = scan(clients, &t.stats, "OVERLAP#").await?;
     let mut matrix: BTreeMap<String, u64> = BTreeMap::new();
     for item in overlaps {
-        if let (Some(AttributeValue::S(pair)), Some(AttributeValue::N(n))) = (item.get("sk"), item.get("leads")) {
+        if let (Some(AttributeValue::S(pair)), Some(AttributeValue::N(n))) =
+            (item.get("sk"), item.get("leads"))
+        {
             *matrix.entry(pair.replace('#', " -> ")).or_default() += n.parse::<u64>().unwrap_or(0);
         }
     }
@@ -126,10 +155,23 @@ pub async fn print(
         let mine: Vec<String> = per_staff
             .iter()
             .filter(|((d, _), _)| d == &dealer.dealer_id)
-            .map(|((_, s), n)| format!("{}={n}", s.trim_start_matches(&format!("{}-", dealer.dealer_id))))
+            .map(|((_, s), n)| {
+                format!(
+                    "{}={n}",
+                    s.trim_start_matches(&format!("{}-", dealer.dealer_id))
+                )
+            })
             .collect();
-        let offered = leads.iter().filter(|l| l.dealer_id.as_deref() == Some(&dealer.dealer_id) && l.assignee.is_none()).count();
-        println!("  {:<10} {:<11} {}  waiting: {offered}", dealer.dealer_id, format!("{:?}", dealer.strategy), mine.join(" "));
+        let offered = leads
+            .iter()
+            .filter(|l| l.dealer_id.as_deref() == Some(&dealer.dealer_id) && l.assignee.is_none())
+            .count();
+        println!(
+            "  {:<10} {:<11} {}  waiting: {offered}",
+            dealer.dealer_id,
+            format!("{:?}", dealer.strategy),
+            mine.join(" ")
+        );
     }
 
     println!("\n== notification jobs queued for the notifier");
@@ -146,7 +188,14 @@ pub async fn print(
     println!("  brand CRM hand-offs  {}", crm.len());
 
     let ok = leads.len() == expected.leads && merges as usize == expected.merges;
-    println!("\n== {}", if ok { "report matches what was sent" } else { "MISMATCH between report and what was sent" });
+    println!(
+        "\n== {}",
+        if ok {
+            "report matches what was sent"
+        } else {
+            "MISMATCH between report and what was sent"
+        }
+    );
     if !ok {
         return Err("lead counts differ from what the generator sent".into());
     }

@@ -1,10 +1,11 @@
 //! The directory in DynamoDB (layout documented on `DirectoryTable` in template.yaml).
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use leads_domain::directory::{Brand, Dealer, Platform, PlatformAccount, Staff};
 use leads_domain::directory_file::Directory;
 use leads_domain::CityCode;
 
-use super::item::{from_item, to_item, Item, Keys};
+use super::item::{batch_put, from_item, to_item, Keys};
 use crate::StoreError;
 
 /// What the functions need from the directory.
@@ -121,79 +122,24 @@ impl DynamoDirectory {
             Some(_) => ("gsi1pk", "gsi1sk"),
             None => ("pk", "sk"),
         };
-        let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .set_index_name(index.map(str::to_string))
-                .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
-                .expression_attribute_names("#pk", pk_name)
-                .expression_attribute_names("#sk", sk_name)
-                .expression_attribute_values(
-                    ":pk",
-                    aws_sdk_dynamodb::types::AttributeValue::S(pk.clone()),
-                )
-                .expression_attribute_values(
-                    ":prefix",
-                    aws_sdk_dynamodb::types::AttributeValue::S(prefix.to_string()),
-                )
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(StoreError::dynamodb)?;
-            for item in page.items.unwrap_or_default() {
-                out.push(from_item(item)?);
-            }
-            match page.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(out),
-            }
-        }
-    }
-
-    /// Writes items in batches of 25, retrying what DynamoDB leaves unprocessed.
-    async fn write_all(&self, items: Vec<Item>) -> Result<(), StoreError> {
-        use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
-        for chunk in items.chunks(25) {
-            let mut requests: Vec<WriteRequest> = chunk
-                .iter()
-                .map(|item| {
-                    let put = PutRequest::builder()
-                        .set_item(Some(item.clone()))
-                        .build()
-                        .expect("item is set");
-                    WriteRequest::builder().put_request(put).build()
-                })
-                .collect();
-            let mut attempt = 0u32;
-            while !requests.is_empty() {
-                let out = self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.table, requests)
-                    .send()
-                    .await
-                    .map_err(StoreError::dynamodb)?;
-                requests = out
-                    .unprocessed_items
-                    .and_then(|mut m| m.remove(&self.table))
-                    .unwrap_or_default();
-                attempt += 1;
-                if !requests.is_empty() {
-                    if attempt > 8 {
-                        return Err(StoreError::Service {
-                            service: "dynamodb",
-                            message: "batch write left items unprocessed after 8 attempts".into(),
-                        });
-                    }
-                    tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
-                }
-            }
-        }
-        Ok(())
+        self.client
+            .query()
+            .table_name(&self.table)
+            .set_index_name(index.map(str::to_string))
+            .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+            .expression_attribute_names("#pk", pk_name)
+            .expression_attribute_names("#sk", sk_name)
+            .expression_attribute_values(":pk", AttributeValue::S(pk))
+            .expression_attribute_values(":prefix", AttributeValue::S(prefix.to_string()))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(StoreError::dynamodb)?
+            .into_iter()
+            .map(from_item)
+            .collect()
     }
 }
 
@@ -221,7 +167,7 @@ impl DirectoryStore for DynamoDirectory {
             items.push(to_item(&keys::account(a), a)?);
         }
         let count = items.len();
-        self.write_all(items).await?;
+        batch_put(&self.client, &self.table, items).await?;
         Ok(count)
     }
 

@@ -62,3 +62,48 @@ pub fn to_item<T: Serialize>(keys: &Keys, record: &T) -> Result<Item, StoreError
 pub fn from_item<T: DeserializeOwned>(item: Item) -> Result<T, StoreError> {
     Ok(serde_dynamo::from_item(item)?)
 }
+
+/// Writes items in batches of 25, retrying what DynamoDB leaves unprocessed
+/// (with backoff); fails if some are still unprocessed after 8 attempts.
+pub async fn batch_put(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    items: Vec<Item>,
+) -> Result<(), StoreError> {
+    use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+    for chunk in items.chunks(25) {
+        let mut pending: Vec<WriteRequest> = chunk
+            .iter()
+            .map(|item| {
+                let put = PutRequest::builder()
+                    .set_item(Some(item.clone()))
+                    .build()
+                    .expect("item is set");
+                WriteRequest::builder().put_request(put).build()
+            })
+            .collect();
+        for attempt in 0..8u32 {
+            let out = client
+                .batch_write_item()
+                .request_items(table, pending)
+                .send()
+                .await
+                .map_err(StoreError::dynamodb)?;
+            pending = out
+                .unprocessed_items
+                .and_then(|mut m| m.remove(table))
+                .unwrap_or_default();
+            if pending.is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25 << attempt)).await;
+        }
+        if !pending.is_empty() {
+            return Err(StoreError::Service {
+                service: "dynamodb",
+                message: format!("{} items left unprocessed after 8 attempts", pending.len()),
+            });
+        }
+    }
+    Ok(())
+}
