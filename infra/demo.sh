@@ -42,4 +42,4 @@ for _ in $(seq 100); do
 done
 
 step "replay: webhooks -> webhook-intake -> lead queue -> lead-router -> notification/CRM queues"
-target/debug/lead-demo --endpoint "http://127.0.0.1:$port" "$@"
+target/debug/lead-demo --endpoint "http://127.0.0.1:$port" --functions-log .local/functions.log "$@"

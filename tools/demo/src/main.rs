@@ -39,6 +39,9 @@ struct Cli {
     /// Webhooks in flight at once (platforms push concurrently).
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
+    /// The functions' log, scanned for full phone numbers after the run.
+    #[arg(long)]
+    functions_log: Option<std::path::PathBuf>,
 }
 
 #[derive(Default, Debug)]

@@ -201,3 +201,34 @@ pub async fn print(
     }
     Ok(())
 }
+
+/// Whether a line holds a full mainland mobile number (11 digits 1[3-9]…, with
+/// or without 86/+86), as a whole token: ids and hashes that merely contain
+/// such digits do not count.
+pub fn has_full_phone(line: &str) -> bool {
+    line.split(|c: char| !c.is_ascii_alphanumeric())
+        .any(|token| {
+            let digits = token
+                .strip_prefix("86")
+                .filter(|t| t.len() == 11)
+                .unwrap_or(token);
+            digits.len() == 11
+                && digits.bytes().all(|b| b.is_ascii_digit())
+                && digits.starts_with('1')
+                && (b'3'..=b'9').contains(&digits.as_bytes()[1])
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_full_phone;
+
+    #[test]
+    fn finds_whole_phone_tokens_only() {
+        assert!(has_full_phone(r#"{"phone":"13812345678"}"#));
+        assert!(has_full_phone("call +8613812345678 now"));
+        assert!(!has_full_phone("masked 138****5678"));
+        assert!(!has_full_phone("Root=1-6b05359a-da05600433713080225195a4"));
+        assert!(!has_full_phone("order 123456789012345"));
+    }
+}
