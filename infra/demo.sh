@@ -3,7 +3,8 @@
 # template's tables and queues, the sample directory seeded, the real functions
 # served by `cargo lambda watch` on 127.0.0.1, a realistic day of signed webhooks
 # posted to them, the SQS trigger played for the router, and a report.
-# Leaves nothing running. Extra arguments go to lead-demo (e.g. --customers 1000).
+# Leaves nothing running. Extra arguments go to lead-demo (e.g. --customers 1000,
+# --dealers 600, or --directory data/sample-directory.json without --dealers).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -12,7 +13,7 @@ step() { printf '\n== %s\n' "$*" >&2; }
 
 step "tools (pinned, project-local .venv) and a debug build of the functions"
 infra/local/bootstrap.sh
-cargo build --locked -p webhook-intake -p lead-router -p api -p leadctl -p lead-demo
+cargo build --locked -p webhook-intake -p lead-router -p api -p lead-demo
 
 step "local stack (moto on 127.0.0.1, tables and queues from template.yaml)"
 started_here=false
@@ -27,9 +28,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-step "directory: validate and seed data/sample-directory.json"
-target/debug/leadctl seed data/sample-directory.json
-target/debug/leadctl show
 
 step "functions under cargo lambda watch on 127.0.0.1:$port (log: .local/functions.log)"
 # Its own process group, so cleanup stops it and every function it started.
@@ -42,4 +40,6 @@ for _ in $(seq 100); do
 done
 
 step "replay: webhooks -> webhook-intake -> lead queue -> lead-router -> notification/CRM queues"
-target/debug/lead-demo --endpoint "http://127.0.0.1:$port" --functions-log .local/functions.log "$@"
+args=("$@")
+[[ ${#args[@]} -gt 0 ]] || args=(--dealers 300 --customers 600)
+"${CARGO_TARGET_DIR:-target}"/debug/lead-demo --endpoint "http://127.0.0.1:$port" --functions-log .local/functions.log "${args[@]}"

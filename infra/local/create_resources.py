@@ -179,7 +179,7 @@ def main():
                 # e.g. {{resolve:secretsmanager:...}}: CloudFormation fills it in at deploy
                 # time; passing the literal on would only give a confusing parse error.
                 del env[key]
-                raise ValueError("dynamic reference {{resolve:...}}; set it yourself locally")
+                raise ValueError("dynamic reference {{resolve:...}}; stack.sh fills it from .local/secrets.json")
         except ValueError as e:
             # One exotic variable must not take the whole local stack down: say so, skip it.
             log(f"WARNING: {key} skipped: {e}")

@@ -112,7 +112,8 @@ up() {
   url="http://127.0.0.1:$port"
   # setsid: its own session, so it outlives this script and the caller's terminal/job.
   # 9>&-: don't hand it our lock fd, or the lock would be held for as long as moto lives.
-  setsid "$repo/.venv/bin/moto_server" -H 127.0.0.1 -p "$port" </dev/null >"$logf" 2>&1 9>&- &
+  # moto_server.py: moto's own server with its DynamoDB requests serialised (see there).
+  setsid "$py" "$here/moto_server.py" 127.0.0.1 "$port" </dev/null >"$logf" 2>&1 9>&- &
   pid=$!
   echo "$pid" >"$pidf"
   echo "$url" >"$endpf"

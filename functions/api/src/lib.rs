@@ -6,11 +6,18 @@
 //! - `GET  /leads/{id}/audit`    its audit trail
 //! - `POST /leads/{id}/events`   `{"event": "contacted" | "invited" | "visited" | "won" |
 //!                                "lost" | "marked_valid" | "marked_invalid" | "claim"}`
+//! - `GET  /rankings/{brand}/{date}?top=N`  the brand's top N (default 10, at
+//!   most 100) for a date (`YYYY-MM-DD` or `latest`); any staff of that brand
+//! - `GET  /rankings/{brand}/{date}/dealers/{dealer}`  one dealer's position,
+//!   components and change; only that dealer's staff
+//! - `GET  /rankings/page`  the dealer ranking page (static HTML: loading it
+//!   needs no token, its API calls carry one)
 
-use chrono::Utc;
+use chrono::{NaiveDate, Utc};
 use lambda_http::{Body, Request, Response};
 use leads_aws::store::{
-    AssignResult, DirectoryStore, DynamoAudit, DynamoDirectory, DynamoLeads, StatusResult,
+    AssignResult, DirectoryStore, DynamoAudit, DynamoDirectory, DynamoLeads, DynamoRankings,
+    StatusResult,
 };
 use leads_aws::{config, AwsClients, Settings, StoreError};
 use leads_domain::assignment::StaffLoad;
@@ -26,7 +33,14 @@ pub struct Api {
     directory: DynamoDirectory,
     leads: DynamoLeads,
     audit: DynamoAudit,
+    rankings: DynamoRankings,
 }
+
+/// The dealer ranking page: plain HTML and JS, no build step.
+const RANKING_PAGE: &str = include_str!("ranking_page.html");
+
+/// Rows of a brand's ranking one call returns at most.
+const MAX_TOP: u32 = 100;
 
 /// An error answer: status, stable code, human message (never a phone number).
 #[derive(Debug)]
@@ -63,10 +77,14 @@ impl Api {
             directory: DynamoDirectory::new(clients.dynamodb.clone(), &t.directory),
             leads: DynamoLeads::new(clients.dynamodb.clone(), &t.leads, &t.stats),
             audit: DynamoAudit::new(clients.dynamodb.clone(), &t.audit),
+            rankings: DynamoRankings::new(clients.dynamodb.clone(), &t.stats, &t.rankings),
         }
     }
 
     pub async fn handle(&self, request: Request) -> Response<Body> {
+        if request.method() == "GET" && is_ranking_page(request.uri().path()) {
+            return ranking_page();
+        }
         match self.route(&request).await {
             Ok(body) => json(200, &body),
             Err(ApiError(status, code, message)) => json(
@@ -87,11 +105,18 @@ impl Api {
         let path = request.uri().path().trim_end_matches('/');
         let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
         // Stage prefixes (`/prod/leads/...`) are tolerated.
-        let parts = match parts.iter().position(|p| *p == "leads") {
+        let parts = match parts.iter().position(|p| *p == "leads" || *p == "rankings") {
             Some(i) => &parts[i..],
             None => return Err(ApiError(404, "not_found", "no such route".into())),
         };
         match (request.method().as_str(), parts) {
+            ("GET", ["rankings", brand, date]) => {
+                let top = top_param(request.uri().query())?;
+                self.ranking_top(&claims, brand, date, top).await
+            }
+            ("GET", ["rankings", brand, date, "dealers", dealer]) => {
+                self.ranking_position(&claims, brand, date, dealer).await
+            }
             ("GET", ["leads", id]) => self.lead(&claims, id).await,
             ("GET", ["leads", id, "audit"]) => self.trail(&claims, id).await,
             ("POST", ["leads", id, "events"]) => {
@@ -288,6 +313,154 @@ impl Api {
             )),
         }
     }
+}
+
+impl Api {
+    /// The snapshot date a path names: `YYYY-MM-DD`, or `latest` (the brand's
+    /// newest ranked date).
+    async fn ranking_date(&self, brand_id: &str, date: &str) -> Result<NaiveDate, ApiError> {
+        if date == "latest" {
+            return self.rankings.latest_date(brand_id).await?.ok_or_else(|| {
+                ApiError(
+                    404,
+                    "no_ranking",
+                    format!("brand {brand_id} has not been ranked yet"),
+                )
+            });
+        }
+        date.parse().map_err(|_| {
+            ApiError(
+                400,
+                "bad_date",
+                format!("date must be YYYY-MM-DD or latest, not {date:?}"),
+            )
+        })
+    }
+
+    /// Brand top N: any staff member of that brand.
+    async fn ranking_top(
+        &self,
+        claims: &Claims,
+        brand_id: &str,
+        date: &str,
+        top: u32,
+    ) -> Result<serde_json::Value, ApiError> {
+        if claims.brand_id != brand_id {
+            return Err(ApiError(
+                403,
+                "forbidden",
+                "you may only see your own brand's ranking".into(),
+            ));
+        }
+        let date = self.ranking_date(brand_id, date).await?;
+        let meta = self.rankings.meta(brand_id, date).await?.ok_or_else(|| {
+            ApiError(
+                404,
+                "no_ranking",
+                format!("no ranking of brand {brand_id} for {date}"),
+            )
+        })?;
+        let rows = self.rankings.rows(brand_id, date, top).await?;
+        Ok(serde_json::json!({
+            "brand_id": brand_id,
+            "date": date,
+            "dealers": meta.dealers,
+            "window": { "from": meta.window_from, "to": meta.window_to },
+            "previous_date": meta.previous_date,
+            "top": rows,
+        }))
+    }
+
+    /// One dealer's position, components and change: that dealer's own staff only.
+    async fn ranking_position(
+        &self,
+        claims: &Claims,
+        brand_id: &str,
+        date: &str,
+        dealer_id: &str,
+    ) -> Result<serde_json::Value, ApiError> {
+        if claims.brand_id != brand_id || claims.dealer_id != dealer_id {
+            return Err(ApiError(
+                403,
+                "forbidden",
+                "you may only see your own dealer's ranking detail".into(),
+            ));
+        }
+        let date = self.ranking_date(brand_id, date).await?;
+        let not_ranked = || {
+            ApiError(
+                404,
+                "no_ranking",
+                format!("dealer {dealer_id} has no ranking for {date}"),
+            )
+        };
+        let position = self
+            .rankings
+            .position(dealer_id, date)
+            .await?
+            // A dealer that moved brands keeps its old rows: show only this brand's.
+            .filter(|p| p.brand_id == brand_id)
+            .ok_or_else(not_ranked)?;
+        let meta = self
+            .rankings
+            .meta(brand_id, date)
+            .await?
+            .ok_or_else(not_ranked)?;
+        Ok(serde_json::json!({
+            "brand_id": brand_id,
+            "date": date,
+            "dealers": position.dealers,
+            "window": { "from": meta.window_from, "to": meta.window_to },
+            "previous_date": meta.previous_date,
+            "basis": meta.basis,
+            "dealer": position.dealer,
+        }))
+    }
+}
+
+/// `top=N` from a query string: default 10, 1..=100.
+fn top_param(query: Option<&str>) -> Result<u32, ApiError> {
+    let raw = query
+        .unwrap_or("")
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("top="));
+    match raw {
+        None => Ok(10),
+        Some(n) => n
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=MAX_TOP).contains(n))
+            .ok_or_else(|| {
+                ApiError(
+                    400,
+                    "bad_top",
+                    format!("top must be a number from 1 to {MAX_TOP}"),
+                )
+            }),
+    }
+}
+
+/// `/rankings/page`, behind any stage or local prefix.
+fn is_ranking_page(path: &str) -> bool {
+    path.trim_end_matches('/').ends_with("/rankings/page")
+}
+
+fn ranking_page() -> Response<Body> {
+    Response::builder()
+        .status(200)
+        .header("content-type", "text/html; charset=utf-8")
+        // The page only talks to this API; the token stays in the fragment.
+        .header(
+            "content-security-policy",
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+             connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; \
+             frame-ancestors 'none'",
+        )
+        .header("referrer-policy", "no-referrer")
+        .header("x-content-type-options", "nosniff")
+        .header("cache-control", "no-cache")
+        .body(Body::Text(RANKING_PAGE.to_string()))
+        .expect("static response parts are valid")
 }
 
 fn json(status: u16, body: &serde_json::Value) -> Response<Body> {

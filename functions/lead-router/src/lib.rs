@@ -478,6 +478,10 @@ impl Router {
                         .map(|s| s.staff_id.clone())
                         .collect();
                     tracing::warn!(lead_id = %record.lead_id, %dealer_id, "no consultant can take the lead; it waits in the dealer's pool");
+                    // The SLA sweeper retries the pool from the index.
+                    self.leads
+                        .wait_in_pool(&record, leads_domain::sla::pool_retry_at(now))
+                        .await?;
                     self.notify(&record, NotificationKind::NoOneAvailable, managers, "1")
                         .await?;
                     return Ok(record);
@@ -516,11 +520,7 @@ impl Router {
         occurrence: &str,
     ) -> Result<(), RouterError> {
         let job = NotificationJob {
-            job_id: format!(
-                "{}#{}",
-                NotificationJob::job_id(&record.lead_id, kind, 0).trim_end_matches("#0"),
-                occurrence
-            ),
+            job_id: NotificationJob::job_id_for(&record.lead_id, kind, occurrence),
             kind,
             lead_id: record.lead_id.clone(),
             brand_id: record.brand_id.clone(),

@@ -241,6 +241,7 @@ mod tests {
             on_duty: true,
             cap: 20,
             wecom_userid: None,
+            mobile: None,
         };
         assert_eq!(StaffLoad::new(&staff, 3), sales("s-1", 3, 20));
     }

@@ -75,6 +75,8 @@ mod tests {
             protection_days: days,
             exclusivity_days: 15,
             first_contact_minutes: 5,
+            reassign_on_sla_breach: false,
+            score_weights: None,
         }
     }
 

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::CityCode;
+use crate::{CityCode, Phone};
 
 pub type BrandId = String;
 pub type DealerId = String;
@@ -22,6 +22,14 @@ pub struct Brand {
     /// Minutes within which an assigned lead must be contacted.
     #[serde(default = "defaults::first_contact_minutes")]
     pub first_contact_minutes: u32,
+    /// Whether a lead whose first contact is overdue goes to another
+    /// consultant (the managers are told either way).
+    #[serde(default)]
+    pub reassign_on_sla_breach: bool,
+    /// Weights of the nightly ranking's base score; `None`: the defaults
+    /// (see `ranking::ScoreWeights`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score_weights: Option<crate::ranking::ScoreWeights>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,6 +90,10 @@ pub struct Staff {
     /// WeCom userid for app messages, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wecom_userid: Option<String>,
+    /// Mobile for SMS notifications, if any (`Phone` prints masked, so a
+    /// logged `Staff` never shows it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mobile: Option<Phone>,
 }
 
 /// The platforms a lead can come from.

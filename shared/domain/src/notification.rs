@@ -1,10 +1,11 @@
-//! Notification jobs the router puts on the notification queue. They carry no
-//! phone number: the notifier shows the masked one and links to the lead.
+//! Notification jobs the router and the SLA sweeper put on the notification
+//! queue. They carry no phone number: the notifier shows the masked one and
+//! links to the lead.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NotificationKind {
     /// A consultant got a new lead.
@@ -19,6 +20,43 @@ pub enum NotificationKind {
     SlaWarning,
     /// The lead moved to another consultant.
     Reassigned,
+    /// The nightly ranking is out: the dealer's managers see their position.
+    RankingPublished,
+}
+
+impl NotificationKind {
+    pub const ALL: [NotificationKind; 7] = [
+        NotificationKind::NewAssignment,
+        NotificationKind::CustomerReturned,
+        NotificationKind::ClaimOffer,
+        NotificationKind::NoOneAvailable,
+        NotificationKind::SlaWarning,
+        NotificationKind::Reassigned,
+        NotificationKind::RankingPublished,
+    ];
+
+    /// The serde name, e.g. `sla_warning`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationKind::NewAssignment => "new_assignment",
+            NotificationKind::CustomerReturned => "customer_returned",
+            NotificationKind::ClaimOffer => "claim_offer",
+            NotificationKind::NoOneAvailable => "no_one_available",
+            NotificationKind::SlaWarning => "sla_warning",
+            NotificationKind::Reassigned => "reassigned",
+            NotificationKind::RankingPublished => "ranking_published",
+        }
+    }
+
+    /// Kinds whose empty recipient list means "the dealer's managers".
+    pub fn defaults_to_managers(self) -> bool {
+        matches!(
+            self,
+            NotificationKind::NoOneAvailable
+                | NotificationKind::SlaWarning
+                | NotificationKind::RankingPublished
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,10 +81,155 @@ pub struct NotificationJob {
 
 impl NotificationJob {
     pub fn job_id(lead_id: &str, kind: NotificationKind, sequence: u32) -> String {
-        let kind = serde_json::to_value(kind)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
-        format!("{lead_id}#{kind}#{sequence}")
+        Self::job_id_for(lead_id, kind, sequence)
+    }
+
+    /// `{lead}#{kind}#{occurrence}`: the occurrence names the event (a
+    /// sequence number, a source event id, an SLA deadline in epoch seconds)
+    /// so that every producer that sees the same event makes the same id.
+    pub fn job_id_for(
+        lead_id: &str,
+        kind: NotificationKind,
+        occurrence: impl std::fmt::Display,
+    ) -> String {
+        format!("{lead_id}#{}#{occurrence}", kind.as_str())
+    }
+}
+
+/// The nightly ranking for one dealer (`RankingPublished`); it has no lead.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RankingNotice {
+    pub job_id: String,
+    pub kind: NotificationKind,
+    pub brand_id: String,
+    pub dealer_id: String,
+    /// Staff ids; empty means the dealer's managers.
+    #[serde(default)]
+    pub recipients: Vec<String>,
+    pub date: NaiveDate,
+    pub rank: u32,
+    /// Dealers ranked in the brand.
+    pub dealers: u32,
+    pub tier: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_rank: Option<u32>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl RankingNotice {
+    pub fn job_id(dealer_id: &str, date: NaiveDate) -> String {
+        format!("RANK#{dealer_id}#{date}")
+    }
+}
+
+/// Anything on the notification queue.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Notice {
+    Lead(NotificationJob),
+    Ranking(RankingNotice),
+}
+
+impl Notice {
+    /// Parses a queue message; the `kind` decides the shape.
+    pub fn from_json(body: &str) -> Result<Notice, serde_json::Error> {
+        let value: serde_json::Value = serde_json::from_str(body)?;
+        if value.get("kind").and_then(|k| k.as_str())
+            == Some(NotificationKind::RankingPublished.as_str())
+        {
+            serde_json::from_value(value).map(Notice::Ranking)
+        } else {
+            serde_json::from_value(value).map(Notice::Lead)
+        }
+    }
+
+    pub fn job_id(&self) -> &str {
+        match self {
+            Notice::Lead(j) => &j.job_id,
+            Notice::Ranking(r) => &r.job_id,
+        }
+    }
+
+    pub fn kind(&self) -> NotificationKind {
+        match self {
+            Notice::Lead(j) => j.kind,
+            Notice::Ranking(r) => r.kind,
+        }
+    }
+
+    pub fn brand_id(&self) -> &str {
+        match self {
+            Notice::Lead(j) => &j.brand_id,
+            Notice::Ranking(r) => &r.brand_id,
+        }
+    }
+
+    pub fn dealer_id(&self) -> Option<&str> {
+        match self {
+            Notice::Lead(j) => j.dealer_id.as_deref(),
+            Notice::Ranking(r) => Some(&r.dealer_id),
+        }
+    }
+
+    pub fn recipients(&self) -> &[String] {
+        match self {
+            Notice::Lead(j) => &j.recipients,
+            Notice::Ranking(r) => &r.recipients,
+        }
+    }
+
+    /// The lead whose audit trail records the deliveries; none for a ranking.
+    pub fn lead_id(&self) -> Option<&str> {
+        match self {
+            Notice::Lead(j) => Some(&j.lead_id),
+            Notice::Ranking(_) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_names_match_serde() {
+        for kind in NotificationKind::ALL {
+            assert_eq!(
+                serde_json::to_value(kind).unwrap(),
+                serde_json::Value::String(kind.as_str().into())
+            );
+        }
+    }
+
+    #[test]
+    fn job_ids_are_deterministic() {
+        assert_eq!(
+            NotificationJob::job_id("L1", NotificationKind::NewAssignment, 1),
+            "L1#new_assignment#1"
+        );
+        assert_eq!(
+            NotificationJob::job_id_for("L1", NotificationKind::SlaWarning, 1_700_000_000),
+            "L1#sla_warning#1700000000"
+        );
+    }
+
+    #[test]
+    fn notices_parse_by_kind() {
+        let lead = r#"{"job_id":"L1#claim_offer#1","kind":"claim_offer","lead_id":"L1",
+            "brand_id":"b","recipients":["s1"],"created_at":"2026-11-24T01:00:00Z"}"#;
+        let parsed = Notice::from_json(lead).unwrap();
+        assert_eq!(parsed.kind(), NotificationKind::ClaimOffer);
+        assert_eq!(parsed.lead_id(), Some("L1"));
+        let ranking = r#"{"job_id":"RANK#d1#2026-11-23","kind":"ranking_published","brand_id":"b",
+            "dealer_id":"d1","date":"2026-11-23","rank":3,"dealers":40,"tier":"A",
+            "previous_rank":5,"created_at":"2026-11-24T01:00:00Z"}"#;
+        let parsed = Notice::from_json(ranking).unwrap();
+        assert_eq!(parsed.lead_id(), None);
+        assert_eq!(parsed.dealer_id(), Some("d1"));
+        assert!(parsed.recipients().is_empty());
+        // Round trip: what the producer writes, the notifier reads.
+        let again = Notice::from_json(&serde_json::to_string(&parsed).unwrap()).unwrap();
+        assert_eq!(again, parsed);
+        assert!(Notice::from_json(r#"{"kind":"ranking_published"}"#).is_err());
     }
 }

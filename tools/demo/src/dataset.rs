@@ -332,7 +332,7 @@ fn douyin_lead(
         // A phone typed into a private message.
         0..=1 => (
             "im_receive_msg",
-            serde_json::json!({"message_type": "text", "text": format!("你好，我想了解{}，电话{}", c.series[0], phone)}),
+            serde_json::json!({"message_type": "text", "text": format!("你好，我想了解{}，电话{}", c.series.first().map_or("新车", String::as_str), phone)}),
         ),
         2..=5 => (
             "personal_tab_contact",

@@ -10,6 +10,7 @@
 //! Run by `infra/demo.sh`, which starts the emulator and the functions first.
 
 mod dataset;
+mod directory;
 mod report;
 
 use std::io::Write;
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant};
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use clap::Parser;
 use dataset::Expect;
+use leads_aws::store::{DirectoryStore, DynamoDirectory};
 use leads_aws::{config, AwsClients, Settings};
 use leads_domain::directory_file::DirectoryFile;
 use leads_domain::intake::IntakeSecrets;
@@ -28,9 +30,12 @@ struct Cli {
     /// cargo-lambda's local endpoint, e.g. http://127.0.0.1:9000
     #[arg(long)]
     endpoint: String,
-    /// The directory file that was seeded.
+    /// The directory file that was seeded (ignored with --dealers).
     #[arg(long, default_value = "data/sample-directory.json")]
     directory: std::path::PathBuf,
+    /// Generate and seed a regional directory of about this many dealers instead.
+    #[arg(long)]
+    dealers: Option<usize>,
     /// How many customers to simulate.
     #[arg(long, default_value_t = 240)]
     customers: usize,
@@ -62,8 +67,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let settings = Settings::from_env()?;
     let clients = AwsClients::from_env().await;
     let secrets = IntakeSecrets::from_json(&config::required("INTAKE_SECRETS")?)?;
-    let file: DirectoryFile = serde_json::from_str(&std::fs::read_to_string(&cli.directory)?)?;
+    let file: DirectoryFile = match cli.dealers {
+        Some(n) => directory::generate(n, cli.seed),
+        None => serde_json::from_str(&std::fs::read_to_string(&cli.directory)?)?,
+    };
     let directory = file.validate().map_err(|e| format!("{e:?}"))?;
+    if cli.dealers.is_some() {
+        let store = DynamoDirectory::new(clients.dynamodb.clone(), &settings.tables.directory);
+        let items = store.save(&directory).await?;
+        println!(
+            "seeded a generated directory: {} brands, {} dealers in {} cities, {} staff, {} accounts ({items} items)",
+            directory.brands.len(),
+            directory.dealers.len(),
+            directory.dealers.iter().map(|d| d.city).collect::<std::collections::HashSet<_>>().len(),
+            directory.staff.len(),
+            directory.accounts.len()
+        );
+    }
     let now = chrono::Utc::now();
     let data = dataset::generate(&directory, &secrets, cli.customers, cli.seed, now);
     let http = reqwest::Client::builder()
@@ -110,6 +130,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         elapsed,
     )
     .await?;
+    if let Some(path) = &cli.functions_log {
+        let log = std::fs::read_to_string(path)?;
+        let leaking = log.lines().filter(|l| report::has_full_phone(l)).count();
+        println!(
+            "== privacy: {leaking} of {} function log lines contain a full phone number",
+            log.lines().count()
+        );
+        if leaking > 0 {
+            return Err("a full phone number reached the logs".into());
+        }
+    }
     if !sent.surprises.is_empty() || sent.router_failures > 0 {
         return Err("the demo saw unexpected answers (listed above)".into());
     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use leads_aws::{AwsClients, Settings};
+use leads_domain::directory::{AssignmentStrategy, StaffRole};
 use leads_domain::directory_file::Directory;
 use leads_domain::lead::LeadRecord;
 use leads_domain::notification::NotificationJob;
@@ -144,33 +145,64 @@ pub async fn print(
         println!("  {k:<24} {n}");
     }
 
-    println!("\n== assignment (per consultant, open leads)");
-    let mut per_staff: BTreeMap<(String, String), usize> = BTreeMap::new();
+    println!("\n== assignment (per dealer strategy)");
+    let mut per_staff: HashMap<&str, usize> = HashMap::new();
     for l in &leads {
-        if let (Some(d), Some(s)) = (&l.dealer_id, &l.assignee) {
-            *per_staff.entry((d.clone(), s.clone())).or_default() += 1;
+        if let Some(s) = &l.assignee {
+            *per_staff.entry(s.as_str()).or_default() += 1;
         }
     }
-    for dealer in &directory.dealers {
-        let mine: Vec<String> = per_staff
+    let caps: HashMap<&str, u32> = directory
+        .staff
+        .iter()
+        .map(|s| (s.staff_id.as_str(), s.cap))
+        .collect();
+    for strategy in [
+        AssignmentStrategy::RoundRobin,
+        AssignmentStrategy::Saturation,
+        AssignmentStrategy::Claim,
+    ] {
+        let dealers: Vec<_> = directory
+            .dealers
             .iter()
-            .filter(|((d, _), _)| d == &dealer.dealer_id)
-            .map(|((_, s), n)| {
-                format!(
-                    "{}={n}",
-                    s.trim_start_matches(&format!("{}-", dealer.dealer_id))
-                )
-            })
+            .filter(|d| d.strategy == strategy)
             .collect();
-        let offered = leads
-            .iter()
-            .filter(|l| l.dealer_id.as_deref() == Some(&dealer.dealer_id) && l.assignee.is_none())
-            .count();
+        let (mut assigned, mut waiting, mut spread, mut load) = (0, 0, 0usize, 0f64);
+        for d in &dealers {
+            let mine: Vec<&LeadRecord> = leads
+                .iter()
+                .filter(|l| l.dealer_id.as_deref() == Some(&d.dealer_id))
+                .collect();
+            assigned += mine.iter().filter(|l| l.assignee.is_some()).count();
+            waiting += mine.iter().filter(|l| l.assignee.is_none()).count();
+            // Among consultants who could take leads all along: on duty, sales.
+            let counts: Vec<usize> = directory
+                .staff
+                .iter()
+                .filter(|s| s.dealer_id == d.dealer_id && s.on_duty && s.role == StaffRole::Sales)
+                .map(|s| per_staff.get(s.staff_id.as_str()).copied().unwrap_or(0))
+                .collect();
+            if let (Some(max), Some(min)) = (counts.iter().max(), counts.iter().min()) {
+                spread = spread.max(max - min);
+            }
+            for (staff, n) in &per_staff {
+                if staff.starts_with(&format!("{}-", d.dealer_id)) {
+                    load = load
+                        .max(*n as f64 / f64::from(caps.get(staff).copied().unwrap_or(1).max(1)));
+                }
+            }
+        }
+        let detail = match strategy {
+            AssignmentStrategy::RoundRobin => {
+                format!("largest spread between consultants of one dealer: {spread}")
+            }
+            AssignmentStrategy::Saturation => format!("highest open/cap: {load:.2}"),
+            AssignmentStrategy::Claim => "offered to the group, waiting for a claim".to_string(),
+        };
         println!(
-            "  {:<10} {:<11} {}  waiting: {offered}",
-            dealer.dealer_id,
-            format!("{:?}", dealer.strategy),
-            mine.join(" ")
+            "  {:<12} {:>3} dealers  assigned {assigned:>4}  waiting {waiting:>4}  {detail}",
+            leads_domain::wire_name(&strategy),
+            dealers.len()
         );
     }
 

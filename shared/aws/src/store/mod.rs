@@ -7,13 +7,17 @@ pub mod idempotency;
 pub mod item;
 pub mod leads;
 pub mod queue;
+pub mod rankings;
 pub mod raw_payload;
 pub mod stats;
 
 pub use audit::DynamoAudit;
 pub use directory::{DirectoryStore, DynamoDirectory};
 pub use idempotency::{Begin, DynamoIdempotency, IdempotencyStore};
-pub use leads::{AssignResult, DynamoLeads, Recorded, RouteResult, StatusResult};
+pub use leads::{
+    AssignResult, Due, DueLead, DynamoLeads, ReassignResult, Recorded, RouteResult, StatusResult,
+};
 pub use queue::{MessageQueue, SqsQueue};
+pub use rankings::{DealerPosition, DynamoRankings, RankRow, Snapshot, SnapshotMeta};
 pub use raw_payload::{DynamoRawPayloads, RawPayload, RawPayloadStore};
 pub use stats::DynamoStats;

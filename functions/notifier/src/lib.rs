@@ -1,0 +1,615 @@
+//! The notifier: for each job on the notification queue,
+//!
+//! 1. resolve the recipients (staff ids, or the dealer's managers when a
+//!    warning names nobody) in the directory;
+//! 2. render the text (pure: `leads_domain::templates`);
+//! 3. plan one delivery per recipient and channel: WeCom for staff with a
+//!    userid, SMS for staff with only a mobile, the brand's CRM webhook once
+//!    per lead job;
+//! 4. claim each delivery's key (`notify#{job}#{channel}#{recipient}`, a
+//!    conditional put) so a job SQS delivers twice reaches nobody twice;
+//! 5. deliver with retries and backoff inside the invocation's time; a
+//!    recipient WeCom rejects for good gets an SMS instead if they have a
+//!    mobile;
+//! 6. record every delivery on the lead's audit trail. A transient failure
+//!    fails the message, so SQS retries it (and after maxReceiveCount moves
+//!    it to the DLQ); a permanent one is recorded and not retried.
+
+pub mod channels;
+pub mod config;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use chrono::{DateTime, Utc};
+use leads_aws::store::idempotency::Status as DeliveryStatus;
+use leads_aws::store::{
+    Begin, DirectoryStore, DynamoAudit, DynamoDirectory, DynamoIdempotency, IdempotencyStore,
+};
+use leads_aws::{AwsClients, Settings, StoreError};
+use leads_domain::audit::{Actor, AuditAction, AuditEvent};
+use leads_domain::delivery::{delivery_key, rejection_key, ChannelKind, Failure};
+use leads_domain::directory::{Staff, StaffRole};
+use leads_domain::notification::Notice;
+use leads_domain::templates;
+use serde::Serialize;
+use tokio::time::Instant;
+
+use channels::{Address, Channel, Envelope, Recipient, SmsChannel, WebhookChannel, WecomChannel};
+use config::NotifierConfig;
+
+const ACTOR: &str = "notifier";
+/// The recipient id of the brand's CRM webhook.
+pub const CRM_RECIPIENT: &str = "crm";
+
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    /// Not a job the producers send; retrying will not help (it ends in the DLQ).
+    #[error("malformed job: {0}")]
+    Malformed(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// How one delivery ended in this invocation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", content = "reason", rename_all = "snake_case")]
+pub enum Outcome {
+    Delivered,
+    /// An earlier delivery of the same job already reached this recipient.
+    AlreadyDelivered,
+    /// Recorded and dropped: a 4xx, an unknown WeCom user, nobody to reach.
+    Permanent(String),
+    /// Left for SQS to retry: a 5xx or timeout after the retries that fit,
+    /// a rate limit, or another copy of the job delivering right now.
+    Retry(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeliveryReport {
+    /// `None`: no configured channel reaches this recipient.
+    pub channel: Option<ChannelKind>,
+    /// Staff id, or `crm`.
+    pub recipient: String,
+    pub outcome: Outcome,
+    /// HTTP attempts made in this invocation.
+    pub attempts: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JobReport {
+    pub job_id: String,
+    pub deliveries: Vec<DeliveryReport>,
+}
+
+impl JobReport {
+    /// Whether SQS should deliver the job again.
+    pub fn needs_retry(&self) -> bool {
+        self.deliveries
+            .iter()
+            .any(|d| matches!(d.outcome, Outcome::Retry(_)))
+    }
+}
+
+/// A delivery to make: who, on which channel.
+struct Planned {
+    channel: ChannelKind,
+    recipient: Recipient,
+}
+
+pub struct Notifier {
+    config: NotifierConfig,
+    directory: DynamoDirectory,
+    audit: DynamoAudit,
+    deliveries: DynamoIdempotency,
+    wecom: Option<WecomChannel>,
+    sms: Option<SmsChannel>,
+    webhook: Option<WebhookChannel>,
+    /// Audit items are keyed by time and action: every event gets its own
+    /// microsecond so two deliveries of one job never overwrite each other.
+    audit_clock: Mutex<DateTime<Utc>>,
+}
+
+impl Notifier {
+    pub async fn from_env() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        let settings = Settings::from_env()?;
+        let config = NotifierConfig::from_env()?;
+        let clients = AwsClients::from_env().await;
+        Ok(Self::new(&settings, &clients, config)?)
+    }
+
+    pub fn new(
+        settings: &Settings,
+        clients: &AwsClients,
+        config: NotifierConfig,
+    ) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            .connect_timeout(config.request_timeout.min(Duration::from_secs(3)))
+            .build()?;
+        let t = &settings.tables;
+        let db = clients.dynamodb.clone();
+        Ok(Notifier {
+            directory: DynamoDirectory::new(db.clone(), &t.directory),
+            audit: DynamoAudit::new(db.clone(), &t.audit),
+            deliveries: DynamoIdempotency::new(
+                db,
+                &t.idempotency,
+                settings.idempotency_retention,
+                config.delivery_lease,
+            ),
+            wecom: config
+                .wecom
+                .clone()
+                .map(|c| WecomChannel::new(http.clone(), c)),
+            sms: config.sms.clone().map(|c| SmsChannel::new(http.clone(), c)),
+            webhook: config
+                .webhook
+                .clone()
+                .map(|c| WebhookChannel::new(http.clone(), c)),
+            config,
+            audit_clock: Mutex::new(DateTime::<Utc>::MIN_UTC),
+        })
+    }
+
+    /// Processes a batch within `deadline`; failed messages are reported so
+    /// SQS redelivers only those.
+    pub async fn handle_batch(&self, event: SqsEvent, deadline: Instant) -> SqsBatchResponse {
+        let mut response = SqsBatchResponse::default();
+        for message in event.records {
+            let id = message.message_id.clone().unwrap_or_default();
+            // Boxed: the whole delivery future is deep enough to overflow
+            // rustc's layout query limit when nested in the runtime's.
+            let retry = match Box::pin(self.handle_message(&message, deadline)).await {
+                Ok(report) => report.needs_retry(),
+                Err(err) => {
+                    tracing::error!(message_id = %id, error = %err, "job failed");
+                    true
+                }
+            };
+            if retry {
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = id;
+                response.batch_item_failures.push(failure);
+            }
+        }
+        response
+    }
+
+    pub async fn handle_message(
+        &self,
+        message: &SqsMessage,
+        deadline: Instant,
+    ) -> Result<JobReport, NotifyError> {
+        let body = message.body.as_deref().unwrap_or_default();
+        let notice = Notice::from_json(body).map_err(|e| NotifyError::Malformed(e.to_string()))?;
+        self.handle_notice(&notice, deadline).await
+    }
+
+    pub async fn handle_notice(
+        &self,
+        notice: &Notice,
+        deadline: Instant,
+    ) -> Result<JobReport, NotifyError> {
+        let staff = match notice.dealer_id() {
+            Some(dealer) => self.directory.staff_of(dealer).await?,
+            None => Vec::new(),
+        };
+        let recipients = recipients_of(notice, &staff);
+        let message = templates::render(notice, &self.config.lead_link_base);
+        let (planned, mut reports) = self.plan(notice, &staff, &recipients);
+        if templates::contains_full_phone(&message.text()) {
+            // A template bug must not leak a number: drop it, loudly.
+            tracing::error!(
+                job_id = notice.job_id(),
+                "rendered text holds a full phone number; not sent"
+            );
+            reports.extend(planned.into_iter().map(|p| DeliveryReport {
+                channel: Some(p.channel),
+                recipient: p.recipient.id,
+                outcome: Outcome::Permanent("rendered text holds a full phone number".into()),
+                attempts: 0,
+            }));
+            return self.finish(notice, reports).await;
+        }
+        let envelope = Envelope {
+            notice,
+            message: &message,
+            staff: &recipients,
+        };
+        let mut delivered = self.deliver_all(&envelope, planned, deadline).await?;
+
+        // WeCom said no for good (now, or on an earlier delivery of this job):
+        // an SMS still reaches people with a mobile.
+        let mut fallback = Vec::new();
+        for d in &delivered {
+            let rejected = match (&d.channel, &d.outcome) {
+                (Some(ChannelKind::Wecom), Outcome::Permanent(_)) => true,
+                (Some(ChannelKind::Wecom), Outcome::AlreadyDelivered) => {
+                    self.sms.is_some()
+                        && staff
+                            .iter()
+                            .any(|s| s.staff_id == d.recipient && s.mobile.is_some())
+                        && self.was_rejected(notice.job_id(), &d.recipient).await?
+                }
+                _ => false,
+            };
+            let person = staff.iter().find(|s| s.staff_id == d.recipient);
+            if let (true, Some(planned)) = (rejected, person.and_then(|s| self.sms_planned(s))) {
+                fallback.push(planned);
+            }
+        }
+        if !fallback.is_empty() {
+            delivered.extend(self.deliver_all(&envelope, fallback, deadline).await?);
+        }
+        reports.extend(delivered);
+        self.finish(notice, reports).await
+    }
+
+    /// One delivery per recipient on the best channel they can be reached
+    /// on, plus the CRM webhook; reports for those nobody can reach.
+    fn plan(
+        &self,
+        notice: &Notice,
+        staff: &[Staff],
+        recipients: &[String],
+    ) -> (Vec<Planned>, Vec<DeliveryReport>) {
+        let mut planned = Vec::new();
+        let mut unreachable = Vec::new();
+        for id in recipients {
+            let Some(person) = staff.iter().find(|s| &s.staff_id == id) else {
+                unreachable.push(unreachable_report(id, "not on the dealer's staff"));
+                continue;
+            };
+            let wecom = match (&self.wecom, &person.wecom_userid) {
+                (Some(_), Some(userid)) => Some(Planned {
+                    channel: ChannelKind::Wecom,
+                    recipient: Recipient {
+                        id: id.clone(),
+                        address: Address::Wecom(userid.clone()),
+                    },
+                }),
+                _ => None,
+            };
+            match wecom.or_else(|| self.sms_planned(person)) {
+                Some(p) => planned.push(p),
+                None => {
+                    unreachable.push(unreachable_report(id, "no configured channel reaches them"))
+                }
+            }
+        }
+        if self.webhook.is_some() && notice.lead_id().is_some() {
+            planned.push(Planned {
+                channel: ChannelKind::Webhook,
+                recipient: Recipient {
+                    id: CRM_RECIPIENT.into(),
+                    address: Address::Crm,
+                },
+            });
+        }
+        (planned, unreachable)
+    }
+
+    fn sms_planned(&self, person: &Staff) -> Option<Planned> {
+        let mobile = person.mobile.clone()?;
+        self.sms.as_ref()?;
+        Some(Planned {
+            channel: ChannelKind::Sms,
+            recipient: Recipient {
+                id: person.staff_id.clone(),
+                address: Address::Mobile(mobile),
+            },
+        })
+    }
+
+    /// Claims each delivery's key, then delivers the claimed ones, channel
+    /// by channel (WeCom takes a whole group in one request).
+    async fn deliver_all(
+        &self,
+        envelope: &Envelope<'_>,
+        planned: Vec<Planned>,
+        deadline: Instant,
+    ) -> Result<Vec<DeliveryReport>, NotifyError> {
+        let job_id = envelope.notice.job_id();
+        let mut reports = Vec::new();
+        let mut claimed: Vec<Planned> = Vec::new();
+        for p in planned {
+            let key = delivery_key(job_id, p.channel, &p.recipient.id);
+            match self.deliveries.begin(&key, Utc::now()).await? {
+                Begin::Started => claimed.push(p),
+                Begin::AlreadyCompleted => reports.push(DeliveryReport {
+                    channel: Some(p.channel),
+                    recipient: p.recipient.id,
+                    outcome: Outcome::AlreadyDelivered,
+                    attempts: 0,
+                }),
+                Begin::InProgress => reports.push(DeliveryReport {
+                    channel: Some(p.channel),
+                    recipient: p.recipient.id,
+                    outcome: Outcome::Retry("another copy of the job is delivering it".into()),
+                    attempts: 0,
+                }),
+            }
+        }
+        for kind in [ChannelKind::Wecom, ChannelKind::Sms, ChannelKind::Webhook] {
+            let group: Vec<Recipient> = claimed
+                .iter()
+                .filter(|p| p.channel == kind)
+                .map(|p| p.recipient.clone())
+                .collect();
+            if group.is_empty() {
+                continue;
+            }
+            let Some(channel) = self.channel(kind) else {
+                continue;
+            };
+            for (recipient, result, attempts) in
+                with_retries(channel, envelope, group, &self.config, deadline).await
+            {
+                let key = delivery_key(job_id, kind, &recipient.id);
+                let outcome = match result {
+                    Ok(()) => {
+                        self.deliveries.complete(&key, 1).await?;
+                        Outcome::Delivered
+                    }
+                    Err(Failure::Permanent(reason)) => {
+                        if kind == ChannelKind::Wecom {
+                            // Remembered for the SMS fallback of a redelivery.
+                            let marker = rejection_key(job_id, kind, &recipient.id);
+                            self.deliveries.begin(&marker, Utc::now()).await?;
+                            self.deliveries.complete(&marker, 0).await?;
+                        }
+                        // Done for good: a redelivery must not try again.
+                        self.deliveries.complete(&key, 0).await?;
+                        Outcome::Permanent(reason)
+                    }
+                    Err(failure) => {
+                        self.deliveries.release(&key).await?;
+                        Outcome::Retry(failure.reason().to_string())
+                    }
+                };
+                reports.push(DeliveryReport {
+                    channel: Some(kind),
+                    recipient: recipient.id,
+                    outcome,
+                    attempts,
+                });
+            }
+        }
+        Ok(reports)
+    }
+
+    /// Whether WeCom rejected `recipient` for good on an earlier delivery of the job.
+    async fn was_rejected(&self, job_id: &str, recipient: &str) -> Result<bool, NotifyError> {
+        let marker = rejection_key(job_id, ChannelKind::Wecom, recipient);
+        Ok(self.deliveries.status(&marker).await? == Some(DeliveryStatus::Completed))
+    }
+
+    fn channel(&self, kind: ChannelKind) -> Option<&dyn Channel> {
+        match kind {
+            ChannelKind::Wecom => self.wecom.as_ref().map(|c| c as &dyn Channel),
+            ChannelKind::Sms => self.sms.as_ref().map(|c| c as &dyn Channel),
+            ChannelKind::Webhook => self.webhook.as_ref().map(|c| c as &dyn Channel),
+        }
+    }
+
+    /// Logs every delivery and records it on the lead's audit trail.
+    async fn finish(
+        &self,
+        notice: &Notice,
+        deliveries: Vec<DeliveryReport>,
+    ) -> Result<JobReport, NotifyError> {
+        let mut events = Vec::new();
+        for d in &deliveries {
+            let channel = d.channel.map_or("none", ChannelKind::as_str);
+            match &d.outcome {
+                Outcome::Delivered => {
+                    tracing::info!(job_id = notice.job_id(), channel, recipient = %d.recipient, attempts = d.attempts, "delivered")
+                }
+                Outcome::AlreadyDelivered => {
+                    tracing::info!(job_id = notice.job_id(), channel, recipient = %d.recipient, "already delivered; skipped")
+                }
+                Outcome::Permanent(reason) => {
+                    tracing::warn!(job_id = notice.job_id(), channel, recipient = %d.recipient, attempts = d.attempts, %reason, "delivery failed permanently; not retried")
+                }
+                Outcome::Retry(reason) => {
+                    tracing::warn!(job_id = notice.job_id(), channel, recipient = %d.recipient, attempts = d.attempts, %reason, "delivery failed; SQS will retry")
+                }
+            }
+            let Some(lead_id) = notice.lead_id() else {
+                continue;
+            };
+            let kind = notice.kind().as_str();
+            let (action, detail) = match &d.outcome {
+                Outcome::AlreadyDelivered => continue,
+                Outcome::Delivered => (
+                    AuditAction::Notified,
+                    format!("{kind} via {channel} to {} ({} attempts)", d.recipient, d.attempts),
+                ),
+                Outcome::Permanent(reason) => (
+                    AuditAction::NotificationFailed,
+                    format!(
+                        "{kind} via {channel} to {}: {reason}; permanent, not retried ({} attempts)",
+                        d.recipient, d.attempts
+                    ),
+                ),
+                Outcome::Retry(reason) => (
+                    AuditAction::NotificationFailed,
+                    format!(
+                        "{kind} via {channel} to {}: {reason}; will retry ({} attempts)",
+                        d.recipient, d.attempts
+                    ),
+                ),
+            };
+            events.push(AuditEvent {
+                lead_id: lead_id.to_string(),
+                action,
+                actor: Actor::System(ACTOR.into()),
+                at: self.audit_time(),
+                detail,
+            });
+        }
+        self.audit.append(&events).await?;
+        Ok(JobReport {
+            job_id: notice.job_id().to_string(),
+            deliveries,
+        })
+    }
+
+    fn audit_time(&self) -> DateTime<Utc> {
+        let mut last = self.audit_clock.lock().expect("audit clock lock");
+        let now = Utc::now().max(*last + chrono::Duration::microseconds(1));
+        *last = now;
+        now
+    }
+}
+
+/// The staff ids a notice goes to: its own list, or the dealer's managers
+/// for warnings that name nobody.
+pub fn recipients_of(notice: &Notice, staff: &[Staff]) -> Vec<String> {
+    if notice.recipients().is_empty() && notice.kind().defaults_to_managers() {
+        return staff
+            .iter()
+            .filter(|s| s.role == StaffRole::Manager)
+            .map(|s| s.staff_id.clone())
+            .collect();
+    }
+    let mut seen = std::collections::HashSet::new();
+    notice
+        .recipients()
+        .iter()
+        .filter(|id| seen.insert(id.as_str()))
+        .cloned()
+        .collect()
+}
+
+fn unreachable_report(id: &str, reason: &str) -> DeliveryReport {
+    DeliveryReport {
+        channel: None,
+        recipient: id.to_string(),
+        outcome: Outcome::Permanent(reason.to_string()),
+        attempts: 0,
+    }
+}
+
+/// Attempts `to` on `channel` until each recipient got it, failed for good,
+/// or no further attempt fits before `deadline` (retries stay inside the
+/// SQS visibility window). Returns each recipient's last result and the
+/// attempts made.
+async fn with_retries(
+    channel: &dyn Channel,
+    envelope: &Envelope<'_>,
+    to: Vec<Recipient>,
+    config: &NotifierConfig,
+    deadline: Instant,
+) -> Vec<(Recipient, Result<(), Failure>, u32)> {
+    let mut done = Vec::new();
+    let mut pending: Vec<(Recipient, Option<Failure>)> =
+        to.into_iter().map(|r| (r, None)).collect();
+    let mut attempts = 0;
+    while !pending.is_empty() {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let Some(wait) = config
+            .backoff
+            .next(attempts, remaining, config.request_timeout, jitter())
+        else {
+            break;
+        };
+        tokio::time::sleep(wait).await;
+        attempts += 1;
+        let group: Vec<Recipient> = pending.iter().map(|(r, _)| r.clone()).collect();
+        let results = channel.send(envelope, &group).await;
+        let mut retry = Vec::new();
+        for ((recipient, _), result) in pending.into_iter().zip(results) {
+            match result {
+                Err(failure) if failure.retry_now() => retry.push((recipient, Some(failure))),
+                other => done.push((recipient, other, attempts)),
+            }
+        }
+        pending = retry;
+    }
+    for (recipient, last) in pending {
+        let failure = last.unwrap_or_else(|| {
+            Failure::Transient("no time left in this invocation for an attempt".into())
+        });
+        done.push((recipient, Err(failure), attempts));
+    }
+    done
+}
+
+/// Spreads retries of jobs that failed together; no need for a strong RNG.
+fn jitter() -> f64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    f64::from(nanos % 1000) / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use leads_domain::notification::{NotificationJob, NotificationKind};
+
+    fn staff(id: &str, role: StaffRole) -> Staff {
+        serde_json::from_value(serde_json::json!({
+            "staff_id": id, "dealer_id": "d", "name": id, "role": role, "on_duty": true, "cap": 5
+        }))
+        .unwrap()
+    }
+
+    fn notice(kind: NotificationKind, recipients: &[&str]) -> Notice {
+        Notice::Lead(NotificationJob {
+            job_id: "L1#x#1".into(),
+            kind,
+            lead_id: "L1".into(),
+            brand_id: "b".into(),
+            dealer_id: Some("d".into()),
+            recipients: recipients.iter().map(|s| s.to_string()).collect(),
+            phone_masked: None,
+            customer_name: None,
+            series_interest: vec![],
+            created_at: Utc::now(),
+        })
+    }
+
+    #[test]
+    fn empty_warnings_go_to_the_managers() {
+        let team = [
+            staff("s1", StaffRole::Sales),
+            staff("m1", StaffRole::Manager),
+            staff("m2", StaffRole::Manager),
+        ];
+        assert_eq!(
+            recipients_of(&notice(NotificationKind::SlaWarning, &[]), &team),
+            ["m1", "m2"]
+        );
+        assert_eq!(
+            recipients_of(&notice(NotificationKind::NoOneAvailable, &[]), &team),
+            ["m1", "m2"]
+        );
+        assert!(recipients_of(&notice(NotificationKind::NewAssignment, &[]), &team).is_empty());
+        assert_eq!(
+            recipients_of(&notice(NotificationKind::SlaWarning, &["s1"]), &team),
+            ["s1"]
+        );
+    }
+
+    #[test]
+    fn outcomes_that_need_a_retry() {
+        let report = |outcome| JobReport {
+            job_id: "j".into(),
+            deliveries: vec![DeliveryReport {
+                channel: Some(ChannelKind::Wecom),
+                recipient: "s1".into(),
+                outcome,
+                attempts: 1,
+            }],
+        };
+        assert!(!report(Outcome::Delivered).needs_retry());
+        assert!(!report(Outcome::AlreadyDelivered).needs_retry());
+        assert!(!report(Outcome::Permanent("HTTP 404".into())).needs_retry());
+        assert!(report(Outcome::Retry("HTTP 503".into())).needs_retry());
+    }
+}
