@@ -14,7 +14,8 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"           # repo root from the script's location, not cwd
-state="$repo/.local"                        # gitignored
+# gitignored; LEADS_LOCAL_STATE gives a second, independent stack (the demo uses one).
+state="${LEADS_LOCAL_STATE:-$repo/.local}"
 pidf="$state/moto.pid" logf="$state/moto.log" endpf="$state/moto.endpoint" envf="$state/env"
 tplsumf="$state/template.sha256"            # template.yaml the running stack was made from
 py="$repo/.venv/bin/python"

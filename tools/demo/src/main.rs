@@ -72,11 +72,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => serde_json::from_str(&std::fs::read_to_string(&cli.directory)?)?,
     };
     let directory = file.validate().map_err(|e| format!("{e:?}"))?;
-    if cli.dealers.is_some() {
+    {
         let store = DynamoDirectory::new(clients.dynamodb.clone(), &settings.tables.directory);
         let items = store.save(&directory).await?;
         println!(
-            "seeded a generated directory: {} brands, {} dealers in {} cities, {} staff, {} accounts ({items} items)",
+            "seeded the directory: {} brands, {} dealers in {} cities, {} staff, {} accounts ({items} items)",
             directory.brands.len(),
             directory.dealers.len(),
             directory.dealers.iter().map(|d| d.city).collect::<std::collections::HashSet<_>>().len(),
