@@ -291,3 +291,41 @@ async fn a_bad_message_fails_alone_in_its_batch() {
         "re-sent for the redelivery; the notifier dedups by job id"
     );
 }
+
+#[tokio::test]
+async fn a_customer_returning_after_the_window_goes_back_to_their_consultant() {
+    let Some(w) = world(AssignmentStrategy::RoundRobin, &[50, 50]).await else {
+        return;
+    };
+    let number = phone();
+    let first = w
+        .router
+        .handle_lead(
+            &lead(&w, Platform::Douyin, "dy-jn", &number, None),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    let consultant = first.assignee.clone().unwrap();
+    // Round-robin would hand the next two leads to both consultants in turn;
+    // the returning customer still gets the same one, twice.
+    for months in [2, 4] {
+        let later = Utc::now() + Duration::days(31 * months);
+        let mut again = lead(&w, Platform::Autohome, "ah-jn", &number, None);
+        again.received_at = later;
+        let p = w.router.handle_lead(&again, later).await.unwrap();
+        assert_eq!(
+            p.outcome,
+            Some(DedupOutcome::Created),
+            "window ended: a new lead"
+        );
+        assert_ne!(p.lead_id, first.lead_id);
+        assert_eq!(p.assignee.as_deref(), Some(consultant.as_str()));
+        let other = w
+            .router
+            .handle_lead(&lead(&w, Platform::Douyin, "dy-jn", &phone(), None), later)
+            .await
+            .unwrap();
+        assert!(other.assignee.is_some());
+    }
+}

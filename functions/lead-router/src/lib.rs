@@ -406,10 +406,16 @@ impl Router {
                 }
                 _ => 0,
             };
-            let preferred: Vec<Preferred<'_>> = hint
+            // A returning customer goes back to their consultant (same dealer),
+            // else the WeCom consultant who added them; either only if they can.
+            let returning = record
+                .previous_assignee
                 .as_deref()
-                .map(Preferred::StaffHint)
+                .filter(|_| record.previous_dealer.as_deref() == Some(dealer_id.as_str()));
+            let preferred: Vec<Preferred<'_>> = returning
+                .map(Preferred::ReturningCustomer)
                 .into_iter()
+                .chain(hint.as_deref().map(Preferred::StaffHint))
                 .collect();
             match assignment::assign_preferring(dealer.strategy, &loads, ticket, &preferred) {
                 Assignment::Staff { staff_id, reason } => {

@@ -180,6 +180,12 @@ pub struct LeadRecord {
     pub offered_to: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub staff_hint: Option<String>,
+    /// A returning customer (after the dedup window): the dealer and consultant
+    /// who had them last; the consultant gets them back while they can.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_dealer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_assignee: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel_tag: Option<String>,
     /// 线索有效性标记 by the consultant: None until marked.
@@ -219,6 +225,8 @@ impl LeadRecord {
             contacted_at: None,
             offered_to: Vec::new(),
             staff_hint: lead.staff_hint.clone(),
+            previous_dealer: None,
+            previous_assignee: None,
             channel_tag: lead.channel_tag.clone(),
             valid: None,
             raw_payload_ref: lead.raw_payload_ref.clone(),

@@ -54,6 +54,12 @@ struct CustomerItem {
     first_platform: Platform,
     first_seen: DateTime<Utc>,
     window_until_s: i64,
+    /// Who had the customer last (set at assignment), so that a customer who
+    /// returns after the window goes back to the same consultant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_dealer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_assignee: Option<String>,
 }
 
 /// Marks a delivery as recorded, so a redelivery is a `Duplicate`.
@@ -199,18 +205,23 @@ impl DynamoLeads {
     ) -> Result<Recorded, StoreError> {
         let customer_key = dedup::customer_key(&brand.brand_id, &lead.customer);
         for _attempt in 0..4 {
-            if let Some(recorded) = self
-                .try_create(brand, lead, account_dealer, &customer_key, now)
-                .await?
-            {
+            // A hint, not the decision (the transactions' conditions decide):
+            // a customer inside the window is merged, anyone else created.
+            let known = self.customer(&customer_key).await?;
+            let recorded = match known {
+                Some(c) if c.window_until_s > now.timestamp() => {
+                    self.try_merge(brand, lead, &customer_key, c, now).await?
+                }
+                previous => {
+                    self.try_create(brand, lead, account_dealer, &customer_key, previous, now)
+                        .await?
+                }
+            };
+            if let Some(recorded) = recorded {
                 return Ok(recorded);
             }
-            // The customer is known and inside the window: merge.
-            if let Some(recorded) = self.try_merge(brand, lead, &customer_key, now).await? {
-                return Ok(recorded);
-            }
-            // The identity changed between the two attempts (window just ended,
-            // or a concurrent create): decide again.
+            // The identity changed meanwhile (a concurrent create, or the
+            // window just ended): decide again.
         }
         Err(StoreError::Service {
             service: "dynamodb",
@@ -224,20 +235,28 @@ impl DynamoLeads {
         lead: &CanonicalLead,
         account_dealer: Option<&str>,
         customer_key: &str,
+        previous: Option<CustomerItem>,
         now: DateTime<Utc>,
     ) -> Result<Option<Recorded>, StoreError> {
+        // A customer whose window ended: who had them last comes along.
         let lead_id = dedup::lead_id(&brand.brand_id, &lead.source_event_id);
-        let record = LeadRecord::new(
+        let mut record = LeadRecord::new(
             lead_id.clone(),
             &brand.brand_id,
             lead,
             account_dealer.map(str::to_string),
         );
+        if let Some(previous) = &previous {
+            record.previous_dealer = previous.last_dealer.clone();
+            record.previous_assignee = previous.last_assignee.clone();
+        }
         let customer = CustomerItem {
             lead_id: lead_id.clone(),
             first_platform: lead.platform,
             first_seen: lead.received_at,
             window_until_s: dedup::window_until(brand, lead.received_at).timestamp(),
+            last_dealer: None,
+            last_assignee: None,
         };
         let marker = EventMarker {
             lead_id: lead_id.clone(),
@@ -300,14 +319,9 @@ impl DynamoLeads {
         brand: &Brand,
         lead: &CanonicalLead,
         customer_key: &str,
+        customer: CustomerItem,
         now: DateTime<Utc>,
     ) -> Result<Option<Recorded>, StoreError> {
-        let Some(customer) = self.customer(customer_key).await? else {
-            return Ok(None);
-        };
-        if customer.window_until_s <= now.timestamp() {
-            return Ok(None);
-        }
         let lead_id = customer.lead_id.clone();
         let marker = EventMarker {
             lead_id: lead_id.clone(),
@@ -678,6 +692,23 @@ impl DynamoLeads {
                         .expression_attribute_values(":excl", s(exclusive.to_rfc3339()))
                         // Sparse SLA index, sharded by brand so the sweeper can fan out.
                         .expression_attribute_values(":due_pk", s(due_partition(&lead.brand_id)))
+                        .build()
+                        .expect("table and key are set"),
+                )
+                .build(),
+            // 2: the customer's identity remembers who has them.
+            TransactWriteItem::builder()
+                .update(
+                    Update::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(
+                            keys::customer(dedup::customer_key(&lead.brand_id, &lead.customer))
+                                .primary(),
+                        ))
+                        .update_expression("SET last_dealer = :dealer, last_assignee = :staff")
+                        .condition_expression("attribute_exists(pk)")
+                        .expression_attribute_values(":dealer", s(dealer_id))
+                        .expression_attribute_values(":staff", s(&staff.staff_id))
                         .build()
                         .expect("table and key are set"),
                 )
