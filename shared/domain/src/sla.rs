@@ -155,6 +155,8 @@ mod tests {
             contacted_at: None,
             offered_to: vec![],
             staff_hint: None,
+            previous_dealer: None,
+            previous_assignee: None,
             channel_tag: None,
             valid: None,
             raw_payload_ref: "r".into(),

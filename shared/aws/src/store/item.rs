@@ -63,8 +63,7 @@ pub fn from_item<T: DeserializeOwned>(item: Item) -> Result<T, StoreError> {
     Ok(serde_dynamo::from_item(item)?)
 }
 
-/// Writes items in batches of 25, retrying what DynamoDB leaves unprocessed
-/// (with backoff); fails if some are still unprocessed after 8 attempts.
+/// Writes items in batches of 25 (see [`write_chunk`]).
 pub async fn batch_put(
     client: &aws_sdk_dynamodb::Client,
     table: &str,
@@ -72,7 +71,7 @@ pub async fn batch_put(
 ) -> Result<(), StoreError> {
     use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
     for chunk in items.chunks(25) {
-        let mut pending: Vec<WriteRequest> = chunk
+        let requests = chunk
             .iter()
             .map(|item| {
                 let put = PutRequest::builder()
@@ -82,28 +81,40 @@ pub async fn batch_put(
                 WriteRequest::builder().put_request(put).build()
             })
             .collect();
-        for attempt in 0..8u32 {
-            let out = client
-                .batch_write_item()
-                .request_items(table, pending)
-                .send()
-                .await
-                .map_err(StoreError::dynamodb)?;
-            pending = out
-                .unprocessed_items
-                .and_then(|mut m| m.remove(table))
-                .unwrap_or_default();
-            if pending.is_empty() {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(25 << attempt)).await;
-        }
-        if !pending.is_empty() {
-            return Err(StoreError::Service {
-                service: "dynamodb",
-                message: format!("{} items left unprocessed after 8 attempts", pending.len()),
-            });
-        }
+        write_chunk(client, table, requests).await?;
     }
     Ok(())
+}
+
+/// One chunk of at most 25 writes, retried with backoff while DynamoDB leaves
+/// some unprocessed (throttling). Returns the requests made.
+pub async fn write_chunk(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    mut pending: Vec<aws_sdk_dynamodb::types::WriteRequest>,
+) -> Result<usize, StoreError> {
+    const ATTEMPTS: u32 = 8;
+    for attempt in 0..ATTEMPTS {
+        let out = client
+            .batch_write_item()
+            .request_items(table, pending)
+            .send()
+            .await
+            .map_err(StoreError::dynamodb)?;
+        pending = out
+            .unprocessed_items
+            .and_then(|mut m| m.remove(table))
+            .unwrap_or_default();
+        if pending.is_empty() {
+            return Ok(attempt as usize + 1);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25 << attempt)).await;
+    }
+    Err(StoreError::Service {
+        service: "dynamodb",
+        message: format!(
+            "{} items left unprocessed after {ATTEMPTS} attempts",
+            pending.len()
+        ),
+    })
 }

@@ -23,7 +23,7 @@ use leads_domain::routing::Tier;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 
-use super::item::{from_item, to_item, Item, Keys};
+use super::item::{from_item, to_item, write_chunk, Item, Keys};
 use crate::StoreError;
 
 /// How far back the previous snapshot (for rank change) is looked for, so one
@@ -498,39 +498,6 @@ fn join_error(e: tokio::task::JoinError) -> StoreError {
         service: "dynamodb",
         message: format!("request task failed: {e}"),
     }
-}
-
-/// One chunk of at most 25 writes, retried with backoff while DynamoDB leaves
-/// some unprocessed (throttling). Returns the requests made.
-async fn write_chunk(
-    client: &aws_sdk_dynamodb::Client,
-    table: &str,
-    mut pending: Vec<WriteRequest>,
-) -> Result<usize, StoreError> {
-    const ATTEMPTS: u32 = 8;
-    for attempt in 0..ATTEMPTS {
-        let out = client
-            .batch_write_item()
-            .request_items(table, pending)
-            .send()
-            .await
-            .map_err(StoreError::dynamodb)?;
-        pending = out
-            .unprocessed_items
-            .and_then(|mut m| m.remove(table))
-            .unwrap_or_default();
-        if pending.is_empty() {
-            return Ok(attempt as usize + 1);
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25 << attempt)).await;
-    }
-    Err(StoreError::Service {
-        service: "dynamodb",
-        message: format!(
-            "{} items left unprocessed after {ATTEMPTS} attempts",
-            pending.len()
-        ),
-    })
 }
 
 async fn dealer_days(
