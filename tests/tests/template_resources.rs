@@ -79,7 +79,10 @@ async fn every_queue_from_the_template_delivers_and_has_a_dead_letter_queue() {
     let Some(stack) = stack().await else { return };
     let q = &stack.settings.queues;
     let sqs = &stack.clients.sqs;
-    for url in [&q.lead, &q.notification, &q.crm] {
+    // The ranking fan-out queue is brand-ranking's own variable, not a Global.
+    let ranking =
+        std::env::var("RANKING_QUEUE_URL").expect("RANKING_QUEUE_URL from the local stack");
+    for url in [&q.lead, &q.notification, &q.crm, &ranking] {
         let body = unique("probe");
         sqs.send_message()
             .queue_url(url)
