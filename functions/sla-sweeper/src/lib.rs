@@ -494,18 +494,7 @@ impl Sweeper {
         recipients: Vec<String>,
         occurrence: &str,
     ) -> Result<(), SweepError> {
-        let job = NotificationJob {
-            job_id: NotificationJob::job_id_for(&record.lead_id, kind, occurrence),
-            kind,
-            lead_id: record.lead_id.clone(),
-            brand_id: record.brand_id.clone(),
-            dealer_id: record.dealer_id.clone(),
-            recipients,
-            phone_masked: record.phone_masked.clone(),
-            customer_name: record.customer_name.clone(),
-            series_interest: record.series_interest.clone(),
-            created_at: Utc::now(),
-        };
+        let job = NotificationJob::for_lead(record, kind, recipients, occurrence, Utc::now());
         let mut last = None;
         for attempt in 0..3u32 {
             match self.notifications.send(&job).await {

@@ -56,6 +56,25 @@ impl StoreError {
     }
 }
 
+/// The outcome of a conditional write: `Ok(true)` if it happened, `Ok(false)` if
+/// its condition failed (someone else got there first), an error otherwise.
+pub fn applied<O, E, R>(result: Result<O, SdkError<E, R>>) -> Result<bool, StoreError>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(err)
+            if err.as_service_error().and_then(|e| e.code())
+                == Some("ConditionalCheckFailedException") =>
+        {
+            Ok(false)
+        }
+        Err(err) => Err(StoreError::dynamodb(err)),
+    }
+}
+
 impl From<serde_dynamo::Error> for StoreError {
     fn from(e: serde_dynamo::Error) -> Self {
         StoreError::Malformed(e.to_string())

@@ -94,6 +94,29 @@ impl NotificationJob {
     ) -> String {
         format!("{lead_id}#{}#{occurrence}", kind.as_str())
     }
+
+    /// The job for an event on a lead: what the notifier shows (masked phone,
+    /// name, series) copied from the lead, the id derived from the event.
+    pub fn for_lead(
+        lead: &crate::lead::LeadRecord,
+        kind: NotificationKind,
+        recipients: Vec<String>,
+        occurrence: impl std::fmt::Display,
+        created_at: DateTime<Utc>,
+    ) -> Self {
+        NotificationJob {
+            job_id: Self::job_id_for(&lead.lead_id, kind, occurrence),
+            kind,
+            lead_id: lead.lead_id.clone(),
+            brand_id: lead.brand_id.clone(),
+            dealer_id: lead.dealer_id.clone(),
+            recipients,
+            phone_masked: lead.phone_masked.clone(),
+            customer_name: lead.customer_name.clone(),
+            series_interest: lead.series_interest.clone(),
+            created_at,
+        }
+    }
 }
 
 /// The nightly ranking for one dealer (`RankingPublished`); it has no lead.

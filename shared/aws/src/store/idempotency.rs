@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::item::{from_item, Item};
+use crate::error::applied;
 use crate::StoreError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,17 +155,7 @@ impl IdempotencyStore for DynamoIdempotency {
             .expression_attribute_values(":in_progress", AttributeValue::S("IN_PROGRESS".into()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(err) => Err(StoreError::dynamodb(err)),
-        }
+        applied(result).map(|_| ())
     }
 
     async fn status(&self, key: &str) -> Result<Option<Status>, StoreError> {

@@ -19,6 +19,7 @@ use leads_domain::{status, wire_name};
 use serde::{Deserialize, Serialize};
 
 use super::item::{from_item, to_item, Item, Keys};
+use crate::error::applied;
 use crate::StoreError;
 
 /// What recording a delivery did.
@@ -761,17 +762,7 @@ impl DynamoLeads {
             .expression_attribute_values(":until", s(until.to_rfc3339()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(err) => Err(StoreError::dynamodb(err)),
-        }
+        applied(result)
     }
     /// Applies a consultant's status change, only if the lead still has the
     /// status and the assignee it was read with (optimistic concurrency).
@@ -983,17 +974,7 @@ impl DynamoLeads {
             .expression_attribute_values(":at", s(retry_at.to_rfc3339()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(err) => Err(StoreError::dynamodb(err)),
-        }
+        applied(result)
     }
 
     /// Moves the lead's index entry to `next` (or out of the index), if it is
@@ -1018,17 +999,7 @@ impl DynamoLeads {
                 .expression_attribute_values(":next", s(next.to_rfc3339())),
             None => update.update_expression("REMOVE gsi2pk, gsi2sk"),
         };
-        match update.send().await {
-            Ok(_) => Ok(true),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(err) => Err(StoreError::dynamodb(err)),
-        }
+        applied(update.send().await)
     }
 
     /// Gives the lead to `to` (another consultant, or a first one after an

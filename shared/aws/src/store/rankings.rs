@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 
 use super::item::{from_item, to_item, write_chunk, Item, Keys};
+use crate::error::applied;
 use crate::StoreError;
 
 /// How far back the previous snapshot (for rank change) is looked for, so one
@@ -413,17 +414,8 @@ impl DynamoRankings {
             .expression_attribute_values(":date", s(date.to_string()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                // A newer date was ranked meanwhile; it keeps LATEST.
-                Ok(())
-            }
-            Err(e) => Err(StoreError::dynamodb(e)),
-        }
+        // A failed condition: a newer date was ranked meanwhile and keeps LATEST.
+        applied(result).map(|_| ())
     }
 
     async fn get<T: serde::de::DeserializeOwned>(
