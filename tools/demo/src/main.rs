@@ -9,16 +9,14 @@
 //!
 //! Run by `infra/demo.sh`, which starts the emulator and the functions first.
 
-mod dataset;
-mod directory;
-mod report;
 
 use std::io::Write;
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use clap::Parser;
-use dataset::Expect;
+use lead_demo::dataset::{self, Expect};
+use lead_demo::{directory, report, Sent};
 use leads_aws::store::{DirectoryStore, DynamoDirectory};
 use leads_aws::{config, AwsClients, Settings};
 use leads_domain::directory_file::DirectoryFile;
@@ -49,17 +47,6 @@ struct Cli {
     functions_log: Option<std::path::PathBuf>,
 }
 
-#[derive(Default, Debug)]
-pub struct Sent {
-    pub posted: usize,
-    pub accepted: usize,
-    pub redeliveries: usize,
-    pub rejected: std::collections::BTreeMap<u16, usize>,
-    /// Answers that differ from what the generator expected.
-    pub surprises: Vec<String>,
-    pub router_invocations: usize,
-    pub router_failures: usize,
-}
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
