@@ -444,7 +444,7 @@ fn wecom_contact(
         q = rng.below(5),
     );
     let mut random = [0u8; 16];
-    random.iter_mut().for_each(|b| *b = rng.next() as u8);
+    random.iter_mut().for_each(|b| *b = rng.next_u64() as u8);
     let (query, body) = wecom::signed_callback(
         corp,
         &inner,
