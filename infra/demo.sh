@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The system's main job, locally (README quick start): the emulator with the
-# template's tables and queues, the sample directory seeded, the real functions
-# served by `cargo lambda watch` on 127.0.0.1, a realistic day of signed webhooks
-# posted to them, the SQS trigger played for the router, and a report.
+# template's tables and queues, the sample directory seeded, all six real
+# functions served by `cargo lambda watch` on 127.0.0.1, a realistic day of
+# signed webhooks posted to them, the SQS triggers played for the router, the
+# notifier (delivering to a local WeCom/SMS/CRM stand-in) and the ranking jobs,
+# consultants working through the staff API, an SLA sweep, the nightly ranking,
+# and a report checked against what was sent.
 # Leaves nothing running. Extra arguments go to lead-demo (e.g. --customers 1000,
 # --dealers 600, or --directory data/sample-directory.json without --dealers).
 set -euo pipefail
@@ -13,16 +16,30 @@ step() { printf '\n== %s\n' "$*" >&2; }
 
 step "tools (pinned, project-local .venv) and a debug build of the functions"
 infra/local/bootstrap.sh
-cargo build --locked -p webhook-intake -p lead-router -p api -p lead-demo
+cargo build --locked -p lead-demo
+# One build per function, exactly as `cargo lambda watch` runs them (`cargo run
+# --bin X`): features are unified per command, so building them together with
+# lead-demo would leave watch to rebuild the dependencies at the first invoke.
+for function in webhook-intake lead-router api notifier sla-sweeper brand-ranking; do
+  cargo build --locked --bin "$function"
+done
 
 step "local stack (moto on 127.0.0.1, tables and queues from template.yaml)"
-# A fresh emulator of its own (state in .local/demo), so a test run's data never
-# slows the demo and the demo never disturbs a running test suite.
-export LEADS_LOCAL_STATE="$repo/.local/demo"
+# A fresh emulator of its own (state in .local/demo, or LEADS_DEMO_STATE), so a
+# test run's data never slows the demo and the demo never disturbs a test suite.
+export LEADS_LOCAL_STATE="${LEADS_DEMO_STATE:-$repo/.local/demo}"
 infra/local/stack.sh down >/dev/null 2>&1 || true
 eval "$(infra/local/stack.sh up)"
 
-port="$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+free_port() { .venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+port="$(free_port)"
+# The notifier talks to lead-demo's stand-in for WeCom, the SMS gateway and the
+# brand CRM on this port (local values; in AWS they come from the template).
+receiver_port="$(free_port)"
+export WECOM_BASE_URL="http://127.0.0.1:$receiver_port" WECOM_CORP_ID=ww-demo-corp \
+  WECOM_CORP_SECRET=demo-corp-secret WECOM_AGENT_ID=1000002 \
+  SMS_GATEWAY_URL="http://127.0.0.1:$receiver_port/sms" SMS_API_KEY=demo-sms-key \
+  CRM_WEBHOOK_URL="http://127.0.0.1:$receiver_port/crm" CRM_WEBHOOK_SECRET=demo-crm-secret
 watch_pid=""
 cleanup() {
   if [[ -n "$watch_pid" ]]; then kill -- "-$watch_pid" 2>/dev/null || true; wait "$watch_pid" 2>/dev/null || true; fi
@@ -41,7 +58,8 @@ for _ in $(seq 100); do
   sleep 0.2
 done
 
-step "replay: webhooks -> webhook-intake -> lead queue -> lead-router -> notification/CRM queues"
+step "the day: webhooks, router, notifier, consultants, SLA sweep, nightly ranking"
 args=("$@")
 [[ ${#args[@]} -gt 0 ]] || args=(--customers 240)
-"${CARGO_TARGET_DIR:-target}"/debug/lead-demo --endpoint "http://127.0.0.1:$port" --functions-log "$LEADS_LOCAL_STATE/functions.log" "${args[@]}"
+"${CARGO_TARGET_DIR:-target}"/debug/lead-demo --endpoint "http://127.0.0.1:$port" \
+  --receiver-port "$receiver_port" --functions-log "$LEADS_LOCAL_STATE/functions.log" "${args[@]}"

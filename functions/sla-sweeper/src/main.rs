@@ -1,7 +1,10 @@
 //! Lambda entry point: an EventBridge schedule (every 5 minutes).
+//!
+//! The sweep runs as of the event's `time` (the moment the schedule fired), so
+//! a retried event judges the same deadlines, and the local demo can sweep "as
+//! of this afternoon" without waiting for it.
 
 use aws_lambda_events::event::cloudwatch_events::CloudWatchEvent;
-use chrono::Utc;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use leads_aws::telemetry;
 use sla_sweeper::{SweepReport, Sweeper};
@@ -12,8 +15,8 @@ async fn main() -> Result<(), Error> {
     let sweeper = Sweeper::from_env().await?;
     let sweeper = &sweeper;
     run(service_fn(
-        move |_event: LambdaEvent<CloudWatchEvent>| async move {
-            let report: SweepReport = sweeper.sweep(Utc::now()).await?;
+        move |event: LambdaEvent<CloudWatchEvent>| async move {
+            let report: SweepReport = sweeper.sweep(event.payload.time).await?;
             tracing::info!(?report, "sweep done");
             if report.failed > 0 {
                 // Visible in the function's error metric; a retry is harmless

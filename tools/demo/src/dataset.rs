@@ -33,8 +33,12 @@ pub struct Webhook {
     pub expect: Expect,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct Expected {
+    /// Webhooks the intake must accept, acknowledge as redeliveries, reject.
+    pub accepted: usize,
+    pub redeliveries: usize,
+    pub rejected: usize,
     /// Distinct customers with an accepted lead: each must become one lead.
     pub leads: usize,
     /// Accepted deliveries beyond a customer's first: each must merge.
@@ -311,6 +315,13 @@ pub fn generate(
     for i in (1..out.len()).rev() {
         let j = rng.below(i + 1);
         out.swap(i, j);
+    }
+    for hook in &out {
+        match hook.expect {
+            Expect::Accepted => expected.accepted += 1,
+            Expect::Redelivery => expected.redeliveries += 1,
+            Expect::Rejected(_) => expected.rejected += 1,
+        }
     }
     Dataset {
         webhooks: out,

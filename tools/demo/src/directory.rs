@@ -89,7 +89,9 @@ pub fn generate(dealers: usize, seed: u64) -> DirectoryFile {
     for (b, (brand_id, name, short)) in BRANDS.iter().enumerate() {
         brands.push(serde_json::json!({
             "brand_id": brand_id, "name": name, "protection_days": 30 + 15 * b as u32,
-            "exclusivity_days": 15, "first_contact_minutes": 5 + 5 * b as u32
+            "exclusivity_days": 15, "first_contact_minutes": 5 + 5 * b as u32,
+            // Half the brands move an uncalled lead to someone else.
+            "reassign_on_sla_breach": b % 2 == 1
         }));
         let count = dealers / BRANDS.len() + usize::from(b < dealers % BRANDS.len());
         for i in 0..count {

@@ -1,20 +1,82 @@
 //! The local demo as a library: the deterministic dataset and directory
-//! generators and the report, shared by the `lead-demo` binary and the tests
-//! (the reliability replay reuses the generator).
+//! generators, the way it reaches the functions, the consultants' side and
+//! the report. The `lead-demo` binary runs them in order; the tests reuse the
+//! generators (the reliability replay) and read the report's summary.
 
 pub mod dataset;
 pub mod directory;
+pub mod functions;
+pub mod receiver;
 pub mod report;
+pub mod staff;
 
-/// What the replay saw when posting webhooks and playing the SQS trigger.
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use dataset::Expected;
+use functions::Played;
+use receiver::Delivery;
+use staff::FollowUp;
+
+/// What the replay saw when posting webhooks.
 #[derive(Default, Debug)]
 pub struct Sent {
     pub posted: usize,
     pub accepted: usize,
     pub redeliveries: usize,
-    pub rejected: std::collections::BTreeMap<u16, usize>,
+    pub rejected: BTreeMap<u16, usize>,
     /// Answers that differ from what the generator expected.
     pub surprises: Vec<String>,
-    pub router_invocations: usize,
-    pub router_failures: usize,
+}
+
+/// Everything one demo run did and saw, for the report.
+#[derive(Debug)]
+pub struct Run {
+    pub started_at: DateTime<Utc>,
+    pub expected: Expected,
+    pub sent: Sent,
+    pub router: Played,
+    pub notifier: Played,
+    /// Notification jobs handed to the notifier, by kind.
+    pub jobs_by_kind: BTreeMap<String, usize>,
+    pub follow_up: FollowUp,
+    /// `sla-sweeper`'s answer (its `SweepReport`).
+    pub sweep: serde_json::Value,
+    pub ranking_date: Option<NaiveDate>,
+    pub ranking_jobs: usize,
+    pub ranking_played: Played,
+    /// Per brand name: the ranking API's answer for the top 10.
+    pub top10: Vec<(String, serde_json::Value)>,
+    /// What the notifier sent to the local WeCom/SMS/CRM stand-in.
+    pub deliveries: Vec<Delivery>,
+    pub log_lines: usize,
+    pub log_lines_with_phone: usize,
+    pub replay_time: Duration,
+    pub total_time: Duration,
+}
+
+impl Run {
+    pub fn new(started_at: DateTime<Utc>, expected: Expected) -> Run {
+        Run {
+            started_at,
+            expected,
+            sent: Sent::default(),
+            router: Played::default(),
+            notifier: Played::default(),
+            jobs_by_kind: BTreeMap::new(),
+            follow_up: FollowUp::default(),
+            sweep: serde_json::Value::Null,
+            ranking_date: None,
+            ranking_jobs: 0,
+            ranking_played: Played::default(),
+            top10: Vec::new(),
+            deliveries: Vec::new(),
+            log_lines: 0,
+            log_lines_with_phone: 0,
+            replay_time: Duration::ZERO,
+            total_time: Duration::ZERO,
+        }
+    }
 }

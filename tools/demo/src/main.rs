@@ -1,36 +1,50 @@
-//! `lead-demo`: the system's main job, run locally against the real functions.
+//! `lead-demo`: the system's main job, run locally against the real functions
+//! (all served by `cargo lambda watch`, which `infra/demo.sh` starts first).
 //!
-//! 1. generates a deterministic day of signed webhooks for the seeded directory;
-//! 2. posts them over HTTP to `webhook-intake` running under `cargo lambda watch`;
-//! 3. plays the SQS event-source mapping for `lead-router`: receive from the lead
-//!    queue, invoke the function with an SQS event, delete all but the reported
-//!    `batchItemFailures` (there is no SQS trigger emulation locally);
-//! 4. reports what the tables and queues hold, next to what it sent.
-//!
-//! Run by `infra/demo.sh`, which starts the emulator and the functions first.
-
+//! 1. seeds the directory and generates a deterministic day of signed webhooks;
+//! 2. posts them over HTTP to `webhook-intake`, while playing the SQS trigger of
+//!    `lead-router` (lead queue) and `notifier` (notification queue), which
+//!    delivers to a local stand-in for WeCom, the SMS gateway and the CRM;
+//! 3. lets the consultants work through the staff API (`api`): claim races on
+//!    claim-group leads, most new leads called back in time;
+//! 4. invokes `sla-sweeper` as of a later hour: overdue first contacts are
+//!    warned (and reassigned where the brand says so), and notified;
+//! 5. invokes `brand-ranking` for the day, plays its per-brand job queue and
+//!    reads each brand's top 10 through the API;
+//! 6. reports what the tables, queues and receiver hold, next to what the
+//!    generator knows it sent, and fails if they differ.
 
 use std::io::Write;
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Instant;
 
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_lambda_events::event::cloudwatch_events::CloudWatchEvent;
 use clap::Parser;
-use lead_demo::dataset::{self, Expect};
-use lead_demo::{directory, report, Sent};
+use lead_demo::dataset::{self, Expect, Webhook};
+use lead_demo::functions::{DemoResult, Functions, Played};
+use lead_demo::receiver::Receiver;
+use lead_demo::{directory, report, staff, Run, Sent};
 use leads_aws::store::{DirectoryStore, DynamoDirectory};
 use leads_aws::{config, AwsClients, Settings};
-use leads_domain::directory_file::DirectoryFile;
+use leads_domain::dedup::china_day;
+use leads_domain::directory::StaffRole;
+use leads_domain::directory_file::{Directory, DirectoryFile};
 use leads_domain::intake::IntakeSecrets;
+use leads_domain::notification::NotificationJob;
 
 #[derive(Parser)]
-#[command(about = "Replay a realistic day of webhooks through the local functions and report")]
+#[command(about = "Replay a realistic day through the local functions and report")]
 struct Cli {
     /// cargo-lambda's local endpoint, e.g. http://127.0.0.1:9000
     #[arg(long)]
     endpoint: String,
-    /// The directory file that was seeded (ignored with --dealers).
+    /// Port of the local WeCom/SMS/CRM stand-in the notifier is configured
+    /// with (infra/demo.sh picks it); without it notifications are not played.
+    #[arg(long)]
+    receiver_port: Option<u16>,
+    /// The directory file to seed (ignored with --dealers).
     #[arg(long, default_value = "data/sample-directory.json")]
-    directory: std::path::PathBuf,
+    directory: PathBuf,
     /// Generate and seed a regional directory of about this many dealers instead.
     #[arg(long)]
     dealers: Option<usize>,
@@ -42,186 +56,270 @@ struct Cli {
     /// Webhooks in flight at once (platforms push concurrently).
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
+    /// Share of assigned leads the consultants call back before the deadline.
+    #[arg(long, default_value_t = 0.75)]
+    contact_rate: f64,
+    /// The SLA sweep runs as of this many minutes after the replay.
+    #[arg(long, default_value_t = 120)]
+    sweep_after_minutes: i64,
     /// The functions' log, scanned for full phone numbers after the run.
     #[arg(long)]
-    functions_log: Option<std::path::PathBuf>,
+    functions_log: Option<PathBuf>,
+    /// Also write the report's figures as JSON here (the demo test reads it).
+    #[arg(long)]
+    summary_json: Option<PathBuf>,
 }
 
-
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> DemoResult<()> {
     let cli = Cli::parse();
     let settings = Settings::from_env()?;
     let clients = AwsClients::from_env().await;
     let secrets = IntakeSecrets::from_json(&config::required("INTAKE_SECRETS")?)?;
+    let functions = Functions::new(&cli.endpoint)?;
+    let receiver = match cli.receiver_port {
+        Some(port) => Some(Receiver::start(port).await?),
+        None => None,
+    };
+
+    let directory = seed_directory(&cli, &clients, &settings).await?;
+    let now = chrono::Utc::now();
+    let data = dataset::generate(&directory, &secrets, cli.customers, cli.seed, now);
+    let started = Instant::now();
+    let mut run = Run::new(now, data.expected);
+
+    step("replay: webhooks -> webhook-intake -> lead-router -> notifier");
+    replay(
+        &cli,
+        &functions,
+        &clients,
+        &settings,
+        &data.webhooks,
+        &mut run,
+    )
+    .await?;
+    play_router(&functions, &clients, &settings, &mut run, true).await?;
+    play_notifier(&functions, &clients, &settings, &receiver, &mut run).await?;
+    run.replay_time = started.elapsed();
+
+    step("consultants at work: claims and call-backs through the staff API");
+    let leads = report::leads_since(&clients, &settings, now).await?;
+    let api_secret = config::required("API_TOKEN_SECRET")?;
+    run.follow_up = staff::follow_up(
+        &functions,
+        &directory,
+        &leads,
+        api_secret.as_bytes(),
+        cli.seed,
+        cli.contact_rate,
+    )
+    .await?;
+
+    let sweep_at = now + chrono::Duration::minutes(cli.sweep_after_minutes);
+    step(&format!(
+        "sla-sweeper as of {} min later, then the notifier",
+        cli.sweep_after_minutes
+    ));
+    let mut schedule = CloudWatchEvent::<serde_json::Value>::default();
+    schedule.detail_type = Some("Scheduled Event".into());
+    schedule.source = Some("aws.events".into());
+    schedule.time = sweep_at;
+    run.sweep = functions.invoke("sla-sweeper", &schedule).await?;
+    play_router(&functions, &clients, &settings, &mut run, false).await?;
+    play_notifier(&functions, &clients, &settings, &receiver, &mut run).await?;
+
+    step("brand-ranking for today: schedule fan-out, per-brand jobs, top 10 via the API");
+    run.ranking_date = Some(china_day(now));
+    let fan_out: serde_json::Value = functions
+        .invoke(
+            "brand-ranking",
+            &serde_json::json!({ "date": china_day(now) }),
+        )
+        .await?;
+    run.ranking_jobs = fan_out["jobs_sent"].as_u64().unwrap_or(0) as usize;
+    if let Some(queue) = config::optional("RANKING_QUEUE_URL") {
+        run.ranking_played = functions
+            .play_queue(&clients, &queue, "brand-ranking", true, |_| {})
+            .await?;
+    }
+    run.top10 = top10(&functions, &directory, api_secret.as_bytes(), &run).await?;
+    run.total_time = started.elapsed();
+
+    if let Some(receiver) = &receiver {
+        run.deliveries = receiver.deliveries();
+    }
+    if let Some(path) = &cli.functions_log {
+        let log = std::fs::read_to_string(path)?;
+        run.log_lines = log.lines().count();
+        run.log_lines_with_phone = log.lines().filter(|l| report::has_full_phone(l)).count();
+    }
+    let summary = report::print(&clients, &settings, &directory, &run).await?;
+    if let Some(path) = &cli.summary_json {
+        std::fs::write(path, serde_json::to_string_pretty(&summary)?)?;
+    }
+    if !summary.problems.is_empty() {
+        return Err(format!("the demo found problems: {:?}", summary.problems).into());
+    }
+    Ok(())
+}
+
+fn step(what: &str) {
+    eprintln!("\n-- {what}");
+}
+
+async fn seed_directory(
+    cli: &Cli,
+    clients: &AwsClients,
+    settings: &Settings,
+) -> DemoResult<Directory> {
     let file: DirectoryFile = match cli.dealers {
         Some(n) => directory::generate(n, cli.seed),
         None => serde_json::from_str(&std::fs::read_to_string(&cli.directory)?)?,
     };
     let directory = file.validate().map_err(|e| format!("{e:?}"))?;
-    {
-        let store = DynamoDirectory::new(clients.dynamodb.clone(), &settings.tables.directory);
-        let items = store.save(&directory).await?;
-        println!(
-            "seeded the directory: {} brands, {} dealers in {} cities, {} staff, {} accounts ({items} items)",
-            directory.brands.len(),
-            directory.dealers.len(),
-            directory.dealers.iter().map(|d| d.city).collect::<std::collections::HashSet<_>>().len(),
-            directory.staff.len(),
-            directory.accounts.len()
-        );
-    }
-    let now = chrono::Utc::now();
-    let data = dataset::generate(&directory, &secrets, cli.customers, cli.seed, now);
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()?;
-    let started = Instant::now();
+    let store = DynamoDirectory::new(clients.dynamodb.clone(), &settings.tables.directory);
+    let items = store.save(&directory).await?;
+    println!(
+        "seeded the directory: {} brands, {} dealers in {} cities, {} staff, {} accounts ({items} items)",
+        directory.brands.len(),
+        directory.dealers.len(),
+        directory.dealers.iter().map(|d| d.city).collect::<std::collections::HashSet<_>>().len(),
+        directory.staff.len(),
+        directory.accounts.len()
+    );
+    Ok(directory)
+}
 
-    // Post webhooks (a few at a time), and play the SQS trigger in between.
-    let mut sent = Sent::default();
-    let total = data.webhooks.len();
-    for (i, chunk) in data.webhooks.chunks(cli.concurrency).enumerate() {
-        let answers =
-            futures::future::join_all(chunk.iter().map(|w| post(&http, &cli.endpoint, w))).await;
+/// Posts the webhooks a few at a time (platforms push concurrently), playing
+/// the router's and the notifier's triggers in between, as SQS would.
+async fn replay(
+    cli: &Cli,
+    functions: &Functions,
+    clients: &AwsClients,
+    settings: &Settings,
+    webhooks: &[Webhook],
+    run: &mut Run,
+) -> DemoResult<()> {
+    let started = Instant::now();
+    for (i, chunk) in webhooks.chunks(cli.concurrency).enumerate() {
+        let answers = futures::future::join_all(chunk.iter().map(|w| functions.webhook(w))).await;
         for (hook, answer) in chunk.iter().zip(answers) {
-            sent.posted += 1;
-            let status = answer?;
-            match (status, hook.expect) {
-                (200, Expect::Accepted) => sent.accepted += 1,
-                (200, Expect::Redelivery) => sent.redeliveries += 1,
-                (s, Expect::Rejected(e)) if s == e => *sent.rejected.entry(s).or_default() += 1,
-                (s, e) => {
-                    *sent.rejected.entry(s).or_default() += 1;
-                    sent.surprises
-                        .push(format!("{} answered {s}, expected {e:?}", hook.source));
-                }
-            }
+            record_answer(&mut run.sent, hook, answer?);
         }
-        progress(sent.posted, total, started);
+        progress(run.sent.posted, webhooks.len(), started);
         if i % 4 == 3 {
-            drain_lead_queue(&http, &cli.endpoint, &clients, &settings, &mut sent, false).await?;
+            play_router(functions, clients, settings, run, false).await?;
         }
     }
     eprintln!();
-    drain_lead_queue(&http, &cli.endpoint, &clients, &settings, &mut sent, true).await?;
-    let elapsed = started.elapsed();
-
-    report::print(
-        &clients,
-        &settings,
-        &directory,
-        &data.expected,
-        &sent,
-        now,
-        elapsed,
-    )
-    .await?;
-    if let Some(path) = &cli.functions_log {
-        let log = std::fs::read_to_string(path)?;
-        let leaking = log.lines().filter(|l| report::has_full_phone(l)).count();
-        println!(
-            "== privacy: {leaking} of {} function log lines contain a full phone number",
-            log.lines().count()
-        );
-        if leaking > 0 {
-            return Err("a full phone number reached the logs".into());
-        }
-    }
-    if !sent.surprises.is_empty() || sent.router_failures > 0 {
-        return Err("the demo saw unexpected answers (listed above)".into());
-    }
     Ok(())
 }
 
-async fn post(
-    http: &reqwest::Client,
-    endpoint: &str,
-    hook: &dataset::Webhook,
-) -> Result<u16, String> {
-    let url = format!(
-        "{endpoint}/lambda-url/webhook-intake/webhooks/{}",
-        hook.source
-    );
-    let mut request = http.post(url).query(&hook.query).body(hook.body.clone());
-    for (k, v) in &hook.headers {
-        request = request.header(k, v);
+fn record_answer(sent: &mut Sent, hook: &Webhook, status: u16) {
+    sent.posted += 1;
+    match (status, hook.expect) {
+        (200, Expect::Accepted) => sent.accepted += 1,
+        (200, Expect::Redelivery) => sent.redeliveries += 1,
+        (s, Expect::Rejected(e)) if s == e => *sent.rejected.entry(s).or_default() += 1,
+        (s, e) => {
+            *sent.rejected.entry(s).or_default() += 1;
+            sent.surprises
+                .push(format!("{} answered {s}, expected {e:?}", hook.source));
+        }
     }
-    let response = request
-        .send()
-        .await
-        .map_err(|e| format!("webhook-intake unreachable: {e}"))?;
-    Ok(response.status().as_u16())
 }
 
-/// The SQS event-source mapping, played by hand: receive, invoke, delete all but
-/// the failures. With `until_empty`, keeps going until the queue stays empty.
-async fn drain_lead_queue(
-    http: &reqwest::Client,
-    endpoint: &str,
+async fn play_router(
+    functions: &Functions,
     clients: &AwsClients,
     settings: &Settings,
-    sent: &mut Sent,
+    run: &mut Run,
     until_empty: bool,
-) -> Result<(), Box<dyn std::error::Error>> {
-    let queue = &settings.queues.lead;
-    let mut empty_polls = 0;
-    loop {
-        let received = clients
-            .sqs
-            .receive_message()
-            .queue_url(queue)
-            .max_number_of_messages(10)
-            .wait_time_seconds(if until_empty { 1 } else { 0 })
-            .send()
+) -> DemoResult<()> {
+    run.router += functions
+        .play_queue(
+            clients,
+            &settings.queues.lead,
+            "lead-router",
+            until_empty,
+            |_| {},
+        )
+        .await?;
+    Ok(())
+}
+
+/// Delivers the queued notification jobs (counting them by kind), or only
+/// counts and drains them when no receiver is configured.
+async fn play_notifier(
+    functions: &Functions,
+    clients: &AwsClients,
+    settings: &Settings,
+    receiver: &Option<Receiver>,
+    run: &mut Run,
+) -> DemoResult<()> {
+    let mut kinds = std::mem::take(&mut run.jobs_by_kind);
+    let mut count = |body: &str| {
+        if let Ok(job) = serde_json::from_str::<NotificationJob>(body) {
+            *kinds.entry(leads_domain::wire_name(&job.kind)).or_default() += 1;
+        }
+    };
+    let queue = &settings.queues.notification;
+    let played: Played = if receiver.is_some() {
+        functions
+            .play_queue(clients, queue, "notifier", true, &mut count)
+            .await?
+    } else {
+        for body in report::drain_jobs(clients, queue).await? {
+            count(&body);
+        }
+        Played::default()
+    };
+    run.jobs_by_kind = kinds;
+    run.notifier += played;
+    Ok(())
+}
+
+/// Each brand's top 10 for the ranking date, read through the staff API as
+/// one of the brand's managers.
+async fn top10(
+    functions: &Functions,
+    directory: &Directory,
+    api_secret: &[u8],
+    run: &Run,
+) -> DemoResult<Vec<(String, serde_json::Value)>> {
+    let Some(date) = run.ranking_date else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for brand in &directory.brands {
+        let manager = directory.staff.iter().find(|s| {
+            s.role == StaffRole::Manager
+                && directory
+                    .dealers
+                    .iter()
+                    .any(|d| d.dealer_id == s.dealer_id && d.brand_id == brand.brand_id)
+        });
+        let Some(manager) = manager else { continue };
+        let token = leads_domain::auth::issue(
+            api_secret,
+            &leads_domain::auth::Claims {
+                staff_id: manager.staff_id.to_string(),
+                dealer_id: manager.dealer_id.to_string(),
+                brand_id: brand.brand_id.to_string(),
+                role: StaffRole::Manager,
+                exp: (chrono::Utc::now() + chrono::Duration::hours(1)).timestamp(),
+            },
+        );
+        let path = format!("/rankings/{}/{date}?top=10", brand.brand_id);
+        let (status, body) = functions
+            .api(reqwest::Method::GET, &path, &token, None)
             .await?;
-        let messages = received.messages.unwrap_or_default();
-        if messages.is_empty() {
-            empty_polls += 1;
-            if !until_empty || empty_polls >= 2 {
-                return Ok(());
-            }
-            continue;
+        if status != 200 {
+            return Err(format!("ranking of {} answered {status}: {body}", brand.brand_id).into());
         }
-        empty_polls = 0;
-        let mut event = SqsEvent::default();
-        event.records = messages
-            .iter()
-            .map(|m| {
-                let mut record = SqsMessage::default();
-                record.message_id = m.message_id.clone();
-                record.receipt_handle = m.receipt_handle.clone();
-                record.body = m.body.clone();
-                record.event_source = Some("aws:sqs".into());
-                record.event_source_arn =
-                    Some("arn:aws:sqs:us-east-1:123456789012:LeadQueue".into());
-                record
-            })
-            .collect();
-        let url = format!("{endpoint}/2015-03-31/functions/lead-router/invocations");
-        let response: SqsBatchResponse = http.post(url).json(&event).send().await?.json().await?;
-        sent.router_invocations += 1;
-        let failed: Vec<&str> = response
-            .batch_item_failures
-            .iter()
-            .map(|f| f.item_identifier.as_str())
-            .collect();
-        sent.router_failures += failed.len();
-        for m in &messages {
-            if failed.contains(&m.message_id.as_deref().unwrap_or_default()) {
-                continue; // SQS makes it visible again after the timeout
-            }
-            if let Some(handle) = &m.receipt_handle {
-                clients
-                    .sqs
-                    .delete_message()
-                    .queue_url(queue)
-                    .receipt_handle(handle)
-                    .send()
-                    .await?;
-            }
-        }
+        out.push((brand.name.clone(), body));
     }
+    Ok(out)
 }
 
 fn progress(done: usize, total: usize, started: Instant) {

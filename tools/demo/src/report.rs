@@ -1,19 +1,19 @@
 //! The demo's report: what the tables and queues hold after the replay, next
 //! to what the generator knows it sent.
 
+use chrono::{DateTime, Utc};
+use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use leads_aws::{AwsClients, Settings};
 use leads_domain::directory::{AssignmentStrategy, StaffRole};
 use leads_domain::directory_file::Directory;
 use leads_domain::lead::LeadRecord;
-use leads_domain::notification::NotificationJob;
 use leads_domain::routing::Route;
 
 use crate::dataset::Expected;
-use crate::Sent;
+use crate::Run;
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -42,7 +42,8 @@ async fn scan(
     }
 }
 
-async fn drain_jobs(
+/// Everything on a queue (bodies), received and deleted.
+pub async fn drain_jobs(
     clients: &AwsClients,
     url: &str,
 ) -> Result<Vec<String>, Box<dyn std::error::Error>> {
@@ -74,64 +75,133 @@ async fn drain_jobs(
     }
 }
 
-pub async fn print(
+/// This run's leads (a reused local stack may hold earlier runs).
+pub async fn leads_since(
     clients: &AwsClients,
     settings: &Settings,
-    directory: &Directory,
-    expected: &Expected,
-    sent: &Sent,
-    started_at: chrono::DateTime<chrono::Utc>,
-    elapsed: Duration,
-) -> Result<(), Box<dyn std::error::Error>> {
-    let t = &settings.tables;
-    let leads: Vec<LeadRecord> = scan(clients, &t.leads, "LEAD#")
+    started_at: DateTime<Utc>,
+) -> Result<Vec<LeadRecord>, Box<dyn std::error::Error>> {
+    Ok(scan(clients, &settings.tables.leads, "LEAD#")
         .await?
         .into_iter()
         .filter(|i| i.get("sk") == Some(&AttributeValue::S("LEAD".into())))
         .map(serde_dynamo::from_item)
         .collect::<Result<Vec<LeadRecord>, _>>()?
         .into_iter()
-        // A reused local stack may hold earlier runs: count this run's leads.
         .filter(|l| l.received_at >= started_at)
-        .collect();
-    let merges: u32 = leads.iter().map(|l| l.touchpoints.saturating_sub(1)).sum();
+        .collect())
+}
 
-    println!("\n== webhooks ({:.1} s)", elapsed.as_secs_f64());
+/// The report's figures, as printed (and written as JSON for the demo test).
+#[derive(Debug, Default, Serialize)]
+pub struct Summary {
+    pub expected: Expected,
+    pub posted: usize,
+    pub accepted: usize,
+    pub redeliveries: usize,
+    pub rejected: BTreeMap<u16, usize>,
+    pub surprises: Vec<String>,
+    pub leads_created: usize,
+    pub merges: usize,
+    pub overlap: BTreeMap<String, u64>,
+    pub routes: BTreeMap<String, usize>,
+    pub assigned: usize,
+    pub waiting: usize,
+    /// Consultants holding more open leads than their cap (must be 0).
+    pub over_cap: usize,
+    pub round_robin_spread: usize,
+    pub router_failures: usize,
+    pub contacted: usize,
+    pub claim_races: usize,
+    pub claims_won: usize,
+    pub expected_sla_breaches: usize,
+    pub sla: serde_json::Value,
+    pub notification_jobs: BTreeMap<String, usize>,
+    pub notifier_failures: usize,
+    pub deliveries: BTreeMap<String, usize>,
+    pub deliveries_with_full_phone: usize,
+    pub crm_handoffs: usize,
+    pub ranking_jobs: usize,
+    /// Brand name -> dealers ranked.
+    pub ranked: BTreeMap<String, u64>,
+    pub log_lines: usize,
+    pub log_lines_with_full_phone: usize,
+    /// Everything that differs from what was sent or promised; empty = pass.
+    pub problems: Vec<String>,
+}
+
+pub async fn print(
+    clients: &AwsClients,
+    settings: &Settings,
+    directory: &Directory,
+    run: &Run,
+) -> Result<Summary, Box<dyn std::error::Error>> {
+    let expected = &run.expected;
+    let sent = &run.sent;
+    let mut s = Summary {
+        expected: expected.clone(),
+        posted: sent.posted,
+        accepted: sent.accepted,
+        redeliveries: sent.redeliveries,
+        rejected: sent.rejected.clone(),
+        surprises: sent.surprises.clone(),
+        router_failures: run.router.failures,
+        ..Summary::default()
+    };
+    let leads = leads_since(clients, settings, run.started_at).await?;
+    s.leads_created = leads.len();
+    s.merges = leads
+        .iter()
+        .map(|l| l.touchpoints.saturating_sub(1) as usize)
+        .sum();
+
     println!(
-        "  posted {}  accepted {}  redeliveries acknowledged {}  rejected {:?}",
-        sent.posted, sent.accepted, sent.redeliveries, sent.rejected
+        "\n== webhooks (replay {:.1} s, whole run {:.1} s)",
+        run.replay_time.as_secs_f64(),
+        run.total_time.as_secs_f64()
     );
     println!(
-        "  router invocations {}  failed messages {}",
-        sent.router_invocations, sent.router_failures
+        "  posted {}  accepted {} (expected {})  redeliveries acknowledged {} (expected {})  rejected {:?} (expected {})",
+        sent.posted,
+        sent.accepted,
+        expected.accepted,
+        sent.redeliveries,
+        expected.redeliveries,
+        sent.rejected,
+        expected.rejected
     );
-    for s in &sent.surprises {
-        println!("  UNEXPECTED: {s}");
+    println!(
+        "  lead-router: {} invocations, {} messages, {} reported failed",
+        run.router.invocations, run.router.messages, run.router.failures
+    );
+    for surprise in &sent.surprises {
+        println!("  UNEXPECTED: {surprise}");
     }
 
     println!("\n== leads (dedup)");
-    println!("  created {:>4}   expected {}", leads.len(), expected.leads);
-    println!("  merged  {:>4}   expected {}", merges, expected.merges);
-    println!("  content-stats days stored: expected {}", expected.stats);
+    println!(
+        "  created {:>4}   expected {}",
+        s.leads_created, expected.leads
+    );
+    println!("  merged  {:>4}   expected {}", s.merges, expected.merges);
+    println!("  content-stats days posted: {}", expected.stats);
 
     println!(
         "\n== channel overlap today (first channel -> channel that brought the customer back)"
     );
-    let overlaps = scan(clients, &t.stats, "OVERLAP#").await?;
-    let mut matrix: BTreeMap<String, u64> = BTreeMap::new();
-    for item in overlaps {
+    for item in scan(clients, &settings.tables.stats, "OVERLAP#").await? {
         if let (Some(AttributeValue::S(pair)), Some(AttributeValue::N(n))) =
             (item.get("sk"), item.get("leads"))
         {
-            *matrix.entry(pair.replace('#', " -> ")).or_default() += n.parse::<u64>().unwrap_or(0);
+            *s.overlap.entry(pair.replace('#', " -> ")).or_default() +=
+                n.parse::<u64>().unwrap_or(0);
         }
     }
-    for (pair, n) in &matrix {
+    for (pair, n) in &s.overlap {
         println!("  {pair:<24} {n}");
     }
 
     println!("\n== routing");
-    let mut split: BTreeMap<&str, usize> = BTreeMap::new();
     for l in &leads {
         let key = match &l.route {
             Some(Route::Local { .. }) => "local",
@@ -139,24 +209,118 @@ pub async fn print(
             Some(Route::Unroutable { .. }) => "unroutable -> brand CRM",
             None => "not routed",
         };
-        *split.entry(key).or_default() += 1;
+        *s.routes.entry(key.to_string()).or_default() += 1;
     }
-    for (k, n) in &split {
+    for (k, n) in &s.routes {
         println!("  {k:<24} {n}");
     }
 
-    println!("\n== assignment (per dealer strategy)");
-    let mut per_staff: HashMap<&str, usize> = HashMap::new();
-    for l in &leads {
-        if let Some(s) = &l.assignee {
-            *per_staff.entry(s.as_str()).or_default() += 1;
+    print_assignment(directory, &leads, &mut s);
+
+    let f = &run.follow_up;
+    s.contacted = f.contacted;
+    s.claim_races = f.claim_races;
+    s.claims_won = f.claims_won;
+    s.expected_sla_breaches = f.expected_breaches();
+    println!("\n== consultants (staff API)");
+    println!(
+        "  claim races (two consultants at once) {}  won by exactly one {}",
+        f.claim_races, f.claims_won
+    );
+    println!(
+        "  leads with a consultant {}  called back in time {}  left uncalled {}",
+        f.assigned,
+        f.contacted,
+        f.expected_breaches()
+    );
+    for surprise in &f.surprises {
+        println!("  UNEXPECTED: {surprise}");
+    }
+
+    s.sla = run.sweep.clone();
+    let swept = |k: &str| run.sweep.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+    println!("\n== SLA sweep (as of later in the day)");
+    println!(
+        "  due {}  first-contact breaches warned {} (expected {})  reassigned {}  assigned from pool/offers {}  still pooled {}",
+        swept("due"),
+        swept("warned"),
+        s.expected_sla_breaches,
+        swept("reassigned"),
+        swept("assigned"),
+        swept("pooled")
+    );
+
+    println!("\n== notifications");
+    s.notification_jobs = run.jobs_by_kind.clone();
+    s.notifier_failures = run.notifier.failures;
+    for (kind, n) in &s.notification_jobs {
+        println!("  job {kind:<22} {n}");
+    }
+    println!(
+        "  notifier: {} invocations, {} jobs, {} reported failed",
+        run.notifier.invocations, run.notifier.messages, run.notifier.failures
+    );
+    for d in &run.deliveries {
+        let channel = match d.path.as_str() {
+            "/cgi-bin/message/send" => "wecom app message",
+            "/cgi-bin/gettoken" => "wecom access token",
+            "/sms" => "sms",
+            "/crm" => "crm webhook",
+            _ => "other",
+        };
+        *s.deliveries.entry(channel.to_string()).or_default() += 1;
+        s.deliveries_with_full_phone += usize::from(has_full_phone(&d.body));
+    }
+    for (channel, n) in &s.deliveries {
+        println!("  sent {channel:<22} {n}");
+    }
+    println!(
+        "  deliveries carrying a full phone number: {}",
+        s.deliveries_with_full_phone
+    );
+    s.crm_handoffs = drain_jobs(clients, &settings.queues.crm).await?.len();
+    println!(
+        "  unroutable leads handed to the brand CRM queue: {}",
+        s.crm_handoffs
+    );
+
+    print_ranking(run, &mut s);
+
+    s.log_lines = run.log_lines;
+    s.log_lines_with_full_phone = run.log_lines_with_phone;
+    println!(
+        "\n== privacy: {} of {} function log lines contain a full phone number",
+        run.log_lines_with_phone, run.log_lines
+    );
+
+    s.problems = problems(&s, run);
+    if s.problems.is_empty() {
+        println!("\n== report matches what was sent");
+    } else {
+        println!("\n== MISMATCH between the report and what was sent or promised:");
+        for p in &s.problems {
+            println!("  - {p}");
         }
     }
-    let caps: HashMap<&str, u32> = directory
+    Ok(s)
+}
+
+/// Assignment spread per dealer strategy, and the cap check.
+fn print_assignment(directory: &Directory, leads: &[LeadRecord], s: &mut Summary) {
+    println!("\n== assignment (per dealer strategy)");
+    let mut per_staff: HashMap<&str, usize> = HashMap::new();
+    for l in leads {
+        if let Some(staff) = &l.assignee {
+            *per_staff.entry(staff.as_str()).or_default() += 1;
+        }
+    }
+    s.over_cap = directory
         .staff
         .iter()
-        .map(|s| (s.staff_id.as_str(), s.cap))
-        .collect();
+        .filter(|st| per_staff.get(st.staff_id.as_str()).copied().unwrap_or(0) > st.cap as usize)
+        .count();
+    s.assigned = leads.iter().filter(|l| l.assignee.is_some()).count();
+    s.waiting = leads.len() - s.assigned;
     for strategy in [
         AssignmentStrategy::RoundRobin,
         AssignmentStrategy::Saturation,
@@ -176,28 +340,31 @@ pub async fn print(
             assigned += mine.iter().filter(|l| l.assignee.is_some()).count();
             waiting += mine.iter().filter(|l| l.assignee.is_none()).count();
             // Among consultants who could take leads all along: on duty, sales.
-            let counts: Vec<usize> = directory
+            let staff: Vec<_> = directory
                 .staff
                 .iter()
-                .filter(|s| s.dealer_id == d.dealer_id && s.on_duty && s.role == StaffRole::Sales)
-                .map(|s| per_staff.get(s.staff_id.as_str()).copied().unwrap_or(0))
+                .filter(|st| {
+                    st.dealer_id == d.dealer_id && st.on_duty && st.role == StaffRole::Sales
+                })
+                .collect();
+            let counts: Vec<usize> = staff
+                .iter()
+                .map(|st| per_staff.get(st.staff_id.as_str()).copied().unwrap_or(0))
                 .collect();
             if let (Some(max), Some(min)) = (counts.iter().max(), counts.iter().min()) {
                 spread = spread.max(max - min);
             }
-            for (staff, n) in &per_staff {
-                if staff.starts_with(&format!("{}-", d.dealer_id)) {
-                    load = load
-                        .max(*n as f64 / f64::from(caps.get(staff).copied().unwrap_or(1).max(1)));
-                }
+            for (st, n) in staff.iter().zip(&counts) {
+                load = load.max(*n as f64 / f64::from(st.cap.max(1)));
             }
         }
         let detail = match strategy {
             AssignmentStrategy::RoundRobin => {
+                s.round_robin_spread = spread;
                 format!("largest spread between consultants of one dealer: {spread}")
             }
             AssignmentStrategy::Saturation => format!("highest open/cap: {load:.2}"),
-            AssignmentStrategy::Claim => "offered to the group, waiting for a claim".to_string(),
+            AssignmentStrategy::Claim => "offered to the group; claimed or fallback".to_string(),
         };
         println!(
             "  {:<12} {:>3} dealers  assigned {assigned:>4}  waiting {waiting:>4}  {detail}",
@@ -205,33 +372,114 @@ pub async fn print(
             dealers.len()
         );
     }
+    println!("  consultants above their cap: {}", s.over_cap);
+}
 
-    println!("\n== notification jobs queued for the notifier");
-    let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
-    for body in drain_jobs(clients, &settings.queues.notification).await? {
-        if let Ok(job) = serde_json::from_str::<NotificationJob>(&body) {
-            *kinds.entry(format!("{:?}", job.kind)).or_default() += 1;
-        }
-    }
-    for (k, n) in &kinds {
-        println!("  {k:<20} {n}");
-    }
-    let crm = drain_jobs(clients, &settings.queues.crm).await?;
-    println!("  brand CRM hand-offs  {}", crm.len());
-
-    let ok = leads.len() == expected.leads && merges as usize == expected.merges;
+fn print_ranking(run: &Run, s: &mut Summary) {
+    s.ranking_jobs = run.ranking_jobs;
     println!(
-        "\n== {}",
-        if ok {
-            "report matches what was sent"
-        } else {
-            "MISMATCH between report and what was sent"
-        }
+        "\n== brand ranking for {} ({} brand jobs fanned out, {} played, {} failed)",
+        run.ranking_date
+            .map(|d| d.to_string())
+            .unwrap_or_else(|| "-".into()),
+        run.ranking_jobs,
+        run.ranking_played.messages,
+        run.ranking_played.failures
     );
-    if !ok {
-        return Err("lead counts differ from what the generator sent".into());
+    for (brand, answer) in &run.top10 {
+        let dealers = answer["dealers"].as_u64().unwrap_or(0);
+        s.ranked.insert(brand.clone(), dealers);
+        println!("  {brand} ({dealers} dealers ranked), top 10:");
+        println!("    rank  score   base  natural  tier  natural leads  dealer");
+        for row in answer["top"].as_array().into_iter().flatten() {
+            println!(
+                "    {:>4}  {:>5.1}  {:>5.1}  {:>7.1}  {:>4}  {:>13}  {}",
+                row["rank"].as_u64().unwrap_or(0),
+                row["score"]["total"].as_f64().unwrap_or(0.0),
+                row["score"]["base"].as_f64().unwrap_or(0.0),
+                row["score"]["natural"].as_f64().unwrap_or(0.0),
+                row["tier"].as_str().unwrap_or("-"),
+                row["natural_leads"].as_u64().unwrap_or(0),
+                row["name"].as_str().unwrap_or("-"),
+            );
+        }
     }
-    Ok(())
+}
+
+/// What differs from what the generator sent or the system promises.
+fn problems(s: &Summary, run: &Run) -> Vec<String> {
+    let e = &s.expected;
+    let mut out = Vec::new();
+    let mut check = |ok: bool, what: String| {
+        if !ok {
+            out.push(what);
+        }
+    };
+    check(
+        s.surprises.is_empty(),
+        format!("{} unexpected intake answers", s.surprises.len()),
+    );
+    check(
+        s.accepted == e.accepted && s.redeliveries == e.redeliveries,
+        format!(
+            "accepted/redeliveries {}/{} , expected {}/{}",
+            s.accepted, s.redeliveries, e.accepted, e.redeliveries
+        ),
+    );
+    check(
+        s.leads_created == e.leads,
+        format!("{} leads created, expected {}", s.leads_created, e.leads),
+    );
+    check(
+        s.merges == e.merges,
+        format!("{} merges, expected {}", s.merges, e.merges),
+    );
+    check(
+        s.router_failures == 0,
+        format!("{} router failures", s.router_failures),
+    );
+    check(
+        s.over_cap == 0,
+        format!("{} consultants above cap", s.over_cap),
+    );
+    check(
+        run.follow_up.surprises.is_empty(),
+        format!(
+            "{} unexpected staff API answers",
+            run.follow_up.surprises.len()
+        ),
+    );
+    let warned = s.sla.get("warned").and_then(|v| v.as_u64()).unwrap_or(0) as usize;
+    check(
+        warned == s.expected_sla_breaches,
+        format!(
+            "{warned} SLA breaches warned, expected {}",
+            s.expected_sla_breaches
+        ),
+    );
+    check(
+        s.notifier_failures == 0,
+        format!("{} notification jobs failed", s.notifier_failures),
+    );
+    check(
+        s.deliveries_with_full_phone == 0,
+        format!(
+            "{} notifications carry a full phone",
+            s.deliveries_with_full_phone
+        ),
+    );
+    check(
+        run.ranking_played.failures == 0 && s.ranked.len() == run.ranking_jobs,
+        format!("{} of {} brands ranked", s.ranked.len(), run.ranking_jobs),
+    );
+    check(
+        s.log_lines_with_full_phone == 0,
+        format!(
+            "{} log lines carry a full phone",
+            s.log_lines_with_full_phone
+        ),
+    );
+    out
 }
 
 /// Whether a line holds a full mainland mobile number (11 digits 1[3-9]…, with

@@ -1,0 +1,138 @@
+//! The README's first command, small: `infra/demo.sh` with 60 customers, run as
+//! a user would (its own emulator, the real functions under `cargo lambda
+//! watch`), then its report's figures checked against what the generator knows
+//! it sent, the log scan for full phone numbers, and that nothing is left
+//! running. Needs no shared stack: the demo starts and stops its own.
+
+use std::process::Command;
+
+use integration_tests::repo_path;
+use serde_json::Value;
+
+const CUSTOMERS: u64 = 60;
+
+#[test]
+fn a_small_demo_reports_exactly_what_was_sent_and_leaves_nothing_running() {
+    let repo = repo_path("");
+    let state = repo.join(".local/demo-test");
+    let summary_path = state.join("summary.json");
+    let _ = std::fs::remove_file(&summary_path);
+    std::fs::create_dir_all(&state).unwrap();
+    let output = Command::new("bash")
+        .arg(repo.join("infra/demo.sh"))
+        .args(["--customers", &CUSTOMERS.to_string(), "--summary-json"])
+        .arg(&summary_path)
+        .env("LEADS_DEMO_STATE", &state)
+        .current_dir(&repo)
+        .output()
+        .expect("infra/demo.sh runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the demo failed:\n{stdout}\n{stderr}"
+    );
+    println!("{stdout}");
+
+    let s: Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary_path).unwrap()).unwrap();
+    let n = |path: &str| -> u64 {
+        s.pointer(path)
+            .and_then(Value::as_u64)
+            .unwrap_or_else(|| panic!("{path} missing in {s}"))
+    };
+    assert_eq!(s["problems"], serde_json::json!([]), "{s}");
+
+    // Intake: every webhook answered as the generator meant it.
+    assert_eq!(s["surprises"].as_array().unwrap().len(), 0);
+    assert_eq!(n("/accepted"), n("/expected/accepted"));
+    assert_eq!(n("/redeliveries"), n("/expected/redeliveries"));
+    let rejected: u64 = s["rejected"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(rejected, n("/expected/rejected"));
+    assert!(n("/expected/rejected") > 0, "the dataset includes forged requests");
+    assert_eq!(
+        n("/posted"),
+        n("/expected/accepted") + n("/expected/redeliveries") + n("/expected/rejected")
+    );
+
+    // Dedup: one lead per customer, one merge per later touch.
+    assert_eq!(n("/leads_created"), n("/expected/leads"));
+    assert_eq!(n("/expected/leads"), CUSTOMERS);
+    assert_eq!(n("/merges"), n("/expected/merges"));
+    let overlaps: u64 = s["overlap"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert!(overlaps <= n("/merges"));
+
+    // Routing covers every lead; assignment respects caps and fairness.
+    let routed: u64 = s["routes"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(routed, n("/leads_created"));
+    assert_eq!(n("/over_cap"), 0);
+    assert!(n("/round_robin_spread") <= 1);
+    assert_eq!(n("/router_failures"), 0);
+    assert_eq!(
+        n("/crm_handoffs"),
+        s["routes"]["unroutable -> brand CRM"].as_u64().unwrap_or(0)
+    );
+
+    // Claim races have exactly one winner; uncalled leads are the breaches.
+    assert_eq!(n("/claims_won"), n("/claim_races"));
+    assert_eq!(n("/sla/warned"), n("/expected_sla_breaches"));
+    assert!(n("/sla/reassigned") <= n("/sla/warned"));
+
+    // Every job delivered (WeCom app message per job, CRM copy), no phone in any.
+    let jobs: u64 = s["notification_jobs"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert!(jobs >= n("/leads_created") - n("/crm_handoffs"));
+    assert_eq!(n("/notifier_failures"), 0);
+    assert_eq!(n("/deliveries/wecom app message"), jobs);
+    assert_eq!(n("/deliveries_with_full_phone"), 0);
+    assert!(n("/sla/warned") == 0 || n("/notification_jobs/sla_warning") == n("/sla/warned"));
+
+    // The nightly ranking ranked every brand, and every dealer in it.
+    assert_eq!(n("/ranking_jobs"), 2);
+    assert_eq!(n("/ranked/鸿途汽车") + n("/ranked/星澜汽车"), 9);
+
+    // Privacy: the functions' own log lines were scanned and hold no phone.
+    assert!(n("/log_lines") > 100, "the log scan saw the functions' log");
+    assert_eq!(n("/log_lines_with_full_phone"), 0);
+
+    // Nothing left running: the emulator and cargo lambda watch are gone.
+    let pid = std::fs::read_to_string(state.join("moto.pid")).unwrap_or_default();
+    if let Ok(pid) = pid.trim().parse::<u32>() {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "the demo's emulator (pid {pid}) is still running"
+        );
+    }
+    let port = stderr
+        .lines()
+        .find_map(|l| l.split("cargo lambda watch on 127.0.0.1:").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the demo names its functions' port");
+    let watchers = Command::new("pgrep")
+        .args(["-f", &format!("lambda watch .*-P {port}")])
+        .output()
+        .unwrap();
+    assert!(
+        watchers.stdout.is_empty(),
+        "cargo lambda watch on port {port} is still running"
+    );
+}

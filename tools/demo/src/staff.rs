@@ -1,0 +1,152 @@
+//! The consultants' side of the day, through the real staff API: most call
+//! their new leads back in time (`contacted`), the rest let the first-contact
+//! deadline pass, which the SLA sweep then catches; leads on offer to a
+//! claim group are raced for by two consultants at once, and exactly one may
+//! win. Who does what is decided by the seed, so a run is repeatable.
+
+use chrono::{Duration, Utc};
+use futures::stream::{self, StreamExt};
+use leads_domain::auth::{self, Claims};
+use leads_domain::directory::StaffRole;
+use leads_domain::directory_file::Directory;
+use leads_domain::lead::{LeadRecord, LeadStatus};
+use reqwest::Method;
+use serde_json::json;
+
+use crate::dataset::Rng;
+use crate::functions::{DemoResult, Functions};
+
+/// What the consultants did, as the API answered it.
+#[derive(Debug, Default, Clone)]
+pub struct FollowUp {
+    /// Leads with a consultant once the claims were settled.
+    pub assigned: usize,
+    /// Of those, called back before the deadline.
+    pub contacted: usize,
+    /// Claim races run (two consultants at once) and races won.
+    pub claim_races: usize,
+    pub claims_won: usize,
+    /// Answers other than the expected ones.
+    pub surprises: Vec<String>,
+}
+
+impl FollowUp {
+    /// Leads whose first contact will be overdue at the sweep.
+    pub fn expected_breaches(&self) -> usize {
+        self.assigned - self.contacted
+    }
+}
+
+/// What one lead's consultants did.
+#[derive(Default)]
+struct Outcome {
+    assigned: bool,
+    contacted: bool,
+    raced: bool,
+    won: bool,
+    surprises: Vec<String>,
+}
+
+pub async fn follow_up(
+    functions: &Functions,
+    directory: &Directory,
+    leads: &[LeadRecord],
+    api_secret: &[u8],
+    seed: u64,
+    contact_rate: f64,
+) -> DemoResult<FollowUp> {
+    let token = |staff_id: &str| -> Option<String> {
+        let staff = directory.staff.iter().find(|s| s.staff_id == staff_id)?;
+        let dealer = directory
+            .dealers
+            .iter()
+            .find(|d| d.dealer_id == staff.dealer_id)?;
+        Some(auth::issue(
+            api_secret,
+            &Claims {
+                staff_id: staff.staff_id.to_string(),
+                dealer_id: dealer.dealer_id.to_string(),
+                brand_id: dealer.brand_id.to_string(),
+                role: StaffRole::Sales,
+                exp: (Utc::now() + Duration::hours(12)).timestamp(),
+            },
+        ))
+    };
+    let outcomes: Vec<DemoResult<Outcome>> = stream::iter(leads)
+        .map(|lead| {
+            let mut rng = Rng::new(seed ^ fnv1a(&lead.lead_id));
+            let token = &token;
+            async move {
+                let mut out = Outcome::default();
+                let mut assignee = lead.assignee.clone();
+                if lead.status == LeadStatus::Offered && rng.chance(0.6) {
+                    out.raced = true;
+                    let racers: Vec<&String> = lead.offered_to.iter().take(2).collect();
+                    let answers = futures::future::join_all(racers.iter().map(|s| {
+                        let path = format!("/leads/{}/events", lead.lead_id);
+                        let t = token(s).unwrap_or_default();
+                        async move {
+                            functions
+                                .api(Method::POST, &path, &t, Some(json!({"event": "claim"})))
+                                .await
+                        }
+                    }))
+                    .await;
+                    let mut winners = 0;
+                    for (racer, answer) in racers.iter().zip(answers) {
+                        match answer?.0 {
+                            200 => {
+                                winners += 1;
+                                assignee = Some((*racer).clone());
+                            }
+                            409 => {}
+                            s => out.surprises.push(format!("claim answered {s}")),
+                        }
+                    }
+                    out.won = winners == 1;
+                    if winners != 1 {
+                        out.surprises
+                            .push(format!("a claim race had {winners} winners, expected 1"));
+                    }
+                }
+                let open = matches!(lead.status, LeadStatus::Assigned | LeadStatus::Offered);
+                if let (Some(staff), true) = (&assignee, open) {
+                    out.assigned = true;
+                    if rng.chance(contact_rate) {
+                        let path = format!("/leads/{}/events", lead.lead_id);
+                        let t = token(staff).unwrap_or_default();
+                        let (status, body) = functions
+                            .api(Method::POST, &path, &t, Some(json!({"event": "contacted"})))
+                            .await?;
+                        if status == 200 {
+                            out.contacted = true;
+                        } else {
+                            out.surprises
+                                .push(format!("contacted answered {status}: {body}"));
+                        }
+                    }
+                }
+                Ok(out)
+            }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    let mut follow_up = FollowUp::default();
+    for outcome in outcomes {
+        let o = outcome?;
+        follow_up.assigned += usize::from(o.assigned);
+        follow_up.contacted += usize::from(o.contacted);
+        follow_up.claim_races += usize::from(o.raced);
+        follow_up.claims_won += usize::from(o.won);
+        follow_up.surprises.extend(o.surprises);
+    }
+    Ok(follow_up)
+}
+
+/// FNV-1a, to give every lead its own stream of the seeded generator.
+fn fnv1a(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
