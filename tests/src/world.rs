@@ -49,7 +49,9 @@ pub async fn world(strategy: AssignmentStrategy, caps: &[u32]) -> Option<World> 
         "accounts": [
             {"platform": "douyin", "account_id": format!("{brand}-dy-jn"), "brand_id": brand, "owner": "dealer", "dealer_id": format!("{brand}-jn")},
             {"platform": "autohome", "account_id": format!("{brand}-ah-jn"), "brand_id": brand, "owner": "dealer", "dealer_id": format!("{brand}-jn")},
-            {"platform": "douyin", "account_id": format!("{brand}-dy-brand"), "brand_id": brand, "owner": "brand"}
+            {"platform": "douyin", "account_id": format!("{brand}-dy-brand"), "brand_id": brand, "owner": "brand"},
+            {"platform": "wecom", "account_id": format!("{brand}-wx"), "brand_id": brand, "owner": "dealer", "dealer_id": format!("{brand}-jn")},
+            {"platform": "oem_crm", "account_id": format!("{brand}-crm"), "brand_id": brand, "owner": "dealer", "dealer_id": format!("{brand}-jn")}
         ]
     }))
     .unwrap();
@@ -91,6 +93,7 @@ pub fn lead(
         customer: CustomerKey::Phone {
             hash: PhoneHasher::new(b"k".to_vec()).hash(&phone),
         },
+        linked_customer: None,
         phone: Some(phone),
         customer_name: None,
         declared_city: city_name.map(|c| city::normalise(c).unwrap().code),
@@ -103,6 +106,44 @@ pub fn lead(
     }
 }
 
+/// A WeCom contact added at the Jinan dealer (`{brand}-wx` is the corp id):
+/// no phone, keyed by its external user id.
+pub fn wecom_lead(w: &World, external_userid: &str) -> CanonicalLead {
+    CanonicalLead {
+        source_event_id: unique("wx"),
+        platform: Platform::Wecom,
+        account_id: format!("{}-wx", w.brand),
+        scene: Scene::WecomContact,
+        traffic: Traffic::Natural,
+        customer: wecom_key(w, external_userid),
+        linked_customer: None,
+        phone: None,
+        customer_name: None,
+        declared_city: None,
+        attributed_city: None,
+        series_interest: vec![],
+        staff_hint: None,
+        channel_tag: None,
+        received_at: Utc::now(),
+        raw_payload_ref: "RAW#test".into(),
+    }
+}
+
+/// The key of a WeCom contact of the world's corp.
+pub fn wecom_key(w: &World, external_userid: &str) -> CustomerKey {
+    CustomerKey::Wecom {
+        corp_id: format!("{}-wx", w.brand),
+        external_userid: external_userid.to_string(),
+    }
+}
+
+/// The dedup key of a phone, as the world's leads compute it (hash key `k`).
+pub fn phone_key(phone: &str) -> CustomerKey {
+    CustomerKey::Phone {
+        hash: PhoneHasher::new(b"k".to_vec()).hash(&Phone::parse(phone).unwrap()),
+    }
+}
+
 /// A random-looking but valid mobile number per test, so customers never collide.
 pub fn phone() -> String {
     let n = unique("p");
@@ -111,4 +152,30 @@ pub fn phone() -> String {
         "139{}",
         &format!("{:0>8}", &digits[digits.len().saturating_sub(8)..])
     )
+}
+
+/// Today's channel-overlap counter of the world's brand for `pair`
+/// (`"douyin#wecom"`): how often the later channel brought back a customer
+/// the first one knew. 0 when never counted.
+pub async fn overlap(w: &World, pair: &str) -> u64 {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let day = leads_domain::dedup::china_day(Utc::now());
+    let item = w
+        .stack
+        .clients
+        .dynamodb
+        .get_item()
+        .table_name(&w.stack.settings.tables.stats)
+        .key(
+            "pk",
+            AttributeValue::S(format!("OVERLAP#{}#{day}", w.brand)),
+        )
+        .key("sk", AttributeValue::S(pair.to_string()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item;
+    item.and_then(|i| i.get("leads").and_then(|v| v.as_n().ok()?.parse().ok()))
+        .unwrap_or(0)
 }

@@ -6,9 +6,11 @@ use std::collections::HashMap;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use chrono::{Duration, Utc};
 use integration_tests::drain;
-use integration_tests::world::{lead, phone, world, World};
+use integration_tests::world::{
+    lead, overlap, phone, phone_key, wecom_key, wecom_lead, world, World,
+};
 use leads_domain::audit::AuditAction;
-use leads_domain::dedup::DedupOutcome;
+use leads_domain::dedup::{DedupOutcome, LinkOutcome};
 use leads_domain::directory::{AssignmentStrategy, Platform};
 use leads_domain::intake::IntakeMessage;
 use leads_domain::lead::{CanonicalLead, LeadStatus};
@@ -327,5 +329,266 @@ async fn a_customer_returning_after_the_window_goes_back_to_their_consultant() {
             .await
             .unwrap();
         assert!(other.assignee.is_some());
+    }
+}
+
+// ------------------------------------------------ linking a WeCom contact's phone
+
+/// The brand CRM pushes a lead with the phone and the WeCom external user id.
+fn crm_lead_with_wecom(w: &World, number: &str, external: &str) -> CanonicalLead {
+    let mut l = lead(w, Platform::OemCrm, "crm", number, None);
+    l.scene = leads_domain::lead::Scene::CrmDispatch;
+    l.linked_customer = Some(wecom_key(w, external));
+    l
+}
+
+async fn open_leads(w: &World, staff_id: &str) -> u32 {
+    use leads_aws::store::{DirectoryStore, DynamoDirectory};
+    let dealer = format!("{}-jn", w.brand);
+    let directory = DynamoDirectory::new(
+        w.stack.clients.dynamodb.clone(),
+        &w.stack.settings.tables.directory,
+    );
+    let mut staff = directory.staff_of(&dealer).await.unwrap();
+    staff.retain(|s| s.staff_id == staff_id);
+    w.leads.staff_loads(&dealer, &staff).await.unwrap()[0].open_leads
+}
+
+#[tokio::test]
+async fn crm_push_with_both_keys_merges_into_the_earlier_wecom_lead() {
+    let Some(w) = world(AssignmentStrategy::RoundRobin, &[5, 5]).await else {
+        return;
+    };
+    let external = integration_tests::unique("wm");
+    let contact = w
+        .router
+        .handle_lead(&wecom_lead(&w, &external), Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(contact.outcome, Some(DedupOutcome::Created));
+    let wecom_id = contact.lead_id.clone().unwrap();
+    let consultant = contact.assignee.clone().unwrap();
+    jobs(&w).await;
+
+    // The CRM knows the customer's phone and WeCom id: its lead is created,
+    // then folded into the WeCom lead (earlier), never routed or assigned.
+    let number = phone();
+    let push = crm_lead_with_wecom(&w, &number, &external);
+    let p = w.router.handle_lead(&push, Utc::now()).await.unwrap();
+    assert_eq!(p.outcome, Some(DedupOutcome::Merged), "{p:?}");
+    assert_eq!(p.lead_id.as_deref(), Some(wecom_id.as_str()));
+    let survivor = w.leads.get(&wecom_id).await.unwrap().unwrap();
+    assert_eq!(survivor.touchpoints, 2);
+    assert_eq!(w.leads.touchpoints(&wecom_id).await.unwrap().len(), 2);
+    assert_eq!(
+        survivor.phone.as_ref().map(|p| p.e164().to_string()),
+        Some(format!("+86{number}"))
+    );
+    assert!(survivor.linked_keys.contains(&phone_key(&number)));
+    let crm_id = leads_domain::dedup::lead_id(&w.brand, &push.source_event_id);
+    let absorbed = w.leads.get(&crm_id).await.unwrap().unwrap();
+    assert_eq!(absorbed.status, LeadStatus::Merged);
+    assert_eq!(absorbed.merged_into.as_deref(), Some(wecom_id.as_str()));
+    assert_eq!(absorbed.assignee, None);
+    assert_eq!(overlap(&w, "wecom#oem_crm").await, 1);
+    let sent = jobs(&w).await;
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(
+        sent[0].job_id,
+        format!("{wecom_id}#customer_returned#merge-{crm_id}")
+    );
+    assert_eq!(sent[0].recipients, vec![consultant.clone()]);
+    assert!(!serde_json::to_string(&sent[0]).unwrap().contains(&number));
+    let actions: Vec<AuditAction> = w
+        .audit
+        .trail(&crm_id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.action)
+        .collect();
+    assert!(actions.contains(&AuditAction::Merged), "{actions:?}");
+
+    // Redelivery: a duplicate, nothing counted twice.
+    let again = w.router.handle_lead(&push, Utc::now()).await.unwrap();
+    assert_eq!(again.outcome, Some(DedupOutcome::Duplicate));
+    assert_eq!(again.lead_id.as_deref(), Some(wecom_id.as_str()));
+    assert_eq!(overlap(&w, "wecom#oem_crm").await, 1);
+    assert_eq!(
+        w.leads.get(&wecom_id).await.unwrap().unwrap().touchpoints,
+        2
+    );
+
+    // From now on the phone is this customer: a Douyin lead merges in.
+    let douyin = w
+        .router
+        .handle_lead(
+            &lead(&w, Platform::Douyin, "dy-jn", &number, None),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(douyin.outcome, Some(DedupOutcome::Merged));
+    assert_eq!(douyin.lead_id.as_deref(), Some(wecom_id.as_str()));
+    assert_eq!(
+        w.leads.get(&wecom_id).await.unwrap().unwrap().touchpoints,
+        3
+    );
+    assert_eq!(open_leads(&w, &consultant).await, 1);
+}
+
+#[tokio::test]
+async fn crm_push_with_both_keys_links_a_new_wecom_id_and_the_contact_merges_later() {
+    let Some(w) = world(AssignmentStrategy::RoundRobin, &[5]).await else {
+        return;
+    };
+    let external = integration_tests::unique("wm");
+    let number = phone();
+    let p = w
+        .router
+        .handle_lead(&crm_lead_with_wecom(&w, &number, &external), Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(p.outcome, Some(DedupOutcome::Created));
+    assert!(p.assignee.is_some());
+    let lead_id = p.lead_id.unwrap();
+    let stored = w.leads.get(&lead_id).await.unwrap().unwrap();
+    assert_eq!(stored.linked_keys, vec![wecom_key(&w, &external)]);
+    // The WeCom id remembers the consultant too (a return after the window).
+    let identity = w
+        .stack
+        .clients
+        .dynamodb
+        .get_item()
+        .table_name(&w.stack.settings.tables.leads)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(leads_domain::dedup::customer_key(
+                &w.brand,
+                &wecom_key(&w, &external),
+            )),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S("IDENTITY".into()),
+        )
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert_eq!(
+        identity["last_assignee"].as_s().ok(),
+        stored.assignee.as_ref()
+    );
+    let actions: Vec<AuditAction> = w
+        .audit
+        .trail(&lead_id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.action)
+        .collect();
+    assert!(actions.contains(&AuditAction::Linked), "{actions:?}");
+
+    // The consultant adds the customer on WeCom: the same lead.
+    let contact = w
+        .router
+        .handle_lead(&wecom_lead(&w, &external), Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(contact.outcome, Some(DedupOutcome::Merged));
+    assert_eq!(contact.lead_id.as_deref(), Some(lead_id.as_str()));
+    assert_eq!(overlap(&w, "oem_crm#wecom").await, 1);
+}
+
+#[tokio::test]
+async fn concurrent_links_of_one_phone_merge_exactly_once() {
+    let Some(w) = world(AssignmentStrategy::RoundRobin, &[50, 50]).await else {
+        return;
+    };
+    let brand = leads_aws::store::DirectoryStore::brand(
+        &leads_aws::store::DynamoDirectory::new(
+            w.stack.clients.dynamodb.clone(),
+            &w.stack.settings.tables.directory,
+        ),
+        &w.brand,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    for customer in 0..3u64 {
+        // Douyin first, then the WeCom contact (a separate lead until linked).
+        let number = phone();
+        let douyin = w
+            .router
+            .handle_lead(
+                &lead(&w, Platform::Douyin, "dy-jn", &number, None),
+                Utc::now(),
+            )
+            .await
+            .unwrap();
+        let external = integration_tests::unique("wm");
+        let contact = w
+            .router
+            .handle_lead(&wecom_lead(&w, &external), Utc::now())
+            .await
+            .unwrap();
+        let wecom_id = contact.lead_id.clone().unwrap();
+        let wecom_consultant = contact.assignee.clone().unwrap();
+        let before = open_leads(&w, &wecom_consultant).await;
+        let key = phone_key(&number);
+        let parsed = leads_domain::Phone::parse(&number).unwrap();
+        let now = Utc::now();
+        let wecom = w.leads.get(&wecom_id).await.unwrap().unwrap();
+        let results = futures::future::join_all(
+            (0..3).map(|_| w.leads.link(&brand, &wecom, &key, Some(&parsed), now)),
+        )
+        .await;
+        let merges = results
+            .iter()
+            .filter(|r| matches!(r, Ok(LinkOutcome::Merged { .. })))
+            .count();
+        assert_eq!(merges, 1, "{results:?}");
+        for r in &results {
+            let outcome = r.as_ref().unwrap();
+            assert_eq!(Some(&outcome.lead().lead_id), douyin.lead_id.as_ref());
+        }
+        let survivor = w
+            .leads
+            .get(douyin.lead_id.as_ref().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(survivor.touchpoints, 2);
+        assert!(survivor.linked_keys.contains(&wecom_key(&w, &external)));
+        assert_eq!(
+            w.leads.get(&wecom_id).await.unwrap().unwrap().status,
+            LeadStatus::Merged
+        );
+        assert_eq!(open_leads(&w, &wecom_consultant).await, before - 1);
+        // The merge counted the pair once (two earlier customers counted 2 each).
+        assert_eq!(overlap(&w, "douyin#wecom").await, 2 * customer + 1);
+        // A repeat later: already linked, via the merged lead.
+        let repeat = w
+            .leads
+            .link(&brand, &wecom, &key, Some(&parsed), Utc::now())
+            .await
+            .unwrap();
+        assert!(
+            matches!(&repeat, LinkOutcome::AlreadyLinked { via: Some(v), .. } if *v == wecom_id),
+            "{repeat:?}"
+        );
+        // The WeCom contact's next event merges into the survivor.
+        let again = w
+            .router
+            .handle_lead(&wecom_lead(&w, &external), Utc::now())
+            .await
+            .unwrap();
+        assert_eq!(again.outcome, Some(DedupOutcome::Merged));
+        assert_eq!(again.lead_id, douyin.lead_id);
+        // ... and that touchpoint counts as WeCom bringing the customer back.
+        assert_eq!(overlap(&w, "douyin#wecom").await, 2 * customer + 2);
     }
 }

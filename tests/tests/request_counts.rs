@@ -128,3 +128,113 @@ async fn requests_per_accepted_webhook_and_redelivery() {
     assert_eq!(accepted, 4, "claim, raw payload, enqueue, complete");
     assert_eq!(redelivered, 1, "one conditional put answers it");
 }
+
+#[tokio::test]
+async fn requests_per_phone_link_and_link_merge() {
+    use integration_tests::world::{overlap, wecom_lead, World};
+    use leads_domain::auth::{self, Claims};
+    use leads_domain::directory::StaffRole;
+    use leads_domain::identity::PhoneHasher;
+    const SECRET: &[u8] = b"request-count-api-secret";
+    let Some(w) = world(AssignmentStrategy::RoundRobin, &[50, 50]).await else {
+        return;
+    };
+    let counter = RequestCounter::default();
+    let clients = AwsClients::counted(&counter).await;
+    let mut settings = w.stack.settings.clone();
+    settings.queues.notification = w.notifications.clone();
+    settings.queues.crm = w.crm.clone();
+    let api = api::Api::new(&settings, &clients, SECRET.to_vec())
+        .with_phone_hasher(PhoneHasher::new(b"k".to_vec()));
+    let router = Router::new(&settings, &clients);
+    let record_phone = |w: &World, lead_id: &str, staff: &str, number: &str| {
+        let token = auth::issue(
+            SECRET,
+            &Claims {
+                staff_id: staff.to_string(),
+                dealer_id: format!("{}-jn", w.brand),
+                brand_id: w.brand.clone(),
+                role: StaffRole::Sales,
+                exp: Utc::now().timestamp() + 600,
+            },
+        );
+        lambda_http::http::Request::builder()
+            .method("POST")
+            .uri(format!("/leads/{lead_id}/events"))
+            .header("authorization", format!("Bearer {token}"))
+            .body(lambda_http::Body::from(format!(
+                r#"{{"event":"phone","phone":"{number}"}}"#
+            )))
+            .unwrap()
+    };
+
+    // A WeCom contact whose phone is new: linked.
+    let contact = w
+        .router
+        .handle_lead(
+            &wecom_lead(&w, &integration_tests::unique("wm")),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    counter.reset();
+    let request = record_phone(
+        &w,
+        contact.lead_id.as_deref().unwrap(),
+        contact.assignee.as_deref().unwrap(),
+        &phone(),
+    );
+    assert_eq!(api.handle(request).await.status(), 200);
+    let linked = show("phone recorded, linked (API)", &counter);
+
+    // Douyin lead first, then the WeCom contact, then its phone: merged.
+    let number = phone();
+    w.router
+        .handle_lead(
+            &lead(&w, Platform::Douyin, "dy-jn", &number, None),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    let contact = w
+        .router
+        .handle_lead(
+            &wecom_lead(&w, &integration_tests::unique("wm")),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    counter.reset();
+    let (lead_id, staff) = (contact.lead_id.unwrap(), contact.assignee.unwrap());
+    assert_eq!(
+        api.handle(record_phone(&w, &lead_id, &staff, &number))
+            .await
+            .status(),
+        200
+    );
+    let merged = show("phone recorded, two leads merged", &counter);
+    assert_eq!(overlap(&w, "douyin#wecom").await, 1);
+    assert_eq!(
+        api.handle(record_phone(&w, &lead_id, &staff, &number))
+            .await
+            .status(),
+        200
+    );
+    let repeated = show("phone recorded again (no-op)", &counter);
+
+    // The brand CRM pushes a phone with a WeCom id nobody knows yet: the new
+    // lead is created, routed, assigned, and the WeCom id linked to it.
+    let mut push = lead(&w, Platform::OemCrm, "crm", &phone(), None);
+    push.linked_customer = Some(integration_tests::world::wecom_key(
+        &w,
+        &integration_tests::unique("wm"),
+    ));
+    counter.reset();
+    router.handle_lead(&push, Utc::now()).await.unwrap();
+    let crm_both = show("new lead with a second key", &counter);
+
+    assert!(linked <= 6, "{linked}");
+    assert!(merged <= 10, "{merged}");
+    assert!(repeated <= 6, "{repeated}");
+    assert!(crm_both <= 19, "{crm_both}");
+}

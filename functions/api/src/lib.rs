@@ -6,6 +6,8 @@
 //! - `GET  /leads/{id}/audit`    its audit trail
 //! - `POST /leads/{id}/events`   `{"event": "contacted" | "invited" | "visited" | "won" |
 //!                                "lost" | "marked_valid" | "marked_invalid" | "claim"}`
+//! - `POST /leads/{id}/events`   `{"event": "phone", "phone": "138..."}`: the phone a
+//!   WeCom contact gave in the chat, linked to the customer (may merge two leads)
 //! - `GET  /rankings/{brand}/{date}?top=N`  the brand's top N (default 10, at
 //!   most 100) for a date (`YYYY-MM-DD` or `latest`); any staff of that brand
 //! - `GET  /rankings/{brand}/{date}/dealers/{dealer}`  one dealer's position,
@@ -17,15 +19,19 @@ use chrono::{NaiveDate, Utc};
 use lambda_http::{Body, Request, Response};
 use leads_aws::store::{
     AssignResult, DirectoryStore, DynamoAudit, DynamoDirectory, DynamoLeads, DynamoRankings,
-    StatusResult,
+    MessageQueue, SqsQueue, StatusResult,
 };
 use leads_aws::{config, AwsClients, Settings, StoreError};
 use leads_domain::assignment::StaffLoad;
 use leads_domain::audit::{Actor, AuditAction, AuditEvent};
 use leads_domain::auth::{self, Claims};
+use leads_domain::dedup::{self, LinkOutcome};
 use leads_domain::directory::StaffRole;
-use leads_domain::lead::{LeadRecord, LeadStatus};
+use leads_domain::identity::PhoneHasher;
+use leads_domain::intake::IntakeSecrets;
+use leads_domain::lead::{CustomerKey, LeadRecord, LeadStatus};
 use leads_domain::status::{self, StatusEvent};
+use leads_domain::Phone;
 use serde::Deserialize;
 
 pub struct Api {
@@ -34,6 +40,10 @@ pub struct Api {
     leads: DynamoLeads,
     audit: DynamoAudit,
     rankings: DynamoRankings,
+    notifications: SqsQueue,
+    /// Turns a recorded phone into its dedup key (the intake's key); without
+    /// it the `phone` event answers 500.
+    phone_hasher: Option<PhoneHasher>,
 }
 
 /// The dealer ranking page: plain HTML and JS, no build step.
@@ -57,17 +67,39 @@ impl From<StoreError> for ApiError {
 #[serde(deny_unknown_fields)]
 struct EventBody {
     event: String,
+    /// Only with `"event": "phone"`. Any JSON value, so that a number sent
+    /// as a number is refused by our check (whose message never echoes it),
+    /// not by serde's (which would).
+    #[serde(default)]
+    phone: Option<serde_json::Value>,
 }
 
 impl Api {
     pub async fn from_env() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let settings = Settings::from_env()?;
         let secret = config::required("API_TOKEN_SECRET")?;
+        // The intake's phone hash key: `PHONE_HASH_KEY` in AWS (the secret's
+        // `phone_hash_key`), else from the whole intake secret (local stack).
+        let hash_key = match config::optional("PHONE_HASH_KEY") {
+            Some(key) => key,
+            None => IntakeSecrets::from_json(&config::required("INTAKE_SECRETS")?)?.phone_hash_key,
+        };
+        if hash_key.len() < 16 {
+            return Err("PHONE_HASH_KEY must be at least 16 characters (the intake's key)".into());
+        }
         Ok(Self::new(
             &settings,
             &AwsClients::from_env().await,
             secret.into_bytes(),
-        ))
+        )
+        .with_phone_hasher(PhoneHasher::new(hash_key.into_bytes())))
+    }
+
+    /// The key that turns a recorded phone into the customer's dedup key; it
+    /// must be the intake's, or a recorded phone would never match a lead.
+    pub fn with_phone_hasher(mut self, hasher: PhoneHasher) -> Self {
+        self.phone_hasher = Some(hasher);
+        self
     }
 
     pub fn new(settings: &Settings, clients: &AwsClients, token_secret: Vec<u8>) -> Self {
@@ -78,6 +110,8 @@ impl Api {
             leads: DynamoLeads::new(clients.dynamodb.clone(), &t.leads, &t.stats),
             audit: DynamoAudit::new(clients.dynamodb.clone(), &t.audit),
             rankings: DynamoRankings::new(clients.dynamodb.clone(), &t.stats, &t.rankings),
+            notifications: SqsQueue::new(clients.sqs.clone(), &settings.queues.notification),
+            phone_hasher: None,
         }
     }
 
@@ -122,13 +156,26 @@ impl Api {
             ("POST", ["leads", id, "events"]) => {
                 let body: EventBody =
                     serde_json::from_slice(request.body().as_ref()).map_err(|e| {
+                        // Position only: serde's message can quote the input.
                         ApiError(
                             400,
                             "malformed",
-                            format!("body must be {{\"event\": ...}}: {e}"),
+                            format!(
+                                "body must be {{\"event\": ...}} (error at line {}, column {})",
+                                e.line(),
+                                e.column()
+                            ),
                         )
                     })?;
-                self.post_event(&claims, id, &body.event).await
+                match (body.event.as_str(), body.phone) {
+                    ("phone", phone) => self.record_phone(&claims, id, phone).await,
+                    (_, Some(_)) => Err(ApiError(
+                        400,
+                        "malformed",
+                        "\"phone\" goes only with the \"phone\" event".into(),
+                    )),
+                    (event, None) => self.post_event(&claims, id, event).await,
+                }
             }
             _ => Err(ApiError(404, "not_found", "no such route".into())),
         }
@@ -171,24 +218,16 @@ impl Api {
         lead_id: &str,
         event: &str,
     ) -> Result<serde_json::Value, ApiError> {
-        // The caller must still be on the dealer's staff (tokens outlive changes).
-        let staff = self.directory.staff_of(&claims.dealer_id).await?;
-        let me = staff
-            .iter()
-            .find(|s| s.staff_id == claims.staff_id)
-            .ok_or_else(|| {
-                ApiError(
-                    403,
-                    "forbidden",
-                    "caller is not on this dealer's staff".into(),
-                )
-            })?;
+        let me = &self.caller(claims).await?;
         if event == "claim" {
             return self.claim(claims, me, lead_id).await;
         }
         let event: StatusEvent =
-            serde_json::from_value(serde_json::Value::String(event.to_string()))
-                .map_err(|_| ApiError(400, "unknown_event", format!("unknown event {event:?}")))?;
+            serde_json::from_value(serde_json::Value::String(event.to_string())).map_err(|_| {
+                // Echo the name, but never a phone typed into it.
+                let shown = leads_domain::templates::mask_phones(event);
+                ApiError(400, "unknown_event", format!("unknown event {shown:?}"))
+            })?;
         let brand = self.directory.brand(&claims.brand_id).await?;
         let exclusivity_days = brand.map_or(15, |b| b.exclusivity_days);
         for _attempt in 0..3 {
@@ -252,6 +291,94 @@ impl Api {
             "conflict",
             "the lead changed concurrently; retry".into(),
         ))
+    }
+
+    /// The phone a WeCom contact gave in the chat, recorded by the assignee
+    /// or a manager: the phone's identity is linked to the customer's lead
+    /// (one transaction; see `DynamoLeads::link`). If the phone already has
+    /// another live lead inside the window, the later of the two is merged
+    /// into the earlier one and the survivor's assignee is told.
+    async fn record_phone(
+        &self,
+        claims: &Claims,
+        lead_id: &str,
+        phone: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value, ApiError> {
+        let me = self.caller(claims).await?;
+        let lead = self.visible_lead(claims, lead_id).await?;
+        if lead.assignee.as_deref() != Some(claims.staff_id.as_str())
+            && me.role != StaffRole::Manager
+        {
+            return Err(ApiError(
+                403,
+                "forbidden",
+                "only the assignee or a manager may update this lead".into(),
+            ));
+        }
+        // The messages never contain the input.
+        let phone = match phone {
+            Some(serde_json::Value::String(text)) => Phone::parse(&text).map_err(|e| e.to_string()),
+            Some(serde_json::Value::Null) | None => Err("\"phone\" is missing".to_string()),
+            Some(_) => Err("\"phone\" must be a JSON string".to_string()),
+        }
+        .map_err(|message| ApiError(422, "invalid_phone", message))?;
+        let hasher = self.phone_hasher.as_ref().ok_or_else(|| {
+            tracing::error!("PHONE_HASH_KEY is not configured; cannot record phones");
+            ApiError(500, "internal", "phone linking is not configured".into())
+        })?;
+        let brand = self
+            .directory
+            .brand(&lead.brand_id)
+            .await?
+            .ok_or_else(|| ApiError(500, "internal", "brand missing".into()))?;
+        let key = CustomerKey::Phone {
+            hash: hasher.hash(&phone),
+        };
+        let now = Utc::now();
+        let outcome = self
+            .leads
+            .link(&brand, &lead, &key, Some(&phone), now)
+            .await?;
+        let events = dedup::link_audit(&outcome, &key, &Actor::Staff(claims.staff_id.clone()), now);
+        if !events.is_empty() {
+            self.audit.append(&events).await?;
+        }
+        if let Some(job) = dedup::link_notification(&outcome, now) {
+            self.notifications.send(&job).await?;
+        }
+        let customer_lead = &outcome.lead().lead_id;
+        tracing::info!(lead_id, staff_id = %claims.staff_id, outcome = outcome.as_str(), %customer_lead, "phone recorded");
+        let mut answer = serde_json::json!({
+            "lead_id": lead_id,
+            "event": "phone",
+            "outcome": outcome.as_str(),
+            "changed": matches!(outcome, LinkOutcome::Linked { .. } | LinkOutcome::Merged { .. }),
+            "phone_masked": phone.masked(),
+            // The lead that has the customer now (this one unless merged away).
+            "customer_lead_id": customer_lead,
+        });
+        if let LinkOutcome::Merged { survivor, absorbed } = &outcome {
+            answer["merged"] = serde_json::json!({
+                "survivor": survivor.lead_id,
+                "absorbed": absorbed.lead_id,
+            });
+        }
+        Ok(answer)
+    }
+
+    /// The caller as a member of the dealer's staff (tokens outlive changes).
+    async fn caller(&self, claims: &Claims) -> Result<leads_domain::directory::Staff, ApiError> {
+        let staff = self.directory.staff_of(&claims.dealer_id).await?;
+        staff
+            .into_iter()
+            .find(|s| s.staff_id == claims.staff_id)
+            .ok_or_else(|| {
+                ApiError(
+                    403,
+                    "forbidden",
+                    "caller is not on this dealer's staff".into(),
+                )
+            })
     }
 
     async fn claim(

@@ -8,6 +8,11 @@
 //!    `leads_domain::assignment`, applied with a cap-checked transaction);
 //! 4. enqueue notification jobs and write the audit trail.
 //!
+//! A lead that carries a second key of the customer (the brand CRM's push
+//! with a phone and a WeCom external user id) has that key linked to the
+//! customer's lead right after dedup: if the key already has a live lead of
+//! its own, the later of the two leads is merged into the earlier one.
+//!
 //! Every step is idempotent and resumes where a previous attempt stopped, so a
 //! redelivered message (after a crash, a timeout or a failed batch item)
 //! finishes the work instead of repeating it.
@@ -21,7 +26,7 @@ use leads_aws::store::{
 use leads_aws::{AwsClients, Settings, StoreError};
 use leads_domain::assignment::{self, Assignment, Preferred};
 use leads_domain::audit::{Actor, AuditAction, AuditEvent};
-use leads_domain::dedup::DedupOutcome;
+use leads_domain::dedup::{self, DedupOutcome, LinkOutcome};
 use leads_domain::directory::{AccountOwner, Brand, Dealer, StaffRole};
 use leads_domain::intake::{ContentStats, IntakeMessage};
 use leads_domain::lead::{CanonicalLead, LeadRecord, LeadStatus};
@@ -234,6 +239,10 @@ impl Router {
                     )])
                     .await?;
                 self.notify_returned(&record, lead).await?;
+                let record = match self.link_second_key(&brand, &record, lead, now).await? {
+                    Some(outcome) => outcome.lead().clone(),
+                    None => *record,
+                };
                 return Ok(processed(&record, DedupOutcome::Merged));
             }
             Recorded::Duplicate { lead_id, outcome } => {
@@ -244,6 +253,18 @@ impl Router {
                     })?;
                 if outcome == DedupOutcome::Merged {
                     self.notify_returned(&record, lead).await?;
+                }
+                // Finish (or repeat, harmlessly) the link of a second key.
+                let record = match self.link_second_key(&brand, &record, lead, now).await? {
+                    Some(outcome) => outcome.lead().clone(),
+                    None => record,
+                };
+                // Merged into another lead (now, or by a link since): that
+                // lead is routed and assigned already.
+                if outcome == DedupOutcome::Merged
+                    || record.lead_id != lead_id
+                    || record.status == LeadStatus::Merged
+                {
                     return Ok(processed(&record, DedupOutcome::Duplicate));
                 }
                 let record = self
@@ -252,10 +273,53 @@ impl Router {
                 return Ok(processed(&record, DedupOutcome::Duplicate));
             }
         };
+        let record = match self.link_second_key(&brand, &record, lead, now).await? {
+            // The other key already had a live, earlier lead: this one was
+            // folded into it and is not routed or assigned.
+            Some(LinkOutcome::Merged { survivor, absorbed })
+                if absorbed.lead_id == record.lead_id =>
+            {
+                return Ok(processed(&survivor, DedupOutcome::Merged));
+            }
+            Some(outcome) => outcome.lead().clone(),
+            None => record,
+        };
         let record = self
             .route_and_assign(record, &brand, owner_dealer.as_ref(), now)
             .await?;
         Ok(processed(&record, DedupOutcome::Created))
+    }
+
+    /// Links the second key a source sent with the lead (if any) to the
+    /// customer's lead `record`, with its audit events and notification.
+    async fn link_second_key(
+        &self,
+        brand: &Brand,
+        record: &LeadRecord,
+        lead: &CanonicalLead,
+        now: DateTime<Utc>,
+    ) -> Result<Option<LinkOutcome>, RouterError> {
+        let Some(key) = &lead.linked_customer else {
+            return Ok(None);
+        };
+        let outcome = self
+            .leads
+            .link(brand, record, key, lead.phone.as_ref(), now)
+            .await?;
+        tracing::info!(lead_id = %record.lead_id, customer_lead = %outcome.lead().lead_id, outcome = outcome.as_str(), "second key linked");
+        let events = dedup::link_audit(
+            &outcome,
+            key,
+            &Actor::Platform(lead.platform.to_string()),
+            now,
+        );
+        if !events.is_empty() {
+            self.audit.append(&events).await?;
+        }
+        if let Some(job) = dedup::link_notification(&outcome, Utc::now()) {
+            self.notifications.send(&job).await?;
+        }
+        Ok(Some(outcome))
     }
 
     /// Routes (if not yet) and assigns (if not yet) a created lead.
@@ -429,6 +493,15 @@ impl Router {
                             record.status = LeadStatus::Assigned;
                             record.assigned_at = Some(now);
                             tracing::info!(lead_id = %record.lead_id, %dealer_id, %staff_id, ?reason, "lead assigned");
+                            // A hint for a later return: a failure here must
+                            // not fail (and redeliver) an assignment that is done.
+                            if let Err(err) = self
+                                .leads
+                                .remember_assignee(&record, &dealer_id, &staff_id)
+                                .await
+                            {
+                                tracing::warn!(lead_id = %record.lead_id, error = %err, "linked keys do not remember the assignee");
+                            }
                             self.audit
                                 .append(&[event(
                                     &record.lead_id,

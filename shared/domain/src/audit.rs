@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 pub enum AuditAction {
     Received,
     Deduped,
+    /// Another key of the customer (a phone for a WeCom contact) now points here.
+    Linked,
     Merged,
     Routed,
     Assigned,

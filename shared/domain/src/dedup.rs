@@ -6,8 +6,11 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::audit::{Actor, AuditAction, AuditEvent};
 use crate::directory::{Brand, Platform};
-use crate::lead::CustomerKey;
+use crate::lead::{CustomerKey, LeadRecord, LeadStatus};
+use crate::notification::{NotificationJob, NotificationKind};
+use crate::status;
 
 /// The three outcomes an automotive CRM reports for an incoming lead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +65,206 @@ pub fn overlap_pair(first: Platform, later: Platform) -> String {
     format!("{first}#{later}")
 }
 
+// ------------------------------------------------------------------ linking
+//
+// A WeCom contact arrives without a phone and is keyed by its external user
+// id. When the phone arrives (the consultant records it, or a source sends
+// both keys), the phone's identity is linked to the lead; if the phone already
+// has its own lead inside the window, the two leads are one customer and the
+// later one is merged into the earlier one.
+
+/// A lead as the link decision sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkLead<'a> {
+    pub lead_id: &'a str,
+    pub received_at: DateTime<Utc>,
+    pub status: LeadStatus,
+}
+
+impl LinkLead<'_> {
+    /// Still the customer's lead: not closed, not merged away.
+    pub fn alive(&self) -> bool {
+        !status::is_terminal(self.status)
+    }
+
+    /// Created first (ties broken by id, so both sides agree).
+    fn earlier_than(&self, other: &LinkLead<'_>) -> bool {
+        (self.received_at, self.lead_id) < (other.received_at, other.lead_id)
+    }
+}
+
+/// Which lead a key's identity item points at now, until when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyHolder<'a> {
+    pub lead: LinkLead<'a>,
+    pub window_until: DateTime<Utc>,
+}
+
+/// What linking a key to a lead (the anchor) does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkDecision {
+    /// The key is free (never seen, window over, or its lead is closed): point
+    /// it at the anchor.
+    Link,
+    /// The key already points at the anchor: nothing to do.
+    AlreadyLinked,
+    /// The key has another live lead inside its window: one customer, two
+    /// leads. The later-created one is merged into the earlier one.
+    Merge {
+        /// True when the anchor is the earlier lead and survives.
+        anchor_survives: bool,
+    },
+    /// The anchor is closed and the key belongs to a live lead: leave both
+    /// alone (a closed lead never absorbs or is absorbed).
+    KeepApart,
+}
+
+/// Decides a link of a key to `anchor`, given what the key's identity says.
+pub fn decide_link(
+    anchor: &LinkLead<'_>,
+    holder: Option<&KeyHolder<'_>>,
+    now: DateTime<Utc>,
+) -> LinkDecision {
+    let Some(holder) = holder else {
+        return LinkDecision::Link;
+    };
+    if holder.lead.lead_id == anchor.lead_id {
+        return LinkDecision::AlreadyLinked;
+    }
+    if !within_window(holder.window_until, now) || !holder.lead.alive() {
+        return LinkDecision::Link;
+    }
+    if !anchor.alive() {
+        return LinkDecision::KeepApart;
+    }
+    LinkDecision::Merge {
+        anchor_survives: anchor.earlier_than(&holder.lead),
+    }
+}
+
+/// What a link did, as the store reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LinkOutcome {
+    /// The key now points at `lead` (as updated).
+    Linked { lead: Box<LeadRecord> },
+    /// Nothing to do: the key already pointed at `lead`. `via` is the lead the
+    /// link was asked for when that one had been merged into `lead` before
+    /// (a repeat after a merge; its notification is sent again, same job id).
+    AlreadyLinked {
+        lead: Box<LeadRecord>,
+        via: Option<String>,
+    },
+    /// `absorbed` (as it was before) was merged into `survivor` (as updated).
+    Merged {
+        survivor: Box<LeadRecord>,
+        absorbed: Box<LeadRecord>,
+    },
+    /// The anchor is closed; the key stays with its own live lead.
+    KeptApart {
+        lead: Box<LeadRecord>,
+        holder_lead_id: String,
+    },
+}
+
+impl LinkOutcome {
+    /// The customer's lead after the link.
+    pub fn lead(&self) -> &LeadRecord {
+        match self {
+            LinkOutcome::Linked { lead }
+            | LinkOutcome::AlreadyLinked { lead, .. }
+            | LinkOutcome::KeptApart { lead, .. } => lead,
+            LinkOutcome::Merged { survivor, .. } => survivor,
+        }
+    }
+
+    /// A stable name for logs and API answers.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            LinkOutcome::Linked { .. } => "linked",
+            LinkOutcome::AlreadyLinked { .. } => "already_linked",
+            LinkOutcome::Merged { .. } => "merged",
+            LinkOutcome::KeptApart { .. } => "kept_apart",
+        }
+    }
+}
+
+/// A short name of a key for audit details: the kind, never the phone or its hash.
+fn key_kind(key: &CustomerKey) -> &'static str {
+    match key {
+        CustomerKey::Phone { .. } => "phone",
+        CustomerKey::Wecom { .. } => "WeCom contact",
+    }
+}
+
+/// The audit events a link leaves: "linked" on the lead, or "merged" on both
+/// leads of a merge. None for a no-op.
+pub fn link_audit(
+    outcome: &LinkOutcome,
+    key: &CustomerKey,
+    actor: &Actor,
+    at: DateTime<Utc>,
+) -> Vec<AuditEvent> {
+    let event = |lead_id: &str, action, detail: String| AuditEvent {
+        lead_id: lead_id.to_string(),
+        action,
+        actor: actor.clone(),
+        at,
+        detail,
+    };
+    match outcome {
+        LinkOutcome::Linked { lead } => vec![event(
+            &lead.lead_id,
+            AuditAction::Linked,
+            format!("{} linked to this lead", key_kind(key)),
+        )],
+        LinkOutcome::Merged { survivor, absorbed } => vec![
+            event(
+                &survivor.lead_id,
+                AuditAction::Merged,
+                format!(
+                    "lead {} ({}) merged into this one: same customer ({} linked)",
+                    absorbed.lead_id,
+                    absorbed.first_touch.platform,
+                    key_kind(key)
+                ),
+            ),
+            event(
+                &absorbed.lead_id,
+                AuditAction::Merged,
+                format!(
+                    "merged into lead {} ({}): same customer ({} linked)",
+                    survivor.lead_id,
+                    survivor.first_touch.platform,
+                    key_kind(key)
+                ),
+            ),
+        ],
+        LinkOutcome::AlreadyLinked { .. } | LinkOutcome::KeptApart { .. } => Vec::new(),
+    }
+}
+
+/// The notification a merge sends the survivor's assignee (none if it has no
+/// assignee or nothing was merged). The id names the absorbed lead, so every
+/// repeat of the merge makes the same job and the notifier delivers it once.
+pub fn link_notification(outcome: &LinkOutcome, at: DateTime<Utc>) -> Option<NotificationJob> {
+    let (survivor, absorbed_id) = match outcome {
+        LinkOutcome::Merged { survivor, absorbed } => (survivor, absorbed.lead_id.as_str()),
+        LinkOutcome::AlreadyLinked {
+            lead,
+            via: Some(via),
+        } => (lead, via.as_str()),
+        _ => return None,
+    };
+    let assignee = survivor.assignee.clone()?;
+    Some(NotificationJob::for_lead(
+        survivor,
+        NotificationKind::CustomerReturned,
+        vec![assignee],
+        format!("merge-{absorbed_id}"),
+        at,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,7 +300,208 @@ mod tests {
         assert_eq!(china_day(after).to_string(), "2026-11-24");
     }
 
+    const STATUSES: [LeadStatus; 11] = [
+        LeadStatus::New,
+        LeadStatus::Offered,
+        LeadStatus::Assigned,
+        LeadStatus::Contacted,
+        LeadStatus::Invited,
+        LeadStatus::Visited,
+        LeadStatus::Won,
+        LeadStatus::Lost,
+        LeadStatus::Invalid,
+        LeadStatus::Unroutable,
+        LeadStatus::Merged,
+    ];
+
+    fn at(minutes: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap() + Duration::minutes(minutes)
+    }
+
+    fn side(id: &str, minutes: i64, status: LeadStatus) -> LinkLead<'_> {
+        LinkLead {
+            lead_id: id,
+            received_at: at(minutes),
+            status,
+        }
+    }
+
+    #[test]
+    fn link_cases_from_the_issue() {
+        let wecom = side("W", 10, LeadStatus::Assigned);
+        let now = at(60);
+        // Phone never seen: link it to the WeCom lead.
+        assert_eq!(decide_link(&wecom, None, now), LinkDecision::Link);
+        // Phone seen before, window over: link it (a new window starts).
+        let old = KeyHolder {
+            lead: side("D", -100_000, LeadStatus::Assigned),
+            window_until: at(-50_000),
+        };
+        assert_eq!(decide_link(&wecom, Some(&old), now), LinkDecision::Link);
+        // Already linked (repeat, redelivery).
+        let same = KeyHolder {
+            lead: wecom,
+            window_until: at(100_000),
+        };
+        assert_eq!(
+            decide_link(&wecom, Some(&same), now),
+            LinkDecision::AlreadyLinked
+        );
+        // Douyin lead first, WeCom later: the WeCom lead is merged into it.
+        let douyin_first = KeyHolder {
+            lead: side("D", 0, LeadStatus::Contacted),
+            window_until: at(100_000),
+        };
+        assert_eq!(
+            decide_link(&wecom, Some(&douyin_first), now),
+            LinkDecision::Merge {
+                anchor_survives: false
+            }
+        );
+        // WeCom first, a Douyin lead came before the phone was recorded: the
+        // Douyin lead is merged into the WeCom lead.
+        let douyin_later = KeyHolder {
+            lead: side("D", 30, LeadStatus::Assigned),
+            window_until: at(100_000),
+        };
+        assert_eq!(
+            decide_link(&wecom, Some(&douyin_later), now),
+            LinkDecision::Merge {
+                anchor_survives: true
+            }
+        );
+        // The phone's lead is closed: the key moves to the live WeCom lead.
+        let closed = KeyHolder {
+            lead: side("D", 0, LeadStatus::Won),
+            window_until: at(100_000),
+        };
+        assert_eq!(decide_link(&wecom, Some(&closed), now), LinkDecision::Link);
+        // The WeCom lead is closed, the phone's lead is live: leave both alone.
+        let won = side("W", 10, LeadStatus::Lost);
+        assert_eq!(
+            decide_link(&won, Some(&douyin_first), now),
+            LinkDecision::KeepApart
+        );
+    }
+
+    fn record(id: &str, platform: Platform, assignee: Option<&str>) -> LeadRecord {
+        use crate::lead::{CanonicalLead, Scene, Traffic};
+        let phone = crate::Phone::parse("13812345678").unwrap();
+        let lead = CanonicalLead {
+            source_event_id: format!("e-{id}"),
+            platform,
+            account_id: "a".into(),
+            scene: Scene::Other,
+            traffic: Traffic::Natural,
+            customer: CustomerKey::Phone {
+                hash: crate::identity::PhoneHash("0123abcd".into()),
+            },
+            linked_customer: None,
+            phone: Some(phone),
+            customer_name: None,
+            declared_city: None,
+            attributed_city: None,
+            series_interest: vec![],
+            staff_hint: None,
+            channel_tag: None,
+            received_at: at(0),
+            raw_payload_ref: "RAW#x".into(),
+        };
+        let mut r = LeadRecord::new(id.into(), "b", &lead, None);
+        r.assignee = assignee.map(str::to_string);
+        r
+    }
+
+    #[test]
+    fn link_audit_and_notification_name_leads_never_the_phone() {
+        let key = CustomerKey::Phone {
+            hash: crate::identity::PhoneHash("0123abcd".into()),
+        };
+        let actor = Actor::Staff("s1".into());
+        let merged = LinkOutcome::Merged {
+            survivor: Box::new(record("D", Platform::Douyin, Some("s1"))),
+            absorbed: Box::new(record("W", Platform::Wecom, Some("s2"))),
+        };
+        let events = link_audit(&merged, &key, &actor, at(5));
+        assert_eq!(
+            events
+                .iter()
+                .map(|e| e.lead_id.as_str())
+                .collect::<Vec<_>>(),
+            ["D", "W"]
+        );
+        for e in &events {
+            assert_eq!(e.action, AuditAction::Merged);
+            assert!(!e.detail.contains("13812345678") && !e.detail.contains("0123abcd"));
+        }
+        let job = link_notification(&merged, at(5)).unwrap();
+        assert_eq!(job.job_id, "D#customer_returned#merge-W");
+        assert_eq!(job.recipients, ["s1"]);
+        assert_eq!(job.phone_masked.as_deref(), Some("138****5678"));
+        // A repeat through the merged lead names the same job.
+        let repeat = LinkOutcome::AlreadyLinked {
+            lead: Box::new(record("D", Platform::Douyin, Some("s1"))),
+            via: Some("W".into()),
+        };
+        assert_eq!(
+            link_notification(&repeat, at(9)).unwrap().job_id,
+            job.job_id
+        );
+        assert!(link_audit(&repeat, &key, &actor, at(9)).is_empty());
+        // A plain link: an audit event, no notification; no assignee, no job.
+        let linked = LinkOutcome::Linked {
+            lead: Box::new(record("W", Platform::Wecom, None)),
+        };
+        assert_eq!(
+            link_audit(&linked, &key, &actor, at(5))[0].action,
+            AuditAction::Linked
+        );
+        assert_eq!(link_notification(&linked, at(5)), None);
+        let unassigned = LinkOutcome::Merged {
+            survivor: Box::new(record("D", Platform::Douyin, None)),
+            absorbed: Box::new(record("W", Platform::Wecom, Some("s2"))),
+        };
+        assert_eq!(link_notification(&unassigned, at(5)), None);
+    }
+
     proptest! {
+        #[test]
+        fn link_decision_properties(
+            a_min in -1000i64..1000, b_min in -1000i64..1000,
+            a_status in prop::sample::select(STATUSES.to_vec()),
+            b_status in prop::sample::select(STATUSES.to_vec()),
+            window_left in -100i64..100,
+            same_id in any::<bool>(),
+        ) {
+            let now = at(1000);
+            let anchor = side("A", a_min, a_status);
+            let other = side(if same_id { "A" } else { "B" }, b_min, b_status);
+            let holder = KeyHolder { lead: other, window_until: now + Duration::minutes(window_left) };
+            let decision = decide_link(&anchor, Some(&holder), now);
+            // No holder: always link.
+            prop_assert_eq!(decide_link(&anchor, None, now), LinkDecision::Link);
+            if same_id {
+                prop_assert_eq!(decision, LinkDecision::AlreadyLinked);
+                return Ok(());
+            }
+            match decision {
+                LinkDecision::Merge { anchor_survives } => {
+                    // Only two live leads inside the window merge ...
+                    prop_assert!(window_left > 0 && anchor.alive() && other.alive());
+                    // ... into the earlier one, whichever side asked.
+                    let (survivor, absorbed) = if anchor_survives { (anchor, other) } else { (other, anchor) };
+                    prop_assert!(survivor.received_at <= absorbed.received_at);
+                    let reverse = decide_link(&other, Some(&KeyHolder { lead: anchor, window_until: holder.window_until }), now);
+                    prop_assert_eq!(reverse, LinkDecision::Merge { anchor_survives: !anchor_survives });
+                }
+                LinkDecision::Link => prop_assert!(window_left <= 0 || !other.alive()),
+                LinkDecision::KeepApart => {
+                    prop_assert!(window_left > 0 && other.alive() && !anchor.alive());
+                }
+                LinkDecision::AlreadyLinked => prop_assert!(false, "different ids"),
+            }
+        }
+
         #[test]
         fn window_boundary_for_any_brand_setting(days in 1u32..400, offset in -5i64..5) {
             let first = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();

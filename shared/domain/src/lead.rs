@@ -56,6 +56,11 @@ pub struct CanonicalLead {
     pub scene: Scene,
     pub traffic: Traffic,
     pub customer: CustomerKey,
+    /// A second key of the same customer the source also knows (e.g. the brand
+    /// CRM's push with both the phone and the WeCom external user id): the
+    /// router links it to the lead (see `dedup::decide_link`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linked_customer: Option<CustomerKey>,
     /// Needed by the consultant to call; never logged (`Phone` prints masked).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phone: Option<Phone>,
@@ -86,6 +91,13 @@ impl CanonicalLead {
     /// The customer's city for routing: declared, else attributed, else unknown.
     pub fn customer_city(&self) -> Option<CityCode> {
         self.declared_city.or(self.attributed_city)
+    }
+}
+
+impl LeadRecord {
+    /// Every key this lead answers to: its own, then the linked ones.
+    pub fn keys(&self) -> impl Iterator<Item = &CustomerKey> {
+        std::iter::once(&self.customer).chain(self.linked_keys.iter())
     }
 }
 
@@ -128,6 +140,10 @@ pub enum LeadStatus {
     Lost,
     Invalid,
     Unroutable,
+    /// The same customer as another lead (a WeCom contact linked to a phone
+    /// that already had a lead, or the reverse): folded into `merged_into`.
+    /// Terminal; it no longer counts toward its consultant's cap.
+    Merged,
 }
 
 /// Brand tag for the brand a lead belongs to (the identity scope for dedup).
@@ -140,6 +156,14 @@ pub struct LeadRecord {
     pub brand_id: LeadBrand,
     pub status: LeadStatus,
     pub customer: CustomerKey,
+    /// The customer's other keys that were linked to this lead (a phone hash
+    /// recorded for a WeCom contact, the keys of leads merged into this one).
+    /// Their identity items point here while they are inside the window.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub linked_keys: Vec<CustomerKey>,
+    /// Set when this lead was merged into another one (status `merged`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_into: Option<String>,
     /// For the consultant to call; never logged or put in a notification.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phone: Option<Phone>,
@@ -208,6 +232,8 @@ impl LeadRecord {
             brand_id: brand_id.to_string(),
             status: LeadStatus::New,
             customer: lead.customer.clone(),
+            linked_keys: Vec::new(),
+            merged_into: None,
             phone_masked: lead.phone.as_ref().map(Phone::masked),
             phone: lead.phone.clone(),
             customer_name: lead.customer_name.clone(),

@@ -131,6 +131,8 @@ mod tests {
             customer: CustomerKey::Phone {
                 hash: PhoneHash("h".into()),
             },
+            linked_keys: vec![],
+            merged_into: None,
             phone: None,
             phone_masked: None,
             customer_name: None,

@@ -91,11 +91,12 @@ pub fn is_open(status: LeadStatus) -> bool {
     )
 }
 
-/// Closed for good: no event moves the lead on.
+/// Closed for good: no event moves the lead on. A lead merged into another
+/// one is closed too (its customer lives on in the surviving lead).
 pub fn is_terminal(status: LeadStatus) -> bool {
     matches!(
         status,
-        LeadStatus::Won | LeadStatus::Lost | LeadStatus::Invalid
+        LeadStatus::Won | LeadStatus::Lost | LeadStatus::Invalid | LeadStatus::Merged
     )
 }
 
@@ -120,7 +121,7 @@ mod tests {
     use LeadStatus as S;
     use StatusEvent as E;
 
-    const ALL_STATUSES: [LeadStatus; 10] = [
+    const ALL_STATUSES: [LeadStatus; 11] = [
         S::New,
         S::Offered,
         S::Assigned,
@@ -131,6 +132,7 @@ mod tests {
         S::Lost,
         S::Invalid,
         S::Unroutable,
+        S::Merged,
     ];
 
     const ALL_EVENTS: [StatusEvent; 7] = [
@@ -188,7 +190,7 @@ mod tests {
 
     #[test]
     fn no_events_without_an_assignee() {
-        for from in [S::New, S::Offered, S::Unroutable] {
+        for from in [S::New, S::Offered, S::Unroutable, S::Merged] {
             for event in ALL_EVENTS {
                 assert!(apply(from, event).is_err(), "{from:?} + {event:?}");
             }
@@ -203,7 +205,7 @@ mod tests {
             .into_iter()
             .filter(|s| is_terminal(*s))
             .collect();
-        assert_eq!(terminal, [S::Won, S::Lost, S::Invalid]);
+        assert_eq!(terminal, [S::Won, S::Lost, S::Invalid, S::Merged]);
         let progress: Vec<_> = ALL_EVENTS.into_iter().filter(|e| is_progress(*e)).collect();
         assert_eq!(progress, [E::Contacted, E::Invited, E::Visited, E::Won]);
     }

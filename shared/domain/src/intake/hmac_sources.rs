@@ -205,6 +205,10 @@ fn parse_lead(
         .or_else(|| header_account.map(str::to_string))
         .unwrap_or_default();
     let declared_city = text_field(item, &["city_name", "city", "location"]);
+    let wecom_contact = match req.source {
+        Source::OemCrm => wecom_contact(item)?,
+        _ => None,
+    };
     let raw = RawLead {
         source_event_id,
         account_id,
@@ -214,9 +218,28 @@ fn parse_lead(
         series: series(item),
         channel_tag: None,
         staff_hint: None,
-        wecom_contact: None,
+        wecom_contact,
     };
     Ok((platform, scene, traffic, raw))
+}
+
+/// The brand CRM may know the customer's WeCom contact too:
+/// `wecom_external_userid` with the `wecom_corp_id` it belongs to (an
+/// external user id means nothing without its corp). Both or neither.
+fn wecom_contact(item: &Value) -> Result<Option<(String, String)>, IntakeError> {
+    // `text_field` trims and treats blank as absent.
+    let corp = text_field(item, &["wecom_corp_id"]);
+    let external = text_field(item, &["wecom_external_userid"]);
+    match (corp, external) {
+        (Some(corp), Some(external)) => Ok(Some((corp, external))),
+        (None, None) => Ok(None),
+        (None, Some(_)) => Err(IntakeError::NotALead(
+            "wecom_external_userid needs wecom_corp_id".into(),
+        )),
+        (Some(_), None) => Err(IntakeError::NotALead(
+            "wecom_corp_id needs wecom_external_userid".into(),
+        )),
+    }
 }
 
 /// Numbers sometimes arrive as strings ("1").
@@ -232,5 +255,97 @@ fn traffic_field(item: &Value, default: Traffic) -> Result<Traffic, IntakeError>
         Some(other) => Err(IntakeError::NotALead(format!(
             "traffic must be natural or paid, not {other:?}"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use chrono::{TimeZone, Utc};
+
+    use super::*;
+    use crate::identity::PhoneHasher;
+    use crate::intake::secrets::HmacSecrets;
+    use crate::lead::{CanonicalLead, CustomerKey};
+
+    fn crm(body: &str) -> Result<Outcome, IntakeError> {
+        let now = Utc.with_ymd_and_hms(2026, 11, 24, 8, 0, 0).unwrap();
+        let ts = now.timestamp().to_string();
+        let headers = HashMap::from([
+            (TIMESTAMP_HEADER.to_string(), ts.clone()),
+            (
+                SIGNATURE_HEADER.to_string(),
+                signature("crm", &ts, body.as_bytes()),
+            ),
+        ]);
+        let query = HashMap::new();
+        let mut secrets = IntakeSecrets::default();
+        secrets.hmac.insert(
+            Source::OemCrm,
+            HmacSecrets {
+                secrets: vec!["crm".into()],
+                accounts: HashMap::new(),
+            },
+        );
+        let req = IntakeRequest {
+            source: Source::OemCrm,
+            method: Method::Post,
+            headers: &headers,
+            query: &query,
+            body: body.as_bytes(),
+            now,
+        };
+        handle(
+            &req,
+            &secrets,
+            &Normaliser::new(PhoneHasher::new(b"k".to_vec())),
+        )
+    }
+
+    fn lead(outcome: Outcome) -> CanonicalLead {
+        match outcome {
+            Outcome::Accepted { mut messages, .. } => match messages.remove(0) {
+                IntakeMessage::Lead(lead) => *lead,
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn crm_push_with_phone_and_wecom_id_carries_both_keys() {
+        let l = lead(
+            crm(r#"{"lead_id":"c1","dealer_id":"d1","phone":"13812345678",
+                "wecom_corp_id":"ww1","wecom_external_userid":"wmEXT"}"#)
+            .unwrap(),
+        );
+        assert!(matches!(l.customer, CustomerKey::Phone { .. }));
+        assert_eq!(
+            l.linked_customer,
+            Some(CustomerKey::Wecom {
+                corp_id: "ww1".into(),
+                external_userid: "wmEXT".into()
+            })
+        );
+        // Without the WeCom id: one key, as before.
+        let l = lead(crm(r#"{"lead_id":"c2","dealer_id":"d1","phone":"13812345678"}"#).unwrap());
+        assert_eq!(l.linked_customer, None);
+        // A WeCom id alone is the key (no phone).
+        let l = lead(
+            crm(r#"{"lead_id":"c3","dealer_id":"d1","wecom_corp_id":"ww1","wecom_external_userid":"wmEXT"}"#)
+                .unwrap(),
+        );
+        assert!(matches!(l.customer, CustomerKey::Wecom { .. }));
+        assert_eq!(l.linked_customer, None);
+    }
+
+    #[test]
+    fn wecom_id_without_its_corp_is_refused_without_echoing_the_phone() {
+        let err = crm(r#"{"lead_id":"c4","dealer_id":"d1","phone":"13812345678","wecom_external_userid":"wmEXT"}"#)
+            .unwrap_err();
+        assert!(matches!(err, IntakeError::NotALead(_)), "{err:?}");
+        assert!(err.to_string().contains("wecom_corp_id"));
+        assert!(!err.to_string().contains("13812345678"));
     }
 }

@@ -27,7 +27,8 @@ pub struct RawLead {
     pub channel_tag: Option<String>,
     /// Platform user already in contact with the customer (WeCom `UserID`).
     pub staff_hint: Option<String>,
-    /// WeCom contacts without a phone: (corp id, external user id).
+    /// WeCom contact: (corp id, external user id). The customer's key when
+    /// there is no phone, else a second key linked to the phone's lead.
     pub wecom_contact: Option<(String, String)>,
 }
 
@@ -63,14 +64,22 @@ impl Normaliser {
             ),
             None => None,
         };
-        let customer = match (&phone, raw.wecom_contact) {
-            (Some(p), _) => CustomerKey::Phone {
-                hash: self.hasher.hash(p),
-            },
-            (None, Some((corp_id, external_userid))) => CustomerKey::Wecom {
+        let wecom = raw
+            .wecom_contact
+            .map(|(corp_id, external_userid)| CustomerKey::Wecom {
                 corp_id,
                 external_userid,
-            },
+            });
+        // The phone is the primary key; a WeCom id sent with it is the second
+        // key, which the router links to the lead.
+        let (customer, linked_customer) = match (&phone, wecom) {
+            (Some(p), wecom) => (
+                CustomerKey::Phone {
+                    hash: self.hasher.hash(p),
+                },
+                wecom,
+            ),
+            (None, Some(wecom)) => (wecom, None),
             (None, None) => {
                 return Err(IntakeError::NotALead(
                     "no phone number and no WeCom contact id".into(),
@@ -99,6 +108,7 @@ impl Normaliser {
             scene,
             traffic,
             customer,
+            linked_customer,
             phone,
             customer_name: raw.customer_name.filter(|n| !n.trim().is_empty()),
             declared_city,
