@@ -18,7 +18,21 @@ fn a_small_demo_reports_exactly_what_was_sent_and_leaves_nothing_running() {
     let summary_path = state.join("summary.json");
     let _ = std::fs::remove_file(&summary_path);
     std::fs::create_dir_all(&state).unwrap();
-    let output = Command::new("bash")
+    let mut demo = Command::new("bash");
+    // A user's shell, not cargo test's environment: the nested `cargo build`s
+    // and `cargo lambda watch` must see what they would see from a terminal.
+    demo.env_clear();
+    for (key, value) in std::env::vars() {
+        let keep = matches!(
+            key.as_str(),
+            "PATH" | "HOME" | "USER" | "LANG" | "TMPDIR" | "CI"
+        ) || key.starts_with("RUSTUP_")
+            || (key.starts_with("CARGO_") && (key == "CARGO_HOME" || key == "CARGO_TARGET_DIR"));
+        if keep {
+            demo.env(key, value);
+        }
+    }
+    let output = demo
         .arg(repo.join("infra/demo.sh"))
         .args(["--customers", &CUSTOMERS.to_string(), "--summary-json"])
         .arg(&summary_path)
@@ -34,8 +48,7 @@ fn a_small_demo_reports_exactly_what_was_sent_and_leaves_nothing_running() {
     );
     println!("{stdout}");
 
-    let s: Value =
-        serde_json::from_str(&std::fs::read_to_string(&summary_path).unwrap()).unwrap();
+    let s: Value = serde_json::from_str(&std::fs::read_to_string(&summary_path).unwrap()).unwrap();
     let n = |path: &str| -> u64 {
         s.pointer(path)
             .and_then(Value::as_u64)
@@ -54,7 +67,10 @@ fn a_small_demo_reports_exactly_what_was_sent_and_leaves_nothing_running() {
         .map(|v| v.as_u64().unwrap())
         .sum();
     assert_eq!(rejected, n("/expected/rejected"));
-    assert!(n("/expected/rejected") > 0, "the dataset includes forged requests");
+    assert!(
+        n("/expected/rejected") > 0,
+        "the dataset includes forged requests"
+    );
     assert_eq!(
         n("/posted"),
         n("/expected/accepted") + n("/expected/redeliveries") + n("/expected/rejected")

@@ -40,8 +40,10 @@ impl std::ops::AddAssign for Played {
 impl Functions {
     pub fn new(endpoint: &str) -> DemoResult<Functions> {
         Ok(Functions {
+            // Lambda's own limit: a sweep or a ranking over a large region is
+            // slow on the emulator.
             http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
+                .timeout(Duration::from_secs(900))
                 .build()?,
             endpoint: endpoint.trim_end_matches('/').to_string(),
         })
