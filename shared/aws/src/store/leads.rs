@@ -193,6 +193,24 @@ impl DynamoLeads {
         }
     }
 
+    /// One more lead for the (brand, China day, first channel, later channel)
+    /// overlap counter.
+    fn count_overlap(
+        &self,
+        brand_id: &str,
+        day: chrono::NaiveDate,
+        pair: String,
+    ) -> TransactWriteItem {
+        let update = Update::builder()
+            .table_name(&self.stats_table)
+            .set_key(Some(keys::overlap(brand_id, day, pair).primary()))
+            .update_expression("ADD leads :one")
+            .expression_attribute_values(":one", n(1))
+            .build()
+            .expect("table and key are set");
+        TransactWriteItem::builder().update(update).build()
+    }
+
     fn put(&self, item: Item, condition: Option<&str>) -> TransactWriteItem {
         let put = Put::builder()
             .table_name(&self.table)
@@ -403,24 +421,11 @@ impl DynamoLeads {
                         .expect("table and key are set"),
                 )
                 .build(),
-            TransactWriteItem::builder()
-                .update(
-                    Update::builder()
-                        .table_name(&self.stats_table)
-                        .set_key(Some(
-                            keys::overlap(
-                                &brand.brand_id,
-                                day,
-                                dedup::overlap_pair(customer.first_platform, lead.platform),
-                            )
-                            .primary(),
-                        ))
-                        .update_expression("ADD leads :one")
-                        .expression_attribute_values(":one", n(1))
-                        .build()
-                        .expect("table and key are set"),
-                )
-                .build(),
+            self.count_overlap(
+                &brand.brand_id,
+                day,
+                dedup::overlap_pair(customer.first_platform, lead.platform),
+            ),
         ];
         let result = self
             .client
@@ -1395,29 +1400,11 @@ impl DynamoLeads {
                 items.push(self.release_slot(dealer, staff));
                 items.len() - 1
             });
-            items.push(
-                TransactWriteItem::builder()
-                    .update(
-                        Update::builder()
-                            .table_name(&self.stats_table)
-                            .set_key(Some(
-                                keys::overlap(
-                                    &brand.brand_id,
-                                    dedup::china_day(now),
-                                    dedup::overlap_pair(
-                                        survivor.first_touch.platform,
-                                        absorbed.first_touch.platform,
-                                    ),
-                                )
-                                .primary(),
-                            ))
-                            .update_expression("ADD leads :one")
-                            .expression_attribute_values(":one", n(1))
-                            .build()
-                            .expect("table and key are set"),
-                    )
-                    .build(),
-            );
+            items.push(self.count_overlap(
+                &brand.brand_id,
+                dedup::china_day(now),
+                dedup::overlap_pair(survivor.first_touch.platform, absorbed.first_touch.platform),
+            ));
             // The absorbed lead's touchpoints, listed on the survivor too.
             for t in touches.iter().take(MAX_COPIED_TOUCHPOINTS) {
                 items.push(self.put(to_item(&keys::touchpoint(&survivor.lead_id, t), t)?, None));
