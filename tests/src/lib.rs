@@ -7,6 +7,7 @@
 
 use leads_aws::{AwsClients, Settings};
 
+pub mod fault_proxy;
 pub mod world;
 
 pub struct Stack {

@@ -35,4 +35,18 @@ impl AwsClients {
             ),
         }
     }
+
+    /// Clients for an explicit endpoint (region and credentials still from the
+    /// environment): tests point one function's clients at a fault proxy in
+    /// front of the emulator without touching anybody else's.
+    pub async fn with_endpoint(endpoint: &str) -> Self {
+        let shared = aws_config::defaults(BehaviorVersion::latest())
+            .endpoint_url(endpoint)
+            .load()
+            .await;
+        AwsClients {
+            dynamodb: aws_sdk_dynamodb::Client::new(&shared),
+            sqs: aws_sdk_sqs::Client::new(&shared),
+        }
+    }
 }

@@ -29,6 +29,24 @@ pub fn signature(client_secret: &str, body: &[u8]) -> String {
     hex::encode(h.finalize())
 }
 
+/// A JSON error without the input it may quote: serde's "invalid type: string
+/// \"…\"" would put a phone number from the body into the reply and into the
+/// intake's "webhook rejected" log line. Kind and position only.
+fn json_error(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let kind = match e.classify() {
+        Category::Syntax => "syntax error",
+        Category::Data => "unexpected field type or value",
+        Category::Eof => "unexpected end of input",
+        Category::Io => "read error",
+    };
+    if e.line() == 0 {
+        kind.to_string()
+    } else {
+        format!("{kind} at line {} column {}", e.line(), e.column())
+    }
+}
+
 #[derive(Deserialize)]
 struct Envelope {
     event: String,
@@ -53,8 +71,9 @@ pub fn handle(
         return Err(IntakeError::MethodNotAllowed);
     }
     let client_key = authenticate(req, secrets)?;
-    let envelope: Envelope = serde_json::from_slice(req.body)
-        .map_err(|e| IntakeError::Malformed(format!("body is not a Douyin event: {e}")))?;
+    let envelope: Envelope = serde_json::from_slice(req.body).map_err(|e| {
+        IntakeError::Malformed(format!("body is not a Douyin event: {}", json_error(&e)))
+    })?;
     if !envelope.client_key.is_empty() && envelope.client_key != client_key {
         return Err(IntakeError::Unauthorized(
             "client_key does not match the signing app".into(),
@@ -63,7 +82,9 @@ pub fn handle(
     // `content` arrives as an object or as a JSON-encoded string: accept both.
     let content = match envelope.content {
         Value::String(text) if text.trim_start().starts_with('{') => serde_json::from_str(&text)
-            .map_err(|e| IntakeError::Malformed(format!("content is not valid JSON: {e}")))?,
+            .map_err(|e| {
+                IntakeError::Malformed(format!("content is not valid JSON: {}", json_error(&e)))
+            })?,
         other => other,
     };
 
@@ -213,8 +234,9 @@ fn content_stats(
         #[serde(default)]
         completed_plays: u64,
     }
-    let raw: Raw = serde_json::from_value(content.clone())
-        .map_err(|e| IntakeError::NotALead(format!("content is not daily stats: {e}")))?;
+    let raw: Raw = serde_json::from_value(content.clone()).map_err(|e| {
+        IntakeError::NotALead(format!("content is not daily stats: {}", json_error(&e)))
+    })?;
     let account = if raw.account_id.is_empty() {
         to_user_id.to_string()
     } else {
@@ -305,6 +327,61 @@ pub fn find_mobile(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by fuzzing (`fuzz/corpus/douyin/crash-stats-echo`): serde's type
+    /// errors quote the offending value, which can hold a phone number.
+    #[test]
+    fn errors_never_quote_the_body() {
+        for (event, content) in [
+            (
+                "account_daily_stats",
+                serde_json::json!("我的电话13812345678"),
+            ),
+            (
+                "account_daily_stats",
+                serde_json::json!({"date": "13812345678"}),
+            ),
+            (
+                "account_daily_stats",
+                serde_json::json!({"plays": "13812345678"}),
+            ),
+        ] {
+            let body = serde_json::json!({"event": event, "client_key": "k", "to_user_id": "a", "content": content})
+                .to_string();
+            let err = parse_for_test(&body, Source::DouyinStats).unwrap_err();
+            assert!(!err.to_string().contains("13812345678"), "{err}");
+        }
+        for body in [
+            r#"{"event": 13812345678}"#,
+            r#"{"event": "x", "client_key": ["13812345678"]}"#,
+        ] {
+            let err = parse_for_test(body, Source::Douyin).unwrap_err();
+            assert!(!err.to_string().contains("13812345678"), "{err}");
+        }
+    }
+
+    fn parse_for_test(body: &str, source: Source) -> Result<Outcome, IntakeError> {
+        let mut secrets = IntakeSecrets {
+            phone_hash_key: "k".repeat(16),
+            ..Default::default()
+        };
+        secrets.douyin.insert("k".into(), "s".into());
+        let headers = std::collections::HashMap::from([(
+            SIGNATURE_HEADER.to_string(),
+            signature("s", body.as_bytes()),
+        )]);
+        let query = std::collections::HashMap::new();
+        let req = IntakeRequest {
+            source,
+            method: Method::Post,
+            headers: &headers,
+            query: &query,
+            body: body.as_bytes(),
+            now: chrono::Utc::now(),
+        };
+        let normaliser = Normaliser::new(crate::identity::PhoneHasher::new(b"k".repeat(16)));
+        handle(&req, &secrets, &normaliser)
+    }
 
     #[test]
     fn finds_mobile_in_chat_text() {

@@ -483,7 +483,12 @@ impl XmlFields {
         let mut seen_root = false;
         let mut current: Option<(String, String)> = None;
         loop {
-            match reader.read_event().map_err(|e| e.to_string())? {
+            // quick-xml's messages quote the document (tag names, text): an
+            // unauthenticated body would reach the reply and the logs. Position only.
+            let event = reader.read_event();
+            match event
+                .map_err(|_| format!("ill-formed XML near byte {}", reader.buffer_position()))?
+            {
                 Event::Start(start) => {
                     if depth == 0 {
                         if seen_root {
@@ -575,6 +580,22 @@ impl XmlFields {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by fuzzing (`fuzz/corpus/wecom/crash-xml-echo`): the XML error
+    /// quoted the mismatched tag, and with it whatever the caller put there.
+    #[test]
+    fn xml_errors_never_quote_the_document() {
+        for xml in [
+            "<xml><A>1</B13812345678></xml>",
+            "<xml><13812345678>",
+            "<xml><A attr=\"13812345678>",
+        ] {
+            let Err(err) = XmlFields::parse(xml) else {
+                panic!("{xml} parsed");
+            };
+            assert!(!err.contains("13812345678"), "{err}");
+        }
+    }
     use crate::identity::PhoneHasher;
     use crate::lead::CustomerKey;
     use chrono::{DateTime, TimeZone, Utc};

@@ -1,0 +1,376 @@
+//! Least privilege in `template.yaml`: each function's policy lists exactly the
+//! tables and queues it uses, with named actions only.
+//!
+//! What a function "uses" is a reviewed list below (`USES`), checked against
+//! the code from both sides rather than derived from it alone, because a
+//! source scan over-approximates: the SLA sweeper hands the stats table to
+//! `DynamoLeads::new` but never calls a method that writes it, so granting it
+//! would be wider than needed. So:
+//!
+//! 1. the policy's resources (statements, plus the queue of an SQS event source)
+//!    equal the reviewed list, per function;
+//! 2. every table and queue on the list is named by the function's own code
+//!    (`tables.X`, `t.X`, `queues.X`, or an env var such as `RANKING_QUEUE_URL`;
+//!    the settings field → env var → resource mapping is read from
+//!    `shared/aws/src/config.rs` and the template's `Environment`), so no grant
+//!    outlives the code that needed it;
+//! 3. every table or queue the code names is on the list or is a documented
+//!    exception (`NAMED_BUT_UNUSED`), so new code cannot start using a table
+//!    without this review (and the template) being updated;
+//! 4. no action has a wildcard (`*`, `dynamodb:*`, `dynamodb:Get*`), no resource
+//!    is `*`, DynamoDB actions only name tables and SQS actions only queues.
+//!
+//! No emulator needed.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use integration_tests::repo_path;
+use serde_yaml::Value;
+
+/// Reviewed: function (logical id) → the tables and queues it reads or writes.
+const USES: [(&str, &str, &[&str]); 6] = [
+    (
+        "WebhookIntakeFunction",
+        "functions/webhook-intake",
+        // claims, raw bodies, the lead queue
+        &["IdempotencyTable", "RawPayloadTable", "LeadQueue"],
+    ),
+    (
+        "LeadRouterFunction",
+        "functions/lead-router",
+        // consumes LeadQueue; directory + tiers; leads + counters; audit; jobs and CRM hand-offs
+        &[
+            "LeadQueue",
+            "DirectoryTable",
+            "RankingsTable",
+            "LeadsTable",
+            "StatsTable",
+            "AuditTable",
+            "NotificationQueue",
+            "CrmQueue",
+        ],
+    ),
+    (
+        "ApiFunction",
+        "functions/api",
+        &[
+            "DirectoryTable",
+            "LeadsTable",
+            "StatsTable",
+            "AuditTable",
+            "RankingsTable",
+            "NotificationQueue",
+        ],
+    ),
+    (
+        "NotifierFunction",
+        "functions/notifier",
+        &[
+            "NotificationQueue",
+            "DirectoryTable",
+            "IdempotencyTable",
+            "AuditTable",
+        ],
+    ),
+    (
+        "SlaSweeperFunction",
+        "functions/sla-sweeper",
+        &[
+            "DirectoryTable",
+            "LeadsTable",
+            "IdempotencyTable",
+            "AuditTable",
+            "NotificationQueue",
+        ],
+    ),
+    (
+        "BrandRankingFunction",
+        "functions/brand-ranking",
+        &[
+            "DirectoryTable",
+            "StatsTable",
+            "RankingsTable",
+            "RankingQueue",
+        ],
+    ),
+];
+
+/// Named in a function's code, deliberately not granted (with the reason).
+const NAMED_BUT_UNUSED: [(&str, &str, &str); 1] = [(
+    "SlaSweeperFunction",
+    "StatsTable",
+    "passed to DynamoLeads::new; only the router's record/merge/route methods write it, the sweeper calls none of them",
+)];
+
+/// The logical id a CloudFormation reference points at: `!Ref X`,
+/// `!GetAtt X.Arn`, `!Sub "${X.Arn}/index/…"` and their long forms.
+fn referenced(v: &Value) -> Vec<String> {
+    let strip = |s: &str| s.split('.').next().unwrap_or_default().to_string();
+    match v {
+        Value::Tagged(t) => match (t.tag.to_string().as_str(), &t.value) {
+            ("!Ref", Value::String(s)) | ("!GetAtt", Value::String(s)) => vec![strip(s)],
+            ("!Sub", Value::String(s)) => s
+                .split("${")
+                .skip(1)
+                .filter_map(|p| p.split('}').next())
+                .map(strip)
+                .collect(),
+            (_, inner) => referenced(inner),
+        },
+        Value::Mapping(m) => {
+            if let Some(Value::String(s)) = m.get("Ref") {
+                return vec![strip(s)];
+            }
+            if let Some(Value::Sequence(parts)) = m.get("Fn::GetAtt") {
+                return parts
+                    .first()
+                    .and_then(Value::as_str)
+                    .map(strip)
+                    .into_iter()
+                    .collect();
+            }
+            if let Some(Value::String(s)) = m.get("Fn::Sub") {
+                return referenced(&Value::Tagged(Box::new(serde_yaml::value::TaggedValue {
+                    tag: serde_yaml::value::Tag::new("!Sub"),
+                    value: Value::String(s.clone()),
+                })));
+            }
+            m.values().flat_map(referenced).collect()
+        }
+        Value::Sequence(items) => items.iter().flat_map(referenced).collect(),
+        Value::String(s) if s == "*" => vec!["*".into()],
+        _ => Vec::new(),
+    }
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    match v {
+        Value::String(s) => vec![s.clone()],
+        Value::Sequence(items) => items.iter().flat_map(strings).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Settings field (`directory`, `lead`, …) → env var, from the one config loader.
+fn settings_env_vars() -> BTreeMap<String, String> {
+    let source = std::fs::read_to_string(repo_path("shared/aws/src/config.rs")).unwrap();
+    let mut out = BTreeMap::new();
+    for line in source.lines() {
+        let line = line.trim();
+        if let Some((field, rest)) = line.split_once(": required(\"") {
+            if let Some(var) = rest.split('"').next() {
+                out.insert(field.trim().to_string(), var.to_string());
+            }
+        }
+    }
+    assert!(
+        out.len() >= 10,
+        "config.rs reads the table and queue names: {out:?}"
+    );
+    out
+}
+
+/// Env var → the logical id it names, from `Environment.Variables` maps.
+fn env_targets(variables: Option<&Value>, into: &mut BTreeMap<String, String>) {
+    if let Some(Value::Mapping(vars)) = variables {
+        for (k, v) in vars {
+            if let (Some(k), [target]) = (k.as_str(), referenced(v).as_slice()) {
+                into.insert(k.to_string(), target.clone());
+            }
+        }
+    }
+}
+
+/// Tables and queues a function's source names.
+fn named_in_code(
+    dir: &str,
+    fields: &BTreeMap<String, String>,
+    env: &BTreeMap<String, String>,
+) -> BTreeSet<String> {
+    let mut text = String::new();
+    let mut stack = vec![repo_path(dir).join("src")];
+    while let Some(p) = stack.pop() {
+        for e in std::fs::read_dir(&p).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|x| x == "rs") {
+                text.push_str(&std::fs::read_to_string(path).unwrap());
+            }
+        }
+    }
+    let mut out = BTreeSet::new();
+    for (field, var) in fields {
+        let patterns = [
+            format!("tables.{field}"),
+            format!("t.{field}"),
+            format!("queues.{field}"),
+            format!("q.{field}"),
+        ];
+        let named = patterns.iter().any(|p| {
+            text.match_indices(p.as_str()).any(|(i, _)| {
+                let before = text[..i].chars().last().unwrap_or(' ');
+                let after = text[i + p.len()..].chars().next().unwrap_or(' ');
+                let word = |c: char| c.is_alphanumeric() || c == '_';
+                !word(before) && !word(after)
+            })
+        });
+        if named {
+            if let Some(target) = env.get(var) {
+                out.insert(target.clone());
+            }
+        }
+    }
+    for (var, target) in env {
+        if text.contains(&format!("\"{var}\"")) {
+            out.insert(target.clone());
+        }
+    }
+    out
+}
+
+#[test]
+fn each_function_is_granted_exactly_the_tables_and_queues_it_uses() {
+    let template: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(repo_path("template.yaml")).unwrap())
+            .expect("template.yaml parses");
+    let resources = template["Resources"].as_mapping().unwrap();
+    let kind = |id: &str| {
+        resources
+            .get(id)
+            .and_then(|r| r["Type"].as_str())
+            .unwrap_or("?")
+            .to_string()
+    };
+    let mut env = BTreeMap::new();
+    env_targets(
+        template
+            .get("Globals")
+            .and_then(|g| g.get("Function"))
+            .and_then(|f| f.get("Environment"))
+            .and_then(|e| e.get("Variables")),
+        &mut env,
+    );
+    let fields = settings_env_vars();
+
+    let functions: BTreeSet<String> = resources
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some("AWS::Serverless::Function"))
+        .map(|(k, _)| k.as_str().unwrap().to_string())
+        .collect();
+    let reviewed: BTreeSet<String> = USES.iter().map(|(f, _, _)| f.to_string()).collect();
+    assert_eq!(
+        functions, reviewed,
+        "every function of the template is reviewed here"
+    );
+
+    let mut problems = Vec::new();
+    for (function, dir, uses) in USES {
+        let props = &resources[function]["Properties"];
+        let mut granted = BTreeSet::new();
+        let Some(policies) = props["Policies"].as_sequence() else {
+            problems.push(format!("{function}: no Policies"));
+            continue;
+        };
+        for policy in policies {
+            let Some(statements) = policy.get("Statement").and_then(Value::as_sequence) else {
+                problems.push(format!(
+                    "{function}: a policy that is not an inline Statement list (SAM policy templates grant more than the code needs): {policy:?}"
+                ));
+                continue;
+            };
+            for s in statements {
+                if s["Effect"].as_str() != Some("Allow") {
+                    continue;
+                }
+                let actions = strings(&s["Action"]);
+                let targets = referenced(&s["Resource"]);
+                for a in &actions {
+                    if a.contains('*') {
+                        problems.push(format!("{function}: wildcard action {a}"));
+                    }
+                }
+                for t in &targets {
+                    if t == "*" {
+                        problems.push(format!("{function}: Resource \"*\""));
+                        continue;
+                    }
+                    let k = kind(t);
+                    for a in &actions {
+                        let ok = match a.split(':').next() {
+                            Some("dynamodb") => k == "AWS::DynamoDB::Table",
+                            Some("sqs") => k == "AWS::SQS::Queue",
+                            _ => false,
+                        };
+                        if !ok {
+                            problems.push(format!("{function}: {a} on {t} ({k})"));
+                        }
+                    }
+                    granted.insert(t.clone());
+                }
+            }
+        }
+        let mut fn_env = env.clone();
+        env_targets(
+            props.get("Environment").and_then(|e| e.get("Variables")),
+            &mut fn_env,
+        );
+        let mut consumed = BTreeSet::new();
+        if let Some(Value::Mapping(events)) = props.get("Events") {
+            for e in events.values() {
+                if e["Type"].as_str() == Some("SQS") {
+                    consumed.extend(referenced(&e["Properties"]["Queue"]));
+                }
+            }
+        }
+        for q in &consumed {
+            if !granted.contains(q) {
+                problems.push(format!(
+                    "{function}: consumes {q} without a statement for it"
+                ));
+            }
+        }
+
+        let declared: BTreeSet<String> = uses.iter().map(|s| s.to_string()).collect();
+        if granted != declared {
+            problems.push(format!(
+                "{function}: policy grants {granted:?}, the reviewed uses are {declared:?}"
+            ));
+        }
+        // Only tables and queues (not parameters such as SecretsName).
+        fn_env.retain(|_, target| {
+            matches!(
+                kind(target).as_str(),
+                "AWS::DynamoDB::Table" | "AWS::SQS::Queue"
+            )
+        });
+        let named = named_in_code(dir, &fields, &fn_env);
+        for d in &declared {
+            if !named.contains(d) && !consumed.contains(d) {
+                problems.push(format!(
+                    "{function}: {d} is granted but {dir} never names it (drop the grant?)"
+                ));
+            }
+        }
+        for n in &named {
+            let excused = NAMED_BUT_UNUSED
+                .iter()
+                .any(|(f, t, _)| *f == function && t == n);
+            if !declared.contains(n) && !excused {
+                problems.push(format!(
+                    "{function}: {dir} names {n}, which its policy does not grant"
+                ));
+            }
+        }
+        for (f, t, _) in NAMED_BUT_UNUSED {
+            if f == function && !named.contains(t) {
+                problems.push(format!("{function}: the exception for {t} is stale"));
+            }
+        }
+        println!(
+            "{function:<24} granted {:?}",
+            granted.iter().collect::<Vec<_>>()
+        );
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
