@@ -3,7 +3,7 @@
 Creates <repo>/.local/secrets.json once, with fresh random keys (never committed:
 .local/ is gitignored), in the same JSON shape as the deployed secret (README,
 "Configuration"), then prints the variables the template resolves from it:
-INTAKE_SECRETS (the whole secret) and API_TOKEN_SECRET (its api_token_secret key).
+INTAKE_SECRETS (the whole secret), API_TOKEN_SECRET and PHONE_HASH_KEY (its keys).
 """
 
 import json
@@ -44,3 +44,4 @@ with open(path) as f:
     value = json.load(f)
 print(f"export INTAKE_SECRETS={shlex.quote(json.dumps(value, separators=(',', ':')))}")
 print(f"export API_TOKEN_SECRET={shlex.quote(value['api_token_secret'])}")
+print(f"export PHONE_HASH_KEY={shlex.quote(value['phone_hash_key'])}")
