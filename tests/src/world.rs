@@ -36,7 +36,8 @@ pub async fn world(strategy: AssignmentStrategy, caps: &[u32]) -> Option<World> 
         })
         .chain([
             serde_json::json!({"staff_id": format!("{brand}-jn-mgr"), "dealer_id": format!("{brand}-jn"), "name": "店总", "role": "manager", "on_duty": true, "cap": 0}),
-            serde_json::json!({"staff_id": format!("{brand}-qd-s0"), "dealer_id": format!("{brand}-qd"), "name": "青岛顾问", "role": "sales", "on_duty": true, "cap": 50}),
+            serde_json::json!({"staff_id": format!("{brand}-qd-s0"), "dealer_id": format!("{brand}-qd"), "name": "青岛顾问", "role": "sales", "on_duty": true, "cap": 50,
+                "wecom_userid": format!("{brand}-qd-s0-wx")}),
         ])
         .collect();
     let file: DirectoryFile = serde_json::from_value(serde_json::json!({
@@ -51,6 +52,8 @@ pub async fn world(strategy: AssignmentStrategy, caps: &[u32]) -> Option<World> 
             {"platform": "autohome", "account_id": format!("{brand}-ah-jn"), "brand_id": brand, "owner": "dealer", "dealer_id": format!("{brand}-jn")},
             {"platform": "douyin", "account_id": format!("{brand}-dy-brand"), "brand_id": brand, "owner": "brand"},
             {"platform": "wecom", "account_id": format!("{brand}-wx"), "brand_id": brand, "owner": "dealer", "dealer_id": format!("{brand}-jn")},
+            // The brand's own WeCom corp, holding every dealer's consultants.
+            {"platform": "wecom", "account_id": format!("{brand}-wxcorp"), "brand_id": brand, "owner": "brand"},
             {"platform": "oem_crm", "account_id": format!("{brand}-crm"), "brand_id": brand, "owner": "dealer", "dealer_id": format!("{brand}-jn")}
         ]
     }))

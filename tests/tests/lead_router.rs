@@ -130,6 +130,37 @@ async fn second_channel_merges_and_redelivery_is_a_duplicate() {
 }
 
 #[tokio::test]
+async fn a_contact_on_the_brands_wecom_corp_goes_to_the_consultant_who_added_it() {
+    let Some(w) = world(AssignmentStrategy::RoundRobin, &[5, 5]).await else {
+        return;
+    };
+    // Added by the Qingdao consultant on the brand-level corp: local to Qingdao.
+    let mut added = wecom_lead(&w, &format!("{}-ext-1", w.brand));
+    added.account_id = format!("{}-wxcorp", w.brand);
+    added.staff_hint = Some(format!("{}-qd-s0-wx", w.brand));
+    let p = w.router.handle_lead(&added, Utc::now()).await.unwrap();
+    assert_eq!(
+        p.route,
+        Some(Route::Local {
+            dealer_id: format!("{}-qd", w.brand)
+        })
+    );
+    assert_eq!(p.assignee, Some(format!("{}-qd-s0", w.brand)));
+
+    // A UserID nobody in the brand has: no dealer, no city, so the brand CRM.
+    let mut stranger = wecom_lead(&w, &format!("{}-ext-2", w.brand));
+    stranger.account_id = format!("{}-wxcorp", w.brand);
+    stranger.staff_hint = Some("not-our-consultant".into());
+    let p = w.router.handle_lead(&stranger, Utc::now()).await.unwrap();
+    assert_eq!(
+        p.route,
+        Some(Route::Unroutable {
+            reason: UnroutableReason::CityUnknown
+        })
+    );
+}
+
+#[tokio::test]
 async fn concurrent_deliveries_of_one_customer_create_exactly_one_lead() {
     let Some(w) = world(AssignmentStrategy::RoundRobin, &[50, 50]).await else {
         return;

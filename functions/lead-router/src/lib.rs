@@ -27,7 +27,7 @@ use leads_aws::{AwsClients, Settings, StoreError};
 use leads_domain::assignment::{self, Assignment, Preferred};
 use leads_domain::audit::{Actor, AuditAction, AuditEvent};
 use leads_domain::dedup::{self, DedupOutcome, LinkOutcome};
-use leads_domain::directory::{AccountOwner, Brand, Dealer, StaffRole};
+use leads_domain::directory::{AccountOwner, Brand, Dealer, Platform, StaffRole};
 use leads_domain::intake::{ContentStats, IntakeMessage};
 use leads_domain::lead::{CanonicalLead, LeadRecord, LeadStatus};
 use leads_domain::notification::{NotificationJob, NotificationKind};
@@ -134,10 +134,7 @@ impl Router {
     async fn handle_stats(&self, stats: &ContentStats) -> Result<(), RouterError> {
         let account = self
             .directory
-            .account(
-                leads_domain::directory::Platform::Douyin,
-                &stats.platform_account,
-            )
+            .account(Platform::Douyin, &stats.platform_account)
             .await?;
         match account.map(|a| a.owner) {
             Some(AccountOwner::Dealer { dealer_id }) => {
@@ -184,9 +181,21 @@ impl Router {
                 assignee: None,
             });
         };
-        let owner_dealer = match &account.owner {
-            AccountOwner::Dealer { dealer_id } => self.directory.dealer(dealer_id).await?,
-            AccountOwner::Brand => None,
+        let owner_dealer = match (&account.owner, &lead.staff_hint) {
+            (AccountOwner::Dealer { dealer_id }, _) => self.directory.dealer(dealer_id).await?,
+            // The brand's WeCom corp: the customer was added by one of the
+            // brand's consultants, so the lead is local to their dealer.
+            (AccountOwner::Brand, Some(userid)) if lead.platform == Platform::Wecom => {
+                match self
+                    .directory
+                    .staff_by_wecom_userid(&brand.brand_id, userid)
+                    .await?
+                {
+                    Some(staff) => self.directory.dealer(&staff.dealer_id).await?,
+                    None => None,
+                }
+            }
+            (AccountOwner::Brand, _) => None,
         };
 
         let recorded = self

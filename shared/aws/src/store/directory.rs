@@ -21,6 +21,13 @@ pub trait DirectoryStore {
         account_id: &str,
     ) -> Result<Option<PlatformAccount>, StoreError>;
     async fn staff_of(&self, dealer_id: &str) -> Result<Vec<Staff>, StoreError>;
+    /// The brand's staff member with this WeCom `UserID` (the brand's WeCom
+    /// corp holds every dealer's consultants).
+    async fn staff_by_wecom_userid(
+        &self,
+        brand_id: &str,
+        userid: &str,
+    ) -> Result<Option<Staff>, StoreError>;
     async fn dealers_of(&self, brand_id: &str) -> Result<Vec<Dealer>, StoreError>;
     async fn accounts_of(&self, brand_id: &str) -> Result<Vec<PlatformAccount>, StoreError>;
     /// Dealers of `brand_id` that serve `city`, by dealer id.
@@ -51,11 +58,22 @@ pub mod keys {
     pub fn dealer_id(id: &str) -> Keys {
         Keys::new(format!("DEALER#{id}"), "DEALER")
     }
-    pub fn staff(s: &Staff) -> Keys {
-        Keys::new(
+    /// A staff member, findable by WeCom `UserID` within the brand.
+    pub fn staff(s: &Staff, brand_id: &str) -> Keys {
+        let keys = Keys::new(
             format!("DEALER#{}", s.dealer_id),
             format!("STAFF#{}", s.staff_id),
-        )
+        );
+        match &s.wecom_userid {
+            Some(userid) => keys.with_gsi1(
+                wecom_userid(brand_id, userid),
+                format!("STAFF#{}", s.staff_id),
+            ),
+            None => keys,
+        }
+    }
+    pub fn wecom_userid(brand_id: &str, userid: &str) -> String {
+        format!("WECOM#{brand_id}#{userid}")
     }
     pub fn serves(d: &Dealer, city: CityCode) -> Keys {
         Keys::new(
@@ -161,7 +179,14 @@ impl DirectoryStore for DynamoDirectory {
             }
         }
         for s in &directory.staff {
-            items.push(to_item(&keys::staff(s), s)?);
+            // Validation guarantees every staff member's dealer is listed.
+            let brand_id = directory
+                .dealers
+                .iter()
+                .find(|d| d.dealer_id == s.dealer_id)
+                .map(|d| d.brand_id.as_str())
+                .unwrap_or_default();
+            items.push(to_item(&keys::staff(s, brand_id), s)?);
         }
         for a in &directory.accounts {
             items.push(to_item(&keys::account(a), a)?);
@@ -200,6 +225,21 @@ impl DirectoryStore for DynamoDirectory {
     async fn dealers_of(&self, brand_id: &str) -> Result<Vec<Dealer>, StoreError> {
         self.query(Some("by_brand"), format!("BRAND#{brand_id}"), "DEALER#")
             .await
+    }
+
+    async fn staff_by_wecom_userid(
+        &self,
+        brand_id: &str,
+        userid: &str,
+    ) -> Result<Option<Staff>, StoreError> {
+        let found: Vec<Staff> = self
+            .query(
+                Some("by_brand"),
+                keys::wecom_userid(brand_id, userid),
+                "STAFF#",
+            )
+            .await?;
+        Ok(found.into_iter().next())
     }
 
     async fn accounts_of(&self, brand_id: &str) -> Result<Vec<PlatformAccount>, StoreError> {
