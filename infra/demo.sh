@@ -40,6 +40,9 @@ export WECOM_BASE_URL="http://127.0.0.1:$receiver_port" WECOM_CORP_ID=ww-demo-co
   WECOM_CORP_SECRET=demo-corp-secret WECOM_AGENT_ID=1000002 \
   SMS_GATEWAY_URL="http://127.0.0.1:$receiver_port/sms" SMS_API_KEY=demo-sms-key \
   CRM_WEBHOOK_URL="http://127.0.0.1:$receiver_port/crm" CRM_WEBHOOK_SECRET=demo-crm-secret
+# The demo plays a day in about a minute; WeCom's 30 messages per member per
+# minute would hold back the busiest consultant's jobs for SQS to retry later.
+export WECOM_PER_MEMBER_PER_MINUTE=1000
 watch_pid=""
 cleanup() {
   if [[ -n "$watch_pid" ]]; then kill -- "-$watch_pid" 2>/dev/null || true; wait "$watch_pid" 2>/dev/null || true; fi

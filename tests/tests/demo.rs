@@ -106,6 +106,8 @@ fn a_small_demo_reports_exactly_what_was_sent_and_leaves_nothing_running() {
 
     // Claim races have exactly one winner; uncalled leads are the breaches.
     assert_eq!(n("/claims_won"), n("/claim_races"));
+    // Phones WeCom contacts gave in the chat link them to the customer.
+    assert_eq!(n("/phones_linked"), n("/phones_recorded"));
     assert_eq!(n("/sla/warned"), n("/expected_sla_breaches"));
     assert!(n("/sla/reassigned") <= n("/sla/warned"));
 

@@ -49,6 +49,9 @@ pub struct Expected {
 pub struct Dataset {
     pub webhooks: Vec<Webhook>,
     pub expected: Expected,
+    /// The phone each WeCom contact (by external user id) gives the consultant
+    /// in the chat: the event does not carry it.
+    pub wecom_phones: HashMap<String, String>,
 }
 
 /// SplitMix64: tiny, deterministic, good enough to shape test data.
@@ -98,6 +101,7 @@ pub fn generate(
     let mut rng = Rng::new(seed);
     let mut out = Vec::new();
     let mut expected = Expected::default();
+    let mut wecom_phones = HashMap::new();
     let accounts = |dealer: &str, platform: Platform| {
         directory
             .accounts
@@ -187,6 +191,7 @@ pub fn generate(
                 channels.push(*rng.pick(&[Platform::Autohome, Platform::Dongchedi]));
             }
         }
+        let chat_phone = customer.phone.clone();
         let customer = if first == Platform::Wecom {
             Customer {
                 phone: None,
@@ -211,14 +216,13 @@ pub fn generate(
                 Platform::Douyin => {
                     douyin_lead(&mut rng, secrets, &account, &customer, next_id("dy"), now)
                 }
-                Platform::Wecom => wecom_contact(
-                    &mut rng,
-                    secrets,
-                    &account,
-                    &dealer.dealer_id,
-                    next_id("ww"),
-                    now,
-                ),
+                Platform::Wecom => {
+                    let id = next_id("ww");
+                    if let Some(phone) = &chat_phone {
+                        wecom_phones.insert(format!("wm{id}"), phone.clone());
+                    }
+                    wecom_contact(&mut rng, secrets, &account, &dealer.dealer_id, id, now)
+                }
                 p => hmac_lead(&mut rng, secrets, p, &account, &customer, next_id("h"), now),
             };
             let Some(hook) = hook else { continue };
@@ -326,6 +330,7 @@ pub fn generate(
     Dataset {
         webhooks: out,
         expected,
+        wecom_phones,
     }
 }
 

@@ -37,6 +37,8 @@ pub struct Run {
     pub started_at: DateTime<Utc>,
     pub expected: Expected,
     pub sent: Sent,
+    /// The leads as the router left them, before consultants and the sweep.
+    pub routed: Vec<leads_domain::lead::LeadRecord>,
     pub router: Played,
     pub notifier: Played,
     /// Notification jobs handed to the notifier, by kind.
@@ -63,6 +65,7 @@ impl Run {
             started_at,
             expected,
             sent: Sent::default(),
+            routed: Vec::new(),
             router: Played::default(),
             notifier: Played::default(),
             jobs_by_kind: BTreeMap::new(),

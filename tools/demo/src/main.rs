@@ -86,7 +86,7 @@ async fn main() -> DemoResult<()> {
     let now = chrono::Utc::now();
     let data = dataset::generate(&directory, &secrets, cli.customers, cli.seed, now);
     let started = Instant::now();
-    let mut run = Run::new(now, data.expected);
+    let mut run = Run::new(now, data.expected.clone());
 
     step("replay: webhooks -> webhook-intake -> lead-router -> notifier");
     replay(
@@ -103,13 +103,15 @@ async fn main() -> DemoResult<()> {
     run.replay_time = started.elapsed();
 
     step("consultants at work: claims and call-backs through the staff API");
-    let leads = report::leads_since(&clients, &settings, now).await?;
+    run.routed = report::leads_since(&clients, &settings, now).await?;
+    let leads = &run.routed;
     let api_secret = config::required("API_TOKEN_SECRET")?;
     run.follow_up = staff::follow_up(
         &functions,
         &directory,
-        &leads,
+        leads,
         api_secret.as_bytes(),
+        &data.wecom_phones,
         cli.seed,
         cli.contact_rate,
     )

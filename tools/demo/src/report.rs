@@ -114,6 +114,8 @@ pub struct Summary {
     pub contacted: usize,
     pub claim_races: usize,
     pub claims_won: usize,
+    pub phones_recorded: usize,
+    pub phones_linked: usize,
     pub expected_sla_breaches: usize,
     pub sla: serde_json::Value,
     pub notification_jobs: BTreeMap<String, usize>,
@@ -215,7 +217,7 @@ pub async fn print(
         println!("  {k:<24} {n}");
     }
 
-    print_assignment(directory, &leads, &mut s);
+    print_assignment(directory, &run.routed, &leads, &mut s);
 
     let f = &run.follow_up;
     s.contacted = f.contacted;
@@ -233,6 +235,12 @@ pub async fn print(
         f.contacted,
         f.expected_breaches()
     );
+    println!(
+        "  phones recorded for WeCom contacts {}  linked to the customer {}",
+        f.phones_recorded, f.phones_linked
+    );
+    s.phones_recorded = f.phones_recorded;
+    s.phones_linked = f.phones_linked;
     for surprise in &f.surprises {
         println!("  UNEXPECTED: {surprise}");
     }
@@ -305,15 +313,22 @@ pub async fn print(
     Ok(s)
 }
 
-/// Assignment spread per dealer strategy, and the cap check.
-fn print_assignment(directory: &Directory, leads: &[LeadRecord], s: &mut Summary) {
-    println!("\n== assignment (per dealer strategy)");
+/// Assignment per dealer strategy as the router left it (`routed`, read right
+/// after the replay), and the cap check on the day's end state (`leads`).
+fn print_assignment(
+    directory: &Directory,
+    routed: &[LeadRecord],
+    leads: &[LeadRecord],
+    s: &mut Summary,
+) {
+    println!("\n== assignment by the router (per dealer strategy)");
     let mut per_staff: HashMap<&str, usize> = HashMap::new();
     for l in leads {
         if let Some(staff) = &l.assignee {
             *per_staff.entry(staff.as_str()).or_default() += 1;
         }
     }
+    let leads = routed;
     s.over_cap = directory
         .staff
         .iter()
@@ -347,24 +362,30 @@ fn print_assignment(directory: &Directory, leads: &[LeadRecord], s: &mut Summary
                     st.dealer_id == d.dealer_id && st.on_duty && st.role == StaffRole::Sales
                 })
                 .collect();
-            let counts: Vec<usize> = staff
-                .iter()
-                .map(|st| per_staff.get(st.staff_id.as_str()).copied().unwrap_or(0))
-                .collect();
+            // Turns only: a returning customer or a WeCom contact goes to
+            // their own consultant, outside the rotation.
+            let by_turn = |st: &str| {
+                mine.iter()
+                    .filter(|l| l.assignee.as_deref() == Some(st))
+                    .filter(|l| l.staff_hint.is_none() && l.previous_assignee.is_none())
+                    .count()
+            };
+            let counts: Vec<usize> = staff.iter().map(|st| by_turn(&st.staff_id)).collect();
             if let (Some(max), Some(min)) = (counts.iter().max(), counts.iter().min()) {
                 spread = spread.max(max - min);
             }
-            for (st, n) in staff.iter().zip(&counts) {
-                load = load.max(*n as f64 / f64::from(st.cap.max(1)));
+            for st in &staff {
+                let n = per_staff.get(st.staff_id.as_str()).copied().unwrap_or(0);
+                load = load.max(n as f64 / f64::from(st.cap.max(1)));
             }
         }
         let detail = match strategy {
             AssignmentStrategy::RoundRobin => {
                 s.round_robin_spread = spread;
-                format!("largest spread between consultants of one dealer: {spread}")
+                format!("largest spread in turns between consultants of one dealer: {spread}")
             }
             AssignmentStrategy::Saturation => format!("highest open/cap: {load:.2}"),
-            AssignmentStrategy::Claim => "offered to the group; claimed or fallback".to_string(),
+            AssignmentStrategy::Claim => "offered to the group (claims and fallback below)".to_string(),
         };
         println!(
             "  {:<12} {:>3} dealers  assigned {assigned:>4}  waiting {waiting:>4}  {detail}",

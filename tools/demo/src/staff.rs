@@ -2,14 +2,18 @@
 //! their new leads back in time (`contacted`), the rest let the first-contact
 //! deadline pass, which the SLA sweep then catches; leads on offer to a
 //! claim group are raced for by two consultants at once, and exactly one may
-//! win. Who does what is decided by the seed, so a run is repeatable.
+//! win. A consultant whose WeCom contact gave a phone in the chat records it,
+//! which links the contact to the customer's phone. Who does what is decided
+//! by the seed, so a run is repeatable.
+
+use std::collections::HashMap;
 
 use chrono::{Duration, Utc};
 use futures::stream::{self, StreamExt};
 use leads_domain::auth::{self, Claims};
 use leads_domain::directory::StaffRole;
 use leads_domain::directory_file::Directory;
-use leads_domain::lead::{LeadRecord, LeadStatus};
+use leads_domain::lead::{CustomerKey, LeadRecord, LeadStatus};
 use reqwest::Method;
 use serde_json::json;
 
@@ -26,6 +30,9 @@ pub struct FollowUp {
     /// Claim races run (two consultants at once) and races won.
     pub claim_races: usize,
     pub claims_won: usize,
+    /// Phones recorded for WeCom contacts, and how many the API linked.
+    pub phones_recorded: usize,
+    pub phones_linked: usize,
     /// Answers other than the expected ones.
     pub surprises: Vec<String>,
 }
@@ -52,6 +59,7 @@ pub async fn follow_up(
     directory: &Directory,
     leads: &[LeadRecord],
     api_secret: &[u8],
+    wecom_phones: &HashMap<String, String>,
     seed: u64,
     contact_rate: f64,
 ) -> DemoResult<FollowUp> {
@@ -133,6 +141,32 @@ pub async fn follow_up(
         .collect()
         .await;
     let mut follow_up = FollowUp::default();
+    // WeCom contacts whose consultant got the phone in the chat.
+    for lead in leads {
+        let (
+            CustomerKey::Wecom {
+                external_userid, ..
+            },
+            Some(staff),
+        ) = (&lead.customer, &lead.assignee)
+        else {
+            continue;
+        };
+        let Some(phone) = wecom_phones.get(external_userid) else {
+            continue;
+        };
+        let path = format!("/leads/{}/events", lead.lead_id);
+        let body = json!({"event": "phone", "phone": phone});
+        let t = token(staff).unwrap_or_default();
+        let (status, answer) = functions.api(Method::POST, &path, &t, Some(body)).await?;
+        follow_up.phones_recorded += 1;
+        match (status, answer["outcome"].as_str()) {
+            (200, Some("linked")) => follow_up.phones_linked += 1,
+            (s, o) => follow_up
+                .surprises
+                .push(format!("recording a phone answered {s} {o:?}")),
+        }
+    }
     for outcome in outcomes {
         let o = outcome?;
         follow_up.assigned += usize::from(o.assigned);
