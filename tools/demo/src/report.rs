@@ -385,7 +385,9 @@ fn print_assignment(
                 format!("largest spread in turns between consultants of one dealer: {spread}")
             }
             AssignmentStrategy::Saturation => format!("highest open/cap: {load:.2}"),
-            AssignmentStrategy::Claim => "offered to the group (claims and fallback below)".to_string(),
+            AssignmentStrategy::Claim => {
+                "offered to the group (claims and fallback below)".to_string()
+            }
         };
         println!(
             "  {:<12} {:>3} dealers  assigned {assigned:>4}  waiting {waiting:>4}  {detail}",

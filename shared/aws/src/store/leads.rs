@@ -193,6 +193,24 @@ impl DynamoLeads {
         }
     }
 
+    /// One all-or-nothing write; callers read the outcome with `applied`.
+    async fn transact(
+        &self,
+        items: Vec<TransactWriteItem>,
+    ) -> Result<
+        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsOutput,
+        aws_sdk_dynamodb::error::SdkError<
+            TransactWriteItemsError,
+            aws_smithy_runtime_api::http::Response,
+        >,
+    > {
+        self.client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+    }
+
     /// One more lead for the (brand, China day, first channel, later channel)
     /// overlap counter.
     fn count_overlap(
@@ -351,12 +369,7 @@ impl DynamoLeads {
         if let Some(dealer) = account_dealer {
             items.push(self.count_lead(dealer, lead));
         }
-        let result = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await;
+        let result = self.transact(items).await;
         match result {
             Ok(_) => Ok(Some(Recorded::Created(Box::new(record)))),
             Err(err) => match cancelled(&err) {
@@ -427,12 +440,7 @@ impl DynamoLeads {
                 dedup::overlap_pair(customer.first_platform, lead.platform),
             ),
         ];
-        let result = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await;
+        let result = self.transact(items).await;
         match result {
             Ok(_) => {
                 let record = self.get(&lead_id).await?.ok_or_else(|| {
@@ -597,12 +605,7 @@ impl DynamoLeads {
                     .build(),
             );
         }
-        let result = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await;
+        let result = self.transact(items).await;
         match result {
             Ok(_) => Ok(RouteResult::Routed(Box::new(routed))),
             Err(err) => match cancelled(&err) {
@@ -779,12 +782,7 @@ impl DynamoLeads {
                 )
                 .build(),
         ];
-        let result = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await;
+        let result = self.transact(items).await;
         match result {
             Ok(_) => Ok(AssignResult::Assigned),
             Err(err) => match cancelled(&err) {
@@ -947,12 +945,7 @@ impl DynamoLeads {
                     .build(),
             );
         }
-        let result = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await;
+        let result = self.transact(items).await;
         match result {
             Ok(_) => Ok(StatusResult::Applied),
             Err(err) => match cancelled(&err) {
@@ -1134,12 +1127,7 @@ impl DynamoLeads {
                 .build(),
             lead_item,
         ];
-        let result = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await;
+        let result = self.transact(items).await;
         match result {
             Ok(_) => {
                 if new_key {
@@ -1409,12 +1397,7 @@ impl DynamoLeads {
             for t in touches.iter().take(MAX_COPIED_TOUCHPOINTS) {
                 items.push(self.put(to_item(&keys::touchpoint(&survivor.lead_id, t), t)?, None));
             }
-            let result = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(items))
-                .send()
-                .await;
+            let result = self.transact(items).await;
             match result {
                 Ok(_) => {
                     survivor.touchpoints += absorbed.touchpoints;
@@ -1636,12 +1619,7 @@ impl DynamoLeads {
             if let (true, Some(previous)) = (release_previous, &record.assignee) {
                 items.push(self.release_slot(dealer_id, previous));
             }
-            let result = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(items))
-                .send()
-                .await;
+            let result = self.transact(items).await;
             match result {
                 Ok(_) => return Ok(ReassignResult::Reassigned),
                 Err(err) => match cancelled(&err) {
@@ -1708,12 +1686,7 @@ impl DynamoLeads {
             if let (true, Some(previous)) = (release_previous, &record.assignee) {
                 items.push(self.release_slot(dealer_id, previous));
             }
-            let result = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(items))
-                .send()
-                .await;
+            let result = self.transact(items).await;
             match result {
                 Ok(_) => return Ok(true),
                 Err(err) => match cancelled(&err) {
