@@ -133,8 +133,21 @@ pub fn generate(
         })
         .collect();
 
-    for _ in 0..customers {
-        let dealer = rng.pick(&directory.dealers).clone();
+    // A live group-buy: the last 15% of customers all leave their number on
+    // one dealer's Douyin live stream, and arrive together (below).
+    let live_dealer = directory
+        .dealers
+        .iter()
+        .find(|d| accounts(&d.dealer_id, Platform::Douyin).is_some())
+        .cloned();
+    let live_from = customers - customers * 15 / 100;
+    let mut burst: Vec<Webhook> = Vec::new();
+    for i in 0..customers {
+        let live = i >= live_from && live_dealer.is_some();
+        let dealer = match (&live_dealer, live) {
+            (Some(d), true) => d.clone(),
+            _ => rng.pick(&directory.dealers).clone(),
+        };
         let same_brand: Vec<_> = directory
             .dealers
             .iter()
@@ -175,6 +188,7 @@ pub fn generate(
 
         // The first channel, then the cross-channel overlap the brief measures.
         let first = match rng.below(100) {
+            _ if live => Platform::Douyin,
             0..=59 => Platform::Douyin,
             60..=77 => Platform::Feiyu,
             78..=85 => Platform::Autohome,
@@ -226,13 +240,14 @@ pub fn generate(
                 p => hmac_lead(&mut rng, secrets, p, &account, &customer, next_id("h"), now),
             };
             let Some(hook) = hook else { continue };
+            let arrivals = if live { &mut burst } else { &mut out };
             // Platforms redeliver when our answer was slow or lost.
             if rng.chance(0.05) {
                 let mut copy = hook.clone();
                 copy.expect = Expect::Redelivery;
-                out.push(copy);
+                arrivals.push(copy);
             }
-            out.push(hook);
+            arrivals.push(hook);
             accepted += 1;
         }
         if accepted > 0 {
@@ -315,11 +330,14 @@ pub fn generate(
         }
     }
 
-    // Arrival order is not creation order.
+    // Arrival order is not creation order, except the live group-buy: its
+    // webhooks come in one block, somewhere in the day.
     for i in (1..out.len()).rev() {
         let j = rng.below(i + 1);
         out.swap(i, j);
     }
+    let at = rng.below(out.len() + 1);
+    out.splice(at..at, burst);
     for hook in &out {
         match hook.expect {
             Expect::Accepted => expected.accepted += 1,

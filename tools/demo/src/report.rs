@@ -370,7 +370,18 @@ fn print_assignment(
                     .filter(|l| l.staff_hint.is_none() && l.previous_assignee.is_none())
                     .count()
             };
-            let counts: Vec<usize> = staff.iter().map(|st| by_turn(&st.staff_id)).collect();
+            // Among consultants who never reached their cap (the rotation
+            // skips a full one; during the live burst some fill up).
+            let open = |st: &str| {
+                mine.iter()
+                    .filter(|l| l.assignee.as_deref() == Some(st))
+                    .count()
+            };
+            let counts: Vec<usize> = staff
+                .iter()
+                .filter(|st| open(&st.staff_id) < st.cap as usize)
+                .map(|st| by_turn(&st.staff_id))
+                .collect();
             if let (Some(max), Some(min)) = (counts.iter().max(), counts.iter().min()) {
                 spread = spread.max(max - min);
             }
