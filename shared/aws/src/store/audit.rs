@@ -4,7 +4,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use leads_domain::audit::AuditEvent;
 use serde::Serialize;
 
-use super::item::{batch_put, from_item};
+use super::item::{batch_put, query_all};
 use crate::StoreError;
 
 /// Audit events are kept about 13 months (TTL), long enough for a yearly review.
@@ -55,19 +55,13 @@ impl DynamoAudit {
 
     /// A lead's trail, oldest first.
     pub async fn trail(&self, lead_id: &str) -> Result<Vec<AuditEvent>, StoreError> {
-        self.client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", AttributeValue::S(format!("LEAD#{lead_id}")))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(StoreError::dynamodb)?
-            .into_iter()
-            .map(from_item)
-            .collect()
+        query_all(
+            self.client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", AttributeValue::S(format!("LEAD#{lead_id}"))),
+        )
+        .await
     }
 }

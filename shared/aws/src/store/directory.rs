@@ -5,7 +5,7 @@ use leads_domain::directory::{Brand, Dealer, Platform, PlatformAccount, Staff};
 use leads_domain::directory_file::Directory;
 use leads_domain::CityCode;
 
-use super::item::{batch_put, from_item, to_item, Keys};
+use super::item::{batch_put, from_item, query_all, to_item, Keys};
 use crate::StoreError;
 
 /// What the functions need from the directory.
@@ -140,24 +140,18 @@ impl DynamoDirectory {
             Some(_) => ("gsi1pk", "gsi1sk"),
             None => ("pk", "sk"),
         };
-        self.client
-            .query()
-            .table_name(&self.table)
-            .set_index_name(index.map(str::to_string))
-            .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
-            .expression_attribute_names("#pk", pk_name)
-            .expression_attribute_names("#sk", sk_name)
-            .expression_attribute_values(":pk", AttributeValue::S(pk))
-            .expression_attribute_values(":prefix", AttributeValue::S(prefix.to_string()))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(StoreError::dynamodb)?
-            .into_iter()
-            .map(from_item)
-            .collect()
+        query_all(
+            self.client
+                .query()
+                .table_name(&self.table)
+                .set_index_name(index.map(str::to_string))
+                .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+                .expression_attribute_names("#pk", pk_name)
+                .expression_attribute_names("#sk", sk_name)
+                .expression_attribute_values(":pk", AttributeValue::S(pk))
+                .expression_attribute_values(":prefix", AttributeValue::S(prefix.to_string())),
+        )
+        .await
     }
 }
 

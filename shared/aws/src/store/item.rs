@@ -63,6 +63,22 @@ pub fn from_item<T: DeserializeOwned>(item: Item) -> Result<T, StoreError> {
     Ok(serde_dynamo::from_item(item)?)
 }
 
+/// Every page of a query, as records.
+pub async fn query_all<T: DeserializeOwned>(
+    query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+) -> Result<Vec<T>, StoreError> {
+    query
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(StoreError::dynamodb)?
+        .into_iter()
+        .map(from_item)
+        .collect()
+}
+
 /// Writes items in batches of 25 (see [`write_chunk`]).
 pub async fn batch_put(
     client: &aws_sdk_dynamodb::Client,

@@ -23,7 +23,7 @@ use leads_domain::routing::Tier;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 
-use super::item::{from_item, to_item, write_chunk, Item, Keys};
+use super::item::{from_item, query_all, to_item, write_chunk, Item, Keys};
 use crate::error::applied;
 use crate::StoreError;
 
@@ -243,22 +243,16 @@ impl DynamoRankings {
         if top == 0 {
             return Ok(Vec::new());
         }
-        self.client
-            .query()
-            .table_name(&self.rankings_table)
-            .key_condition_expression("pk = :pk AND sk BETWEEN :first AND :last")
-            .expression_attribute_values(":pk", s(keys::partition(brand_id, date)))
-            .expression_attribute_values(":first", s(keys::rank_sk(1)))
-            .expression_attribute_values(":last", s(keys::rank_sk(top.min(MAX_RANK))))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(StoreError::dynamodb)?
-            .into_iter()
-            .map(from_item)
-            .collect()
+        query_all(
+            self.client
+                .query()
+                .table_name(&self.rankings_table)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :first AND :last")
+                .expression_attribute_values(":pk", s(keys::partition(brand_id, date)))
+                .expression_attribute_values(":first", s(keys::rank_sk(1)))
+                .expression_attribute_values(":last", s(keys::rank_sk(top.min(MAX_RANK)))),
+        )
+        .await
     }
 
     /// One dealer's position on a date.
@@ -499,20 +493,14 @@ async fn dealer_days(
     from: NaiveDate,
     to: NaiveDate,
 ) -> Result<Vec<DayStats>, StoreError> {
-    client
-        .query()
-        .table_name(stats_table)
-        .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
-        .expression_attribute_values(":pk", s(format!("DEALER#{dealer_id}")))
-        .expression_attribute_values(":from", s(format!("DAY#{from}")))
-        .expression_attribute_values(":to", s(format!("DAY#{to}")))
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await
-        .map_err(StoreError::dynamodb)?
-        .into_iter()
-        .map(from_item)
-        .collect()
+    query_all(
+        client
+            .query()
+            .table_name(stats_table)
+            .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
+            .expression_attribute_values(":pk", s(format!("DEALER#{dealer_id}")))
+            .expression_attribute_values(":from", s(format!("DAY#{from}")))
+            .expression_attribute_values(":to", s(format!("DAY#{to}"))),
+    )
+    .await
 }
