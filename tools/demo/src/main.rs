@@ -302,16 +302,7 @@ async fn top10(
                     .any(|d| d.dealer_id == s.dealer_id && d.brand_id == brand.brand_id)
         });
         let Some(manager) = manager else { continue };
-        let token = leads_domain::auth::issue(
-            api_secret,
-            &leads_domain::auth::Claims {
-                staff_id: manager.staff_id.to_string(),
-                dealer_id: manager.dealer_id.to_string(),
-                brand_id: brand.brand_id.to_string(),
-                role: StaffRole::Manager,
-                exp: (chrono::Utc::now() + chrono::Duration::hours(1)).timestamp(),
-            },
-        );
+        let token = staff::token(directory, api_secret, &manager.staff_id).unwrap_or_default();
         let path = format!("/rankings/{}/{date}?top=10", brand.brand_id);
         let (status, body) = functions
             .api(reqwest::Method::GET, &path, &token, None)

@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use chrono::{Duration, Utc};
 use futures::stream::{self, StreamExt};
 use leads_domain::auth::{self, Claims};
-use leads_domain::directory::StaffRole;
 use leads_domain::directory_file::Directory;
 use leads_domain::lead::{CustomerKey, LeadRecord, LeadStatus};
 use reqwest::Method;
@@ -63,23 +62,7 @@ pub async fn follow_up(
     seed: u64,
     contact_rate: f64,
 ) -> DemoResult<FollowUp> {
-    let token = |staff_id: &str| -> Option<String> {
-        let staff = directory.staff.iter().find(|s| s.staff_id == staff_id)?;
-        let dealer = directory
-            .dealers
-            .iter()
-            .find(|d| d.dealer_id == staff.dealer_id)?;
-        Some(auth::issue(
-            api_secret,
-            &Claims {
-                staff_id: staff.staff_id.to_string(),
-                dealer_id: dealer.dealer_id.to_string(),
-                brand_id: dealer.brand_id.to_string(),
-                role: StaffRole::Sales,
-                exp: (Utc::now() + Duration::hours(12)).timestamp(),
-            },
-        ))
-    };
+    let token = |staff_id: &str| token(directory, api_secret, staff_id);
     let outcomes: Vec<DemoResult<Outcome>> = stream::iter(leads)
         .map(|lead| {
             let mut rng = Rng::new(seed ^ fnv1a(&lead.lead_id));
@@ -176,6 +159,25 @@ pub async fn follow_up(
         follow_up.surprises.extend(o.surprises);
     }
     Ok(follow_up)
+}
+
+/// A staff API token for a member of the directory, with their own role.
+pub fn token(directory: &Directory, api_secret: &[u8], staff_id: &str) -> Option<String> {
+    let staff = directory.staff.iter().find(|s| s.staff_id == staff_id)?;
+    let dealer = directory
+        .dealers
+        .iter()
+        .find(|d| d.dealer_id == staff.dealer_id)?;
+    Some(auth::issue(
+        api_secret,
+        &Claims {
+            staff_id: staff.staff_id.to_string(),
+            dealer_id: dealer.dealer_id.to_string(),
+            brand_id: dealer.brand_id.to_string(),
+            role: staff.role,
+            exp: (Utc::now() + Duration::hours(12)).timestamp(),
+        },
+    ))
 }
 
 /// FNV-1a, to give every lead its own stream of the seeded generator.
