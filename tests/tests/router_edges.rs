@@ -78,9 +78,8 @@ async fn the_dedup_window_ends_exactly_30_days_after_the_first_contact() {
         (WINDOW + 1, DedupOutcome::Created),
     ] {
         let number = phone();
-        let mut original = lead(&w, Platform::Douyin, "dy-jn", &number, None);
+        let original = lead(&w, Platform::Douyin, "dy-jn", &number, None);
         let first: DateTime<Utc> = original.received_at;
-        original.received_at = first;
         let created = w.router.handle_lead(&original, first).await.unwrap();
         assert_eq!(created.outcome, Some(DedupOutcome::Created));
 
