@@ -17,8 +17,12 @@
 //! redelivered message (after a crash, a timeout or a failed batch item)
 //! finishes the work instead of repeating it.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::{DateTime, Utc};
+use leads_aws::retry::{ConflictRetry, IsConflict};
 use leads_aws::store::{
     AssignResult, DirectoryStore, DynamoAudit, DynamoDirectory, DynamoLeads, DynamoStats,
     MessageQueue, Recorded, RouteResult, SqsQueue,
@@ -35,6 +39,9 @@ use leads_domain::routing::{self, RemoteCandidate, Route};
 use serde::Serialize;
 
 const ACTOR: &str = "lead-router";
+/// Time a batch may spend when the caller gives no deadline (tests, tools):
+/// the function's timeout in template.yaml.
+pub const DEFAULT_BATCH_BUDGET: Duration = Duration::from_secs(30);
 
 /// Why a message could not be processed.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +51,12 @@ pub enum RouterError {
     Malformed(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl IsConflict for RouterError {
+    fn is_conflict(&self) -> bool {
+        matches!(self, RouterError::Store(e) if e.is_conflict())
+    }
 }
 
 /// What happened to one message, for logs and tests.
@@ -75,6 +88,9 @@ pub struct Router {
     audit: DynamoAudit,
     notifications: SqsQueue,
     crm: SqsQueue,
+    retry: ConflictRetry,
+    /// Write conflicts retried in process since this router was built.
+    conflicts_retried: AtomicU64,
 }
 
 impl Router {
@@ -94,22 +110,56 @@ impl Router {
             audit: DynamoAudit::new(db, &t.audit),
             notifications: SqsQueue::new(clients.sqs.clone(), &settings.queues.notification),
             crm: SqsQueue::new(clients.sqs.clone(), &settings.queues.crm),
+            retry: ConflictRetry::default(),
+            conflicts_retried: AtomicU64::new(0),
         }
     }
 
+    /// Write conflicts (DynamoDB `TransactionConflict`) this router retried
+    /// in process, over its lifetime (one Lambda execution environment).
+    pub fn conflicts_retried(&self) -> u64 {
+        self.conflicts_retried.load(Ordering::Relaxed)
+    }
+
     /// Processes a batch; failed messages are reported so SQS redelivers only
-    /// those (and, after maxReceiveCount, moves them to the DLQ).
+    /// those (and, after maxReceiveCount, moves them to the DLQ). Without a
+    /// deadline of its own, the batch gets [`DEFAULT_BATCH_BUDGET`].
     pub async fn handle_batch(&self, event: SqsEvent) -> SqsBatchResponse {
+        self.handle_batch_until(event, Instant::now() + DEFAULT_BATCH_BUDGET)
+            .await
+    }
+
+    /// As [`Self::handle_batch`], retrying write conflicts in process until
+    /// `deadline` (the Lambda context's): a message goes back to the queue
+    /// for contention only when the invocation is out of time. Each retry
+    /// re-runs the message from the start, so it re-reads and re-decides, and
+    /// every step it already finished is recognised (as for a redelivery).
+    pub async fn handle_batch_until(&self, event: SqsEvent, deadline: Instant) -> SqsBatchResponse {
         let mut response = SqsBatchResponse::default();
+        let before = self.conflicts_retried();
+        let messages = event.records.len();
         for message in event.records {
             let id = message.message_id.clone().unwrap_or_default();
-            if let Err(err) = self.handle_message(&message).await {
+            let result = self
+                .retry
+                // Boxed: keeps the batch future's type shallow.
+                .run(deadline, &self.conflicts_retried, || {
+                    Box::pin(self.handle_message(&message))
+                })
+                .await;
+            if let Err(err) = result {
                 tracing::error!(message_id = %id, error = %err, "message failed; SQS will redeliver it");
                 let mut failure = BatchItemFailure::default();
                 failure.item_identifier = id;
                 response.batch_item_failures.push(failure);
             }
         }
+        tracing::info!(
+            messages,
+            failed = response.batch_item_failures.len(),
+            conflicts_retried = self.conflicts_retried() - before,
+            "batch handled"
+        );
         response
     }
 

@@ -14,6 +14,11 @@ pub enum StoreError {
         service: &'static str,
         message: String,
     },
+    /// The write touched an item another transaction held (DynamoDB's
+    /// `TransactionConflict`): nothing was written, the same work a moment
+    /// later usually succeeds (see [`crate::retry`]).
+    #[error("{operation} conflicted with a concurrent transaction")]
+    Conflict { operation: &'static str },
     /// A stored item could not be read back as the domain type.
     #[error("stored item is malformed: {0}")]
     Malformed(String),
@@ -41,6 +46,13 @@ impl StoreError {
         E: ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug,
     {
+        if is_conflict(&err) {
+            let operation = match err.as_service_error().and_then(|e| e.code()) {
+                Some("TransactionConflictException") => "write",
+                _ => "TransactWriteItems",
+            };
+            return StoreError::Conflict { operation };
+        }
         let message = match &err {
             SdkError::ServiceError(e) => {
                 let e = e.err();
@@ -53,6 +65,29 @@ impl StoreError {
             other => format!("{other}"),
         };
         StoreError::Service { service, message }
+    }
+}
+
+/// A write refused because another transaction held one of its items: a
+/// plain write's `TransactionConflictException`, or a transaction cancelled
+/// with only `TransactionConflict` (and `None`) reasons. A cancellation that
+/// also names a failed condition is the condition's outcome, not a conflict.
+fn is_conflict<E, R>(err: &SdkError<E, R>) -> bool
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let Some(service) = err.as_service_error() else {
+        return false;
+    };
+    match service.code() {
+        Some("TransactionConflictException") => true,
+        Some("TransactionCanceledException") => {
+            // The typed reasons are only on the operation's own error type;
+            // DynamoDB lists the reason codes in the message too.
+            let message = service.message().unwrap_or_default();
+            message.contains("TransactionConflict") && !message.contains("ConditionalCheckFailed")
+        }
+        _ => false,
     }
 }
 

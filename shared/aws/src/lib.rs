@@ -11,6 +11,7 @@ pub mod clients;
 pub mod config;
 pub mod error;
 pub mod request_counter;
+pub mod retry;
 pub mod store;
 pub mod telemetry;
 

@@ -165,18 +165,49 @@ fn at_seconds(seconds: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(seconds, 0).unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
-/// Per-item reasons of a cancelled transaction: true where a condition failed.
+/// Per-item reasons of a cancelled transaction: true where a condition
+/// failed. `None` when no condition failed (a conflict with a concurrent
+/// transaction, or another error): see [`transaction_failed`].
 fn cancelled(
     err: &aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError, impl std::fmt::Debug>,
 ) -> Option<Vec<bool>> {
     match err.as_service_error()? {
-        TransactWriteItemsError::TransactionCanceledException(e) => Some(
-            e.cancellation_reasons()
+        TransactWriteItemsError::TransactionCanceledException(e) => {
+            let failed: Vec<bool> = e
+                .cancellation_reasons()
                 .iter()
                 .map(|r| r.code() == Some("ConditionalCheckFailed"))
-                .collect(),
-        ),
+                .collect();
+            failed.contains(&true).then_some(failed)
+        }
         _ => None,
+    }
+}
+
+/// The error of a transaction that was not cancelled by a condition: a
+/// conflict with a concurrent transaction (`TransactionConflict` among the
+/// reasons, or `TransactionInProgressException`) is [`StoreError::Conflict`],
+/// retried by the caller; anything else a service error.
+fn transaction_failed(
+    err: aws_sdk_dynamodb::error::SdkError<
+        TransactWriteItemsError,
+        aws_smithy_runtime_api::http::Response,
+    >,
+) -> StoreError {
+    let conflict = match err.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(e)) => e
+            .cancellation_reasons()
+            .iter()
+            .any(|r| r.code() == Some("TransactionConflict")),
+        Some(TransactWriteItemsError::TransactionInProgressException(_)) => true,
+        _ => false,
+    };
+    if conflict {
+        StoreError::Conflict {
+            operation: "TransactWriteItems",
+        }
+    } else {
+        StoreError::dynamodb(err)
     }
 }
 
@@ -379,7 +410,7 @@ impl DynamoLeads {
                         .map(Some)
                 }
                 Some(reasons) if reasons.first() == Some(&true) => Ok(None),
-                _ => Err(StoreError::dynamodb(err)),
+                _ => Err(transaction_failed(err)),
             },
         }
     }
@@ -457,7 +488,7 @@ impl DynamoLeads {
                     .await
                     .map(Some),
                 Some(_) => Ok(None),
-                None => Err(StoreError::dynamodb(err)),
+                None => Err(transaction_failed(err)),
             },
         }
     }
@@ -611,7 +642,7 @@ impl DynamoLeads {
             Err(err) => match cancelled(&err) {
                 Some(reasons) if reasons.first() == Some(&true) => Ok(RouteResult::AlreadyRouted),
                 Some(_) => Ok(RouteResult::CapacityTaken),
-                None => Err(StoreError::dynamodb(err)),
+                None => Err(transaction_failed(err)),
             },
         }
     }
@@ -788,7 +819,7 @@ impl DynamoLeads {
             Err(err) => match cancelled(&err) {
                 Some(reasons) if reasons.get(1) == Some(&true) => Ok(AssignResult::AlreadyAssigned),
                 Some(_) => Ok(AssignResult::CapReached),
-                None => Err(StoreError::dynamodb(err)),
+                None => Err(transaction_failed(err)),
             },
         }
     }
@@ -950,7 +981,7 @@ impl DynamoLeads {
             Ok(_) => Ok(StatusResult::Applied),
             Err(err) => match cancelled(&err) {
                 Some(_) => Ok(StatusResult::Conflict),
-                None => Err(StoreError::dynamodb(err)),
+                None => Err(transaction_failed(err)),
             },
         }
     }
@@ -1140,7 +1171,7 @@ impl DynamoLeads {
             }
             Err(err) => match cancelled(&err) {
                 Some(_) => Ok(None),
-                None => Err(StoreError::dynamodb(err)),
+                None => Err(transaction_failed(err)),
             },
         }
     }
@@ -1419,7 +1450,7 @@ impl DynamoLeads {
                         release = None;
                     }
                     Some(_) => return Ok(None),
-                    None => return Err(StoreError::dynamodb(err)),
+                    None => return Err(transaction_failed(err)),
                 },
             }
         }
@@ -1635,7 +1666,7 @@ impl DynamoLeads {
                         tracing::warn!(lead_id = %record.lead_id, "previous assignee's open counter is 0; not decremented");
                         release_previous = false;
                     }
-                    _ => return Err(StoreError::dynamodb(err)),
+                    _ => return Err(transaction_failed(err)),
                 },
             }
         }
@@ -1695,7 +1726,7 @@ impl DynamoLeads {
                         tracing::warn!(lead_id = %record.lead_id, "previous assignee's open counter is 0; not decremented");
                         release_previous = false;
                     }
-                    _ => return Err(StoreError::dynamodb(err)),
+                    _ => return Err(transaction_failed(err)),
                 },
             }
         }
