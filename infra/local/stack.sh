@@ -1,68 +1,111 @@
 #!/usr/bin/env bash
-# Local AWS stand-in: moto_server (DynamoDB + SQS + CloudFormation) on 127.0.0.1 holding
-# exactly the tables and queues of template.yaml, plus an env file with the variables the
-# functions get in AWS, resolved against it.
+# The local AWS stand-in, on 127.0.0.1 only, holding exactly the tables and queues of
+# template.yaml, plus an env file with the variables the functions get in AWS:
+#   - DynamoDB: AWS's DynamoDB Local (default) or moto, chosen by LOCAL_DYNAMODB=ddblocal|moto;
+#   - SQS (and CloudFormation, used to create the queues): moto_server;
+#   - a contention proxy in front of the DynamoDB engine (infra/local/ddb_proxy.py) that
+#     gives it DynamoDB's optimistic concurrency, for the tests and benchmarks that ask
+#     for it (LOCAL_DDB_CONTENTION_URL; hold window LOCAL_DDB_CONFLICT_MS, default 10).
 #
 # Usage: infra/local/stack.sh up|down|status|env
-#   up      start (or reuse) the emulator, create the resources, print the env file
-#   down    stop the emulator (no error if it isn't running); state is in memory, so gone
-#   status  "running <pid> <endpoint>" (exit 0) or "not running" (exit 1)
+#   up      start (or reuse) the stack, create the resources, print the env file
+#   down    stop everything it started (no error if nothing runs); state is in memory, so gone
+#   status  "running <engine> <dynamodb endpoint> <moto endpoint>" (exit 0) or "not running" (exit 1)
 #   env     print the env file (exit 1 if the stack isn't up)
-# stdout carries only env lines, logs go to stderr: `eval "$(infra/local/stack.sh up)"` works.
-# LOCAL_AWS_REGION overrides the region (default us-east-1).
+# stdout carries only env lines, logs go to stderr: `eval "$(infra/local/stack.sh up)"` works
+# (but exits 0 even if `up` failed: capture first, `env="$(stack.sh up)" && eval "$env"`).
+# LOCAL_AWS_REGION overrides the region (default us-east-1); LEADS_LOCAL_STATE gives a
+# second, independent stack (the demo and the second-engine test pass use one).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"           # repo root from the script's location, not cwd
-# gitignored; LEADS_LOCAL_STATE gives a second, independent stack (the demo uses one).
-state="${LEADS_LOCAL_STATE:-$repo/.local}"
-pidf="$state/moto.pid" logf="$state/moto.log" endpf="$state/moto.endpoint" envf="$state/env"
+state="${LEADS_LOCAL_STATE:-$repo/.local}"  # gitignored
+envf="$state/env" enginef="$state/engine"
 tplsumf="$state/template.sha256"            # template.yaml the running stack was made from
 py="$repo/.venv/bin/python"
+ddblocal="$repo/.tools/dynamodb-local"
 region="${LOCAL_AWS_REGION:-us-east-1}"
+engine="${LOCAL_DYNAMODB:-ddblocal}"
+conflict_ms="${LOCAL_DDB_CONFLICT_MS:-10}"
+services=(moto dynamodb contention)         # pid files $state/<name>.pid, endpoints <name>.endpoint
 
 log() { echo "stack: $*" >&2; }
 
-# True if the pid file names a live moto_server. Checking the command line too means a
-# stale pid file whose pid got reused by something else is never mistaken for (or killed as) ours.
-running() {
-  [[ -s "$pidf" ]] || return 1
-  local pid; pid="$(cat "$pidf")"
-  [[ "$(ps -p "$pid" -o args= 2>/dev/null)" == *moto_server* ]]
+case "$engine" in ddblocal|moto) ;; *) log "LOCAL_DYNAMODB must be ddblocal or moto, not '$engine'"; exit 2 ;; esac
+
+# The command line each service runs with, so a stale pid file whose pid got reused by
+# something else is never mistaken for (or killed as) ours.
+signature() {
+  case "$1" in
+    moto) echo moto_server ;; dynamodb) echo LoopbackDynamoDBLocal ;; contention) echo ddb_proxy ;;
+  esac
 }
 
-# Serialise up/down: parallel test jobs may all call `up` at once and must share one emulator.
+alive() {
+  local pidf="$state/$1.pid"
+  [[ -s "$pidf" ]] || return 1
+  [[ "$(ps -p "$(cat "$pidf")" -o args= 2>/dev/null)" == *"$(signature "$1")"* ]]
+}
+
+# Up means: moto and the proxy alive, and DynamoDB Local too when it is the engine.
+running() {
+  alive moto && alive contention || return 1
+  [[ "$(cat "$enginef" 2>/dev/null)" != ddblocal ]] || alive dynamodb
+}
+
+# Serialise up/down: parallel test jobs may all call `up` at once and must share one stack.
 lock() { mkdir -p "$state"; exec 9>"$state/stack.lock"; flock 9; }
 
-# Wait until moto answers GET /moto-api/ (about 0.5 s normally); fail early if it died.
-wait_ready() {
-  "$py" - "$1" "$2" <<'EOF'
-import os, sys, time, urllib.request
-url, pid = sys.argv[1] + "/moto-api/", int(sys.argv[2])
+free_port() {
+  "$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Starts a service in its own session (setsid: it outlives this script and the caller's
+# terminal; 9>&-: it must not inherit the lock), records pid and endpoint, waits until it
+# answers an HTTP request (any status) or fails with its log.
+start() {
+  local name="$1" port="$2"; shift 2
+  local url="http://127.0.0.1:$port" logf="$state/$name.log"
+  setsid "$@" </dev/null >"$logf" 2>&1 9>&- &
+  echo $! >"$state/$name.pid"
+  echo "$url" >"$state/$name.endpoint"
+  log "started $name pid $! on $url (log $logf)"
+  "$py" - "$url" "$!" "$name" <<'EOF' || { log "last lines of $logf:"; tail -n 20 "$logf" >&2; return 1; }
+import os, sys, time, urllib.error, urllib.request
+url, pid, name = sys.argv[1] + "/", int(sys.argv[2]), sys.argv[3]
 no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-deadline = time.monotonic() + 20
+deadline = time.monotonic() + 30
 while time.monotonic() < deadline:
     try:
         no_proxy.open(url, timeout=1).read()
         sys.exit(0)
+    except urllib.error.HTTPError:
+        sys.exit(0)  # it answered
     except OSError:
         pass
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        sys.exit("moto_server exited during start-up")
+        sys.exit(f"{name} exited during start-up")
     time.sleep(0.1)
-sys.exit("moto_server did not answer within 20 s")
+sys.exit(f"{name} did not answer within 30 s")
 EOF
 }
 
 # Create the template's tables/queues (idempotent) and write the env file from scratch.
 provision() {
-  local url="$1"
-  # AWS_DEFAULT_REGION too: the Rust SDK reads AWS_REGION, but boto3/botocore only the other.
-  local -a base=(AWS_ENDPOINT_URL="$url" AWS_REGION="$region" AWS_DEFAULT_REGION="$region"
+  local moto_url ddb_url
+  moto_url="$(cat "$state/moto.endpoint")"
+  ddb_url="$(cat "$state/$([[ $engine == ddblocal ]] && echo dynamodb || echo moto).endpoint")"
+  # One endpoint per service (the SDKs' per-service variables), AWS_ENDPOINT_URL for the
+  # rest. AWS_DEFAULT_REGION too: the Rust SDK reads AWS_REGION, boto3 only the other.
+  local -a base=(AWS_ENDPOINT_URL="$moto_url" AWS_ENDPOINT_URL_SQS="$moto_url"
+    AWS_ENDPOINT_URL_DYNAMODB="$ddb_url" LOCAL_DYNAMODB="$engine"
+    LOCAL_DDB_CONTENTION_URL="$(cat "$state/contention.endpoint")" LOCAL_DDB_CONFLICT_MS="$conflict_ms"
+    AWS_REGION="$region" AWS_DEFAULT_REGION="$region"
     AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_EC2_METADATA_DISABLED=true
-    MOTO_ENDPOINT="$url")
+    MOTO_ENDPOINT="$moto_url")
   # create_resources.py prints the template's variables as JSON; prepend the base ones
   # and shell-quote everything. Written to a temp file first so a failure leaves no half file.
   env "${base[@]}" "$py" "$here/create_resources.py" | "$py" -c '
@@ -78,57 +121,62 @@ for k, v in env.items():
 }
 
 stop() {
-  if running; then
-    local pid; pid="$(cat "$pidf")"
-    # setsid made it a process-group leader: signal the group (pid = pgid), so nothing it
-    # spawned is left behind; plain pid as fallback.
-    kill -- "-$pid" 2>/dev/null || kill "$pid"
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$pid" 2>/dev/null && kill -9 -- "-$pid"
-    log "stopped moto_server (pid $pid)"
-  else
-    log "not running"
-  fi
-  # The env file would point at a dead port: remove it with the pid file.
-  rm -f "$pidf" "$endpf" "$envf" "$tplsumf"
+  local name pid any=false
+  for name in "${services[@]}"; do
+    if alive "$name"; then
+      pid="$(cat "$state/$name.pid")"
+      # The process-group leader (setsid): signal the group, so nothing it spawned is left.
+      kill -- "-$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true
+      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -0 "$pid" 2>/dev/null && kill -9 -- "-$pid" 2>/dev/null
+      log "stopped $name (pid $pid)"
+      any=true
+    fi
+    rm -f "$state/$name.pid" "$state/$name.endpoint"
+  done
+  $any || log "not running"
+  # The env file would point at dead ports: remove it with the pid files.
+  rm -f "$envf" "$tplsumf" "$enginef"
 }
 
 up() {
   lock
   if running; then
-    log "reusing moto_server pid $(cat "$pidf") at $(cat "$endpf")"
-    # (Re)write the env file if missing or made by an older script without the secrets.
-    grep -q '^export INTAKE_SECRETS=' "$envf" 2>/dev/null || provision "$(cat "$endpf")"
+    local running_engine; running_engine="$(cat "$enginef")"
+    if [[ "$running_engine" != "$engine" ]]; then
+      log "the running stack uses LOCAL_DYNAMODB=$running_engine, not $engine; run: $0 down"
+      exit 1
+    fi
+    log "reusing the running stack ($engine; moto $(cat "$state/moto.endpoint"))"
+    grep -q '^export INTAKE_SECRETS=' "$envf" 2>/dev/null || provision
     # Reusing never changes a running stack (tests may be using it); just say it's stale.
     [[ "$(sha256sum "$repo/template.yaml" | cut -d' ' -f1)" == "$(cat "$tplsumf" 2>/dev/null)" ]] ||
       log "WARNING: template.yaml changed since this stack was created; run: $0 down && $0 up"
     cat "$envf"
     return
   fi
-  "$here/bootstrap.sh"
-  local port url pid
-  # Port 0 lets the kernel pick a free port; there is a tiny window before moto binds it,
-  # and if something grabs it first, moto exits and wait_ready reports it with the log.
-  port="$("$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-  url="http://127.0.0.1:$port"
-  # setsid: its own session, so it outlives this script and the caller's terminal/job.
-  # 9>&-: don't hand it our lock fd, or the lock would be held for as long as moto lives.
+  stop 2>/dev/null                           # whatever is left of a half-dead stack
+  LOCAL_DYNAMODB="$engine" "$here/bootstrap.sh"
+  mkdir -p "$state"
+  echo "$engine" >"$enginef"
+  local failed=false
   # moto_server.py: moto's own server with its DynamoDB requests serialised (see there).
-  setsid "$py" "$here/moto_server.py" 127.0.0.1 "$port" </dev/null >"$logf" 2>&1 9>&- &
-  pid=$!
-  echo "$pid" >"$pidf"
-  echo "$url" >"$endpf"
-  log "started moto_server pid $pid on $url (log $logf)"
-  if ! wait_ready "$url" "$pid"; then
-    log "last lines of $logf:"
-    tail -n 20 "$logf" >&2
-    kill -- "-$pid" 2>/dev/null || true     # the one we just started, even if it's hung
-    stop
-    exit 1
+  local port; port="$(free_port)"
+  start moto "$port" "$py" "$here/moto_server.py" 127.0.0.1 "$port" || failed=true
+  if ! $failed && [[ $engine == ddblocal ]]; then
+    port="$(free_port)"
+    # -sharedDb: one database whatever the caller's credentials and region.
+    start dynamodb "$port" java -Djava.library.path="$ddblocal/DynamoDBLocal_lib" \
+      -cp "$ddblocal/DynamoDBLocal.jar:$ddblocal/DynamoDBLocal_lib/*:$ddblocal" \
+      LoopbackDynamoDBLocal -inMemory -sharedDb -port "$port" || failed=true
   fi
-  # Don't leave a half-provisioned emulator behind (also: `|| return 1` above, since
-  # set -e is off inside a function called from an `||` list).
-  provision "$url" || { log "creating resources failed; stopping"; stop; exit 1; }
+  if ! $failed; then
+    local upstream; upstream="$(cat "$state/$([[ $engine == ddblocal ]] && echo dynamodb || echo moto).endpoint")"
+    port="$(free_port)"
+    start contention "$port" "$py" "$here/ddb_proxy.py" "$port" "$upstream" "$conflict_ms" || failed=true
+  fi
+  # Don't leave a half-made stack behind.
+  if $failed || ! provision; then log "starting the local stack failed; stopping"; stop; exit 1; fi
   cat "$envf"
 }
 
@@ -136,7 +184,9 @@ case "${1:-}" in
   up) up ;;
   down) lock; stop ;;
   status)
-    if running; then echo "running $(cat "$pidf") $(cat "$endpf")"; else echo "not running"; exit 1; fi ;;
+    if running; then
+      echo "running $(cat "$enginef") $(cat "$state/$([[ $(cat "$enginef") == ddblocal ]] && echo dynamodb || echo moto).endpoint") $(cat "$state/moto.endpoint")"
+    else echo "not running"; exit 1; fi ;;
   env)
     if running && [[ -s "$envf" ]]; then cat "$envf"; else log "not up: run $0 up"; exit 1; fi ;;
   *) echo "usage: $0 up|down|status|env" >&2; exit 2 ;;

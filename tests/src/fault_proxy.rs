@@ -52,41 +52,47 @@ impl FaultCounts {
 }
 
 pub struct FaultProxy {
-    /// `http://127.0.0.1:PORT`, to give to the clients under test.
-    pub endpoint: String,
+    /// `http://127.0.0.1:PORT` per upstream, in the order given to
+    /// [`FaultProxy::start`], to give to the clients under test.
+    pub endpoints: Vec<String>,
     mode: watch::Sender<Mode>,
     pub counts: Arc<FaultCounts>,
-    task: tokio::task::JoinHandle<()>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for FaultProxy {
     fn drop(&mut self) {
-        self.task.abort();
+        self.tasks.iter().for_each(|task| task.abort());
     }
 }
 
 impl FaultProxy {
-    /// Starts a proxy to `upstream` (an `http://127.0.0.1:PORT` URL) on a free
-    /// loopback port.
-    pub async fn start(upstream: &str) -> FaultProxy {
-        let target = upstream
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_string();
-        assert!(
-            target.starts_with("127.0.0.1:") || target.starts_with("localhost:"),
-            "the fault proxy only fronts a loopback emulator, not {upstream}"
-        );
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    /// Starts one listener on a free loopback port per upstream (an
+    /// `http://127.0.0.1:PORT` URL each: the local stack's DynamoDB engine and
+    /// moto are separate servers), all switched by the one [`FaultProxy::set`].
+    pub async fn start(upstreams: &[&str]) -> FaultProxy {
         let (mode, watcher) = watch::channel(Mode::Healthy);
         let counts = Arc::new(FaultCounts::default());
-        let task = tokio::spawn(accept_loop(listener, target, watcher, counts.clone()));
+        let (mut endpoints, mut tasks) = (Vec::new(), Vec::new());
+        for upstream in upstreams {
+            let target = upstream
+                .trim_start_matches("http://")
+                .trim_end_matches('/')
+                .to_string();
+            assert!(
+                target.starts_with("127.0.0.1:") || target.starts_with("localhost:"),
+                "the fault proxy only fronts a loopback emulator, not {upstream}"
+            );
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            endpoints.push(format!("http://{}", listener.local_addr().unwrap()));
+            let loop_ = accept_loop(listener, target, watcher.clone(), counts.clone());
+            tasks.push(tokio::spawn(loop_));
+        }
         FaultProxy {
-            endpoint,
+            endpoints,
             mode,
             counts,
-            task,
+            tasks,
         }
     }
 

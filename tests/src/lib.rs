@@ -1,14 +1,30 @@
 //! Shared set-up for the integration tests.
 //!
-//! The test command (`infra/test.sh`) starts moto, creates the template's tables
-//! and queues in it and exports the same environment variables the functions get
-//! in AWS. Without them a test skips locally, but fails under `CI=true`, so CI
+//! The test command (`infra/test.sh`) starts the local stack (DynamoDB Local or
+//! moto for DynamoDB, moto for SQS), creates the template's tables and queues in it
+//! and exports the same environment variables the functions get in AWS. Without them a test skips locally, but fails under `CI=true`, so CI
 //! can never pass by silently testing nothing.
 
 use leads_aws::{AwsClients, Settings};
 
 pub mod fault_proxy;
 pub mod world;
+
+/// The local endpoint of one service (`DYNAMODB`, `SQS`): its own
+/// `AWS_ENDPOINT_URL_<SERVICE>`, else the stack-wide `AWS_ENDPOINT_URL`.
+pub fn endpoint_of(service: &str) -> String {
+    std::env::var(format!("AWS_ENDPOINT_URL_{service}"))
+        .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
+        .expect("the local stack's endpoints are not set; run the tests with infra/test.sh")
+}
+
+/// The contention proxy in front of the local DynamoDB engine
+/// (`infra/local/ddb_proxy.py`): clients pointed at it meet DynamoDB's
+/// transaction conflicts.
+pub fn contention_endpoint() -> String {
+    std::env::var("LOCAL_DDB_CONTENTION_URL")
+        .expect("LOCAL_DDB_CONTENTION_URL is not set; run the tests with infra/test.sh")
+}
 
 pub struct Stack {
     pub settings: Settings,

@@ -39,11 +39,13 @@ use std::time::{Duration, Instant};
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, QueueAttributeName as QA};
+use integration_tests::endpoint_of;
 use integration_tests::fault_proxy::{FaultProxy, Mode};
 use integration_tests::{stack, unique, Stack};
 use lambda_http::{Body, Request, RequestExt};
 use lead_demo::dataset::{self, Expect, Rng, Webhook};
 use lead_router::Router;
+use leads_aws::clients::Endpoints;
 use leads_aws::store::{DirectoryStore, DynamoDirectory, DynamoLeads};
 use leads_aws::AwsClients;
 use leads_domain::audit::{AuditAction, AuditEvent};
@@ -620,9 +622,12 @@ async fn no_accepted_lead_is_lost_or_doubled_under_faults_duplicates_and_kills()
     let normaliser = Normaliser::new(PhoneHasher::new(secrets.phone_hash_key.as_bytes().to_vec()));
 
     // The functions, with their clients behind the fault proxy.
-    let upstream = std::env::var("AWS_ENDPOINT_URL").unwrap();
-    let proxy = FaultProxy::start(&upstream).await;
-    let faulty = AwsClients::with_endpoint(&proxy.endpoint).await;
+    let proxy = FaultProxy::start(&[&endpoint_of("DYNAMODB"), &endpoint_of("SQS")]).await;
+    let faulty = AwsClients::with_endpoints(Endpoints {
+        dynamodb: Some(proxy.endpoints[0].clone()),
+        sqs: Some(proxy.endpoints[1].clone()),
+    })
+    .await;
     let (lead_queue, dlq) = lead_queue_with_dlq(&stack).await;
     let mut settings = stack.settings.clone();
     settings.queues.lead = lead_queue.clone();

@@ -1,8 +1,296 @@
-//! Every table and queue the template declares exists in the emulator, and can be
-//! written and read (tables) or sent to and received from (queues).
+//! Every table and queue the template declares exists in the local stack, and can be
+//! written and read (tables) or sent to and received from (queues); every table has
+//! the template's keys, indexes and TTL on whichever DynamoDB engine runs
+//! (`LOCAL_DYNAMODB`); and the stack's contention mode conflicts as DynamoDB does.
+
+use std::collections::BTreeMap;
 
 use aws_sdk_dynamodb::types::{AttributeValue, KeyType, TimeToLiveStatus};
-use integration_tests::{stack, unique};
+use integration_tests::{contention_endpoint, repo_path, stack, unique};
+use serde_yaml::Value;
+
+/// `[(attribute, HASH|RANGE)]` of a template or DescribeTable key schema.
+type Keys = Vec<(String, String)>;
+
+fn template_keys(schema: &Value) -> Keys {
+    schema
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            let attr = k["AttributeName"].as_str().unwrap().to_string();
+            (attr, k["KeyType"].as_str().unwrap().to_string())
+        })
+        .collect()
+}
+
+fn described_keys(schema: &[aws_sdk_dynamodb::types::KeySchemaElement]) -> Keys {
+    schema
+        .iter()
+        .map(|k| (k.attribute_name.clone(), k.key_type.as_str().to_string()))
+        .collect()
+}
+
+/// What the template declares per table, by the environment variable that names it:
+/// (key schema, {index: (key schema, projection type)}, TTL attribute).
+type Declared = BTreeMap<String, (Keys, BTreeMap<String, (Keys, String)>, Option<String>)>;
+
+fn declared_tables() -> Declared {
+    let text = std::fs::read_to_string(repo_path("template.yaml")).unwrap();
+    let template: Value = serde_yaml::from_str(&text).unwrap();
+    // The env var each table reaches the functions by (Globals: NAME: !Ref LogicalId).
+    let globals = &template["Globals"]["Function"]["Environment"]["Variables"];
+    let mut var_of = BTreeMap::new();
+    for (var, value) in globals.as_mapping().unwrap() {
+        if let Value::Tagged(tagged) = value {
+            if let Some(logical) = tagged.value.as_str() {
+                var_of.insert(logical.to_string(), var.as_str().unwrap().to_string());
+            }
+        }
+    }
+    let mut declared = Declared::new();
+    for (logical, resource) in template["Resources"].as_mapping().unwrap() {
+        if resource["Type"].as_str() != Some("AWS::DynamoDB::Table") {
+            continue;
+        }
+        let logical = logical.as_str().unwrap();
+        let props = &resource["Properties"];
+        let mut indexes = BTreeMap::new();
+        for kind in ["GlobalSecondaryIndexes", "LocalSecondaryIndexes"] {
+            for index in props[kind].as_sequence().into_iter().flatten() {
+                indexes.insert(
+                    index["IndexName"].as_str().unwrap().to_string(),
+                    (
+                        template_keys(&index["KeySchema"]),
+                        index["Projection"]["ProjectionType"]
+                            .as_str()
+                            .unwrap()
+                            .to_string(),
+                    ),
+                );
+            }
+        }
+        let ttl = props["TimeToLiveSpecification"]["AttributeName"]
+            .as_str()
+            .map(str::to_string);
+        let var = var_of
+            .get(logical)
+            .unwrap_or_else(|| panic!("{logical}: no Globals variable names it"));
+        declared.insert(
+            var.clone(),
+            (template_keys(&props["KeySchema"]), indexes, ttl),
+        );
+    }
+    declared
+}
+
+#[tokio::test]
+async fn every_table_has_the_templates_keys_indexes_and_ttl() {
+    let Some(stack) = stack().await else { return };
+    let db = &stack.clients.dynamodb;
+    let declared = declared_tables();
+    assert_eq!(declared.len(), 7, "the template's tables: {declared:?}");
+    for (var, (keys, indexes, ttl)) in declared {
+        let table = std::env::var(&var).unwrap_or_else(|_| panic!("{var} is not exported"));
+        let described = db
+            .describe_table()
+            .table_name(&table)
+            .send()
+            .await
+            .unwrap()
+            .table
+            .unwrap();
+        assert_eq!(described_keys(described.key_schema()), keys, "{table}");
+        let mut found = BTreeMap::new();
+        for index in described.global_secondary_indexes() {
+            let projection = index.projection().unwrap().projection_type().unwrap();
+            found.insert(
+                index.index_name().unwrap().to_string(),
+                (
+                    described_keys(index.key_schema()),
+                    projection.as_str().to_string(),
+                ),
+            );
+        }
+        for index in described.local_secondary_indexes() {
+            let projection = index.projection().unwrap().projection_type().unwrap();
+            found.insert(
+                index.index_name().unwrap().to_string(),
+                (
+                    described_keys(index.key_schema()),
+                    projection.as_str().to_string(),
+                ),
+            );
+        }
+        assert_eq!(found, indexes, "{table}: indexes");
+        let described_ttl = db
+            .describe_time_to_live()
+            .table_name(&table)
+            .send()
+            .await
+            .unwrap()
+            .time_to_live_description
+            .unwrap();
+        match ttl {
+            Some(attribute) => {
+                assert_eq!(
+                    described_ttl.time_to_live_status,
+                    Some(TimeToLiveStatus::Enabled),
+                    "{table}"
+                );
+                assert_eq!(described_ttl.attribute_name, Some(attribute), "{table}");
+            }
+            None => assert_ne!(
+                described_ttl.time_to_live_status,
+                Some(TimeToLiveStatus::Enabled),
+                "{table}: TTL on, but the template has none"
+            ),
+        }
+    }
+}
+
+/// Contention mode: while one transaction holds an item, a second transaction
+/// naming it is cancelled with `TransactionConflict` for that item (and `None`
+/// for the others), and a plain write to it gets `TransactionConflictException`,
+/// as DynamoDB does. Without the proxy both would simply succeed one after the
+/// other (the engines serialise).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn contention_mode_conflicts_as_dynamodb_does() {
+    use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+    use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
+
+    let Some(stack) = stack().await else { return };
+    let table = stack.settings.tables.stats.clone();
+    let contended = leads_aws::AwsClients::with_dynamodb_endpoint(&contention_endpoint()).await;
+    let hot = unique("HOT");
+    let key = |pk: &str| {
+        [
+            ("pk".to_string(), AttributeValue::S(pk.to_string())),
+            ("sk".to_string(), AttributeValue::S("DAY".to_string())),
+        ]
+        .into_iter()
+        .collect::<std::collections::HashMap<_, _>>()
+    };
+    let transaction = |other: String| {
+        let db = contended.dynamodb.clone();
+        let (table, hot) = (table.clone(), hot.clone());
+        async move {
+            db.transact_write_items()
+                .transact_items(
+                    TransactWriteItem::builder()
+                        .put(
+                            Put::builder()
+                                .table_name(&table)
+                                .set_item(Some(key(&other)))
+                                .build()
+                                .unwrap(),
+                        )
+                        .build(),
+                )
+                .transact_items(
+                    TransactWriteItem::builder()
+                        .update(
+                            Update::builder()
+                                .table_name(&table)
+                                .set_key(Some(key(&hot)))
+                                .update_expression("ADD n :one")
+                                .expression_attribute_values(":one", AttributeValue::N("1".into()))
+                                .build()
+                                .unwrap(),
+                        )
+                        .build(),
+                )
+                .send()
+                .await
+        }
+    };
+    // Eight transactions at once on one hot item: the proxy holds each for
+    // LOCAL_DDB_CONFLICT_MS, so at least one overlaps another and is cancelled.
+    let outcomes =
+        futures::future::join_all((0..8).map(|i| transaction(format!("{hot}-other-{i}")))).await;
+    let mut committed = 0;
+    let mut conflicted = 0;
+    for outcome in outcomes {
+        match outcome {
+            Ok(_) => committed += 1,
+            Err(e) => match e.into_service_error() {
+                TransactWriteItemsError::TransactionCanceledException(c) => {
+                    let codes: Vec<_> = c
+                        .cancellation_reasons()
+                        .iter()
+                        .map(|r| r.code().unwrap_or_default().to_string())
+                        .collect();
+                    assert_eq!(codes, ["None", "TransactionConflict"]);
+                    conflicted += 1;
+                }
+                other => panic!("unexpected error: {other:?}"),
+            },
+        }
+    }
+    assert!(committed >= 1, "no transaction committed");
+    assert!(
+        conflicted >= 1,
+        "no transaction met a conflict: contention mode is off"
+    );
+    // The item counts exactly the committed transactions: a cancelled one wrote nothing.
+    let item = stack
+        .clients
+        .dynamodb
+        .get_item()
+        .table_name(&table)
+        .set_key(Some(key(&hot)))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert_eq!(item["n"], AttributeValue::N(committed.to_string()));
+
+    // A plain write to an item a transaction holds: once the proxy says a holder
+    // is in its window, write (the window may close first on a busy machine, so
+    // a few rounds).
+    let mut plain_conflict = None;
+    for round in 0..20 {
+        let holder = tokio::spawn(transaction(format!("{hot}-holder-{round}")));
+        while !holder.is_finished() && held_items().await == 0 {}
+        let plain = contended
+            .dynamodb
+            .put_item()
+            .table_name(&table)
+            .set_item(Some(key(&hot)))
+            .send()
+            .await;
+        let _ = holder.await.unwrap();
+        if let Err(e) = plain {
+            plain_conflict = Some(e.code().map(str::to_string));
+            break;
+        }
+    }
+    assert_eq!(
+        plain_conflict,
+        Some(Some("TransactionConflictException".to_string())),
+        "a plain write to a held item must conflict"
+    );
+}
+
+/// How many items the contention proxy's transactions hold right now.
+async fn held_items() -> u64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = contention_endpoint()
+        .trim_start_matches("http://")
+        .to_string();
+    let mut conn = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let request =
+        format!("GET /contention-stats HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).await.unwrap();
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let stats: serde_json::Value = serde_json::from_str(body).unwrap();
+    stats["held_items"].as_u64().unwrap()
+}
 
 #[tokio::test]
 async fn every_table_from_the_template_can_be_written_and_read() {

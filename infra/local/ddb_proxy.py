@@ -1,0 +1,244 @@
+"""Loopback HTTP proxy in front of the local DynamoDB engine, with DynamoDB's
+optimistic concurrency ("contention mode").
+
+Both local engines (DynamoDB Local and moto) run one request at a time per item and
+never reject a transaction because another one is in flight. DynamoDB does: a
+TransactWriteItems that touches an item another transaction holds is cancelled
+with TransactionCanceledException, reason code TransactionConflict for that item,
+and a plain PutItem/UpdateItem/DeleteItem on a held item fails with
+TransactionConflictException. This proxy makes the engine behave that way:
+
+- a TransactWriteItems holds the items it names for HOLD_MS before it is passed on
+  (and until the engine has answered), as if it were still being prepared;
+- another TransactWriteItems (or TransactGetItems) naming a held item is cancelled
+  at once, with per-item reasons in DynamoDB's wire format;
+- a PutItem / UpdateItem / DeleteItem on a held item gets TransactionConflictException;
+- everything else is passed through unchanged.
+
+HOLD_MS = 0 makes it a plain pass-through. Every conflict it produces is counted;
+GET /contention-stats answers {"transaction_conflicts": N, "write_conflicts": N,
+"held_items": N}.
+
+Usage: python ddb_proxy.py LISTEN_PORT UPSTREAM_URL HOLD_MS
+Listens on 127.0.0.1 only.
+"""
+
+import http.client
+import json
+import sys
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+PREFIX = "DynamoDB_20120810."
+PLAIN_WRITES = {"PutItem", "UpdateItem", "DeleteItem"}
+HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"}
+
+
+class Engine:
+    """The upstream engine: one keep-alive connection per proxy thread, and each
+    table's key attributes (asked once, with DescribeTable)."""
+
+    def __init__(self, url):
+        parsed = urllib.parse.urlsplit(url)
+        self.host, self.port = parsed.hostname, parsed.port
+        self.local = threading.local()
+        self.key_names = {}
+        self.key_lock = threading.Lock()
+
+    def send(self, method, path, body, headers):
+        for attempt in (1, 2):
+            conn = getattr(self.local, "conn", None)
+            if conn is None:
+                conn = self.local.conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
+            try:
+                conn.request(method, path, body=body, headers=headers)
+                resp = conn.getresponse()
+                return resp.status, resp.getheaders(), resp.read()
+            except (ConnectionError, http.client.HTTPException):
+                conn.close()
+                self.local.conn = None
+                if attempt == 2:
+                    raise
+
+    def keys_of(self, table, headers):
+        with self.key_lock:
+            if table in self.key_names:
+                return self.key_names[table]
+        body = json.dumps({"TableName": table}).encode()
+        # Only what the engine needs (it checks that a credential is named, not the
+        # signature); the caller's other headers describe the caller's own request.
+        h = {"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": PREFIX + "DescribeTable"}
+        auth = [v for k, v in headers.items() if k.lower() == "authorization"]
+        if auth:
+            h["Authorization"] = auth[0]
+        status, _, data = self.send("POST", "/", body, h)
+        if status != 200:
+            print(f"DescribeTable {table}: HTTP {status} {data[:200]!r}", file=sys.stderr, flush=True)
+        names = None
+        if status == 200:
+            names = tuple(k["AttributeName"] for k in json.loads(data)["Table"]["KeySchema"])
+        with self.key_lock:
+            if names is not None:
+                self.key_names[table] = names
+        return names
+
+
+class Holds:
+    """Which items in-flight transactions hold. All-or-nothing: a transaction
+    either takes every item it names or none."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.held = {}
+        self.transaction_conflicts = 0
+        self.write_conflicts = 0
+
+    def take(self, keys):
+        """None if taken, else the positions of the items already held."""
+        with self.lock:
+            busy = [i for i, k in enumerate(keys) if k is not None and k in self.held]
+            if busy:
+                self.transaction_conflicts += 1
+                return busy
+            for k in keys:
+                if k is not None:
+                    self.held[k] = self.held.get(k, 0) + 1
+            return None
+
+    def release(self, keys):
+        with self.lock:
+            for k in keys:
+                if k is None:
+                    continue
+                left = self.held[k] - 1
+                if left:
+                    self.held[k] = left
+                else:
+                    del self.held[k]
+
+    def is_held(self, key, count_as_write_conflict):
+        with self.lock:
+            busy = key is not None and key in self.held
+            if busy and count_as_write_conflict:
+                self.write_conflicts += 1
+            return busy
+
+
+def item_key(engine, headers, table, op_type, op):
+    """A canonical string for the item an operation names, or None if unknown."""
+    if op_type == "Put":
+        names = engine.keys_of(table, headers)
+        if names is None:
+            return None
+        attrs = op.get("Item", {})
+        key = {n: attrs.get(n) for n in names}
+    else:
+        key = op.get("Key")
+        if key is None:
+            return None
+    return table + "\x00" + json.dumps(key, sort_keys=True)
+
+
+def error_body(kind, message, reasons=None):
+    body = {"__type": "com.amazonaws.dynamodb.v20120810#" + kind, "message": message}
+    if reasons is not None:
+        body["CancellationReasons"] = reasons
+    return json.dumps(body).encode()
+
+
+def make_handler(engine, holds, hold_seconds):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):  # quiet: one line per request would swamp the log
+            pass
+
+        def reply(self, status, headers, body):
+            self.send_response(status)
+            for k, v in headers:
+                if k.lower() not in HOP_BY_HOP:
+                    self.send_header(k, v)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def reject(self, kind, message, reasons=None):
+            self.reply(400, [("Content-Type", "application/x-amz-json-1.0")],
+                       error_body(kind, message, reasons))
+
+        def do_GET(self):
+            if self.path == "/contention-stats":
+                with holds.lock:
+                    stats = {"transaction_conflicts": holds.transaction_conflicts,
+                             "write_conflicts": holds.write_conflicts,
+                             "held_items": len(holds.held)}
+                self.reply(200, [("Content-Type", "application/json")], json.dumps(stats).encode())
+            else:
+                self.forward(b"")
+
+        def forward(self, body):
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+            status, resp_headers, data = engine.send(self.command, self.path, body, headers)
+            self.reply(status, resp_headers, data)
+
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            op = self.headers.get("X-Amz-Target", "")
+            op = op[len(PREFIX):] if op.startswith(PREFIX) else ""
+            if hold_seconds <= 0 or op not in PLAIN_WRITES | {"TransactWriteItems", "TransactGetItems"}:
+                return self.forward(body)
+            try:
+                request = json.loads(body)
+            except ValueError:
+                return self.forward(body)  # the engine reports malformed input itself
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+            if op in PLAIN_WRITES:
+                kind = "Put" if op == "PutItem" else "Key"
+                key = item_key(engine, headers, request.get("TableName"), kind, request)
+                if holds.is_held(key, count_as_write_conflict=True):
+                    return self.reject("TransactionConflictException",
+                                       "Transaction is ongoing for the item")
+                return self.forward(body)
+            keys = []
+            for entry in request.get("TransactItems", []):
+                op_type, item_op = next(iter(entry.items()))
+                keys.append(item_key(engine, headers, item_op.get("TableName"), op_type, item_op))
+            if op == "TransactGetItems":
+                busy = [i for i, k in enumerate(keys) if holds.is_held(k, False)]
+                if busy:
+                    with holds.lock:
+                        holds.transaction_conflicts += 1
+                    return self.cancel(keys, busy)
+                return self.forward(body)
+            busy = holds.take(keys)
+            if busy is not None:
+                return self.cancel(keys, busy)
+            try:
+                time.sleep(hold_seconds)
+                self.forward(body)
+            finally:
+                holds.release(keys)
+
+        def cancel(self, keys, busy):
+            reasons = [{"Code": "TransactionConflict", "Message": "Transaction is ongoing for the item"}
+                       if i in busy else {"Code": "None"} for i in range(len(keys))]
+            codes = ", ".join(r["Code"] for r in reasons)
+            self.reject("TransactionCanceledException",
+                        f"Transaction cancelled, please refer cancellation reasons for specific reasons [{codes}]",
+                        reasons)
+
+    return Handler
+
+
+def main():
+    port, upstream, hold_ms = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+    ThreadingHTTPServer.request_queue_size = 256  # bursts of concurrent clients, not 5
+    ThreadingHTTPServer.daemon_threads = True
+    server = ThreadingHTTPServer(("127.0.0.1", port), make_handler(Engine(upstream), Holds(), hold_ms / 1000))
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
