@@ -493,9 +493,9 @@ impl Router {
                 RouteResult::CapacityTaken => continue,
             }
         }
-        Err(RouterError::Store(StoreError::Service {
-            service: "dynamodb",
-            message: "remote capacity kept changing; retry later".into(),
+        // Contention, not failure: the batch retries the message in process.
+        Err(RouterError::Store(StoreError::Conflict {
+            operation: "remote capacity reservation",
         }))
     }
 
@@ -626,9 +626,9 @@ impl Router {
                 }
             }
         }
-        Err(RouterError::Store(StoreError::Service {
-            service: "dynamodb",
-            message: "consultant caps kept changing; retry later".into(),
+        // Contention, not failure: the batch retries the message in process.
+        Err(RouterError::Store(StoreError::Conflict {
+            operation: "assignment below cap",
         }))
     }
 

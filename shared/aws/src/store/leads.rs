@@ -329,10 +329,8 @@ impl DynamoLeads {
             // The identity changed meanwhile (a concurrent create, or the
             // window just ended): decide again.
         }
-        Err(StoreError::Service {
-            service: "dynamodb",
-            message: "dedup did not settle after 4 attempts".into(),
-        })
+        // Contention: the caller retries from a fresh read.
+        Err(StoreError::Conflict { operation: "dedup" })
     }
 
     async fn try_create(
@@ -1071,10 +1069,8 @@ impl DynamoLeads {
             // A condition failed (a concurrent link, merge, status change or
             // delivery): read again and decide again.
         }
-        Err(StoreError::Service {
-            service: "dynamodb",
-            message: format!("linking a key to {lead_id} did not settle after 5 attempts"),
-        })
+        // Contention: the caller retries from a fresh read.
+        Err(StoreError::Conflict { operation: "link" })
     }
 
     /// The lead a merged lead lives on in (the lead itself if not merged).

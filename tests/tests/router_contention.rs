@@ -1,0 +1,245 @@
+//! The live group-buy under DynamoDB's real concurrency: 300 leads for one
+//! dealer (plus redeliveries) through 16 concurrent router invocations whose
+//! DynamoDB requests go through the local stack's contention proxy
+//! (`LOCAL_DDB_CONTENTION_URL`: a transaction holds its items for
+//! `LOCAL_DDB_CONFLICT_MS`, anyone touching a held item gets DynamoDB's
+//! `TransactionConflict`). The SQS trigger is played in memory (batches of
+//! 10, every `batchItemFailures` entry counted as a message given back).
+//!
+//! Expected from the set-up alone: 300 distinct customers, 10 consultants
+//! with a cap of 25 (250 slots), so exactly 250 assigned and 50 pooled; the
+//! dealer's natural-lead counter is 300; nothing given back to the queue.
+//! `cargo test -p integration-tests --test router_contention -- --nocapture`
+//! prints the figures.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use chrono::Utc;
+use futures::StreamExt;
+use integration_tests::world::{lead, phone, world};
+use integration_tests::{contention_endpoint, drain, scratch_queue_like};
+use lead_router::Router;
+use leads_aws::AwsClients;
+use leads_domain::audit::AuditAction;
+use leads_domain::dedup;
+use leads_domain::directory::{AssignmentStrategy, Platform};
+use leads_domain::intake::IntakeMessage;
+use leads_domain::lead::LeadStatus;
+
+const LEADS: usize = 300;
+const REDELIVERED: usize = 30;
+const CONSULTANTS: usize = 10;
+const CAP: u32 = 25;
+const INVOCATIONS: usize = 16;
+const BATCH: usize = 10;
+
+async fn contention_stats() -> serde_json::Value {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = contention_endpoint()
+        .trim_start_matches("http://")
+        .to_string();
+    let mut conn = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let request =
+        format!("GET /contention-stats HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).await.unwrap();
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+    serde_json::from_str(body).unwrap()
+}
+
+/// The dealer's natural leads of `day`, as the nightly ranking reads them.
+async fn natural_leads(
+    w: &integration_tests::world::World,
+    dealer: &str,
+    day: chrono::NaiveDate,
+) -> u64 {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let item = w
+        .stack
+        .clients
+        .dynamodb
+        .get_item()
+        .table_name(&w.stack.settings.tables.stats)
+        .key("pk", AttributeValue::S(format!("DEALER#{dealer}")))
+        .key("sk", AttributeValue::S(format!("DAY#{day}")))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap_or_default();
+    item.get("natural_leads")
+        .and_then(|v| v.as_n().ok()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_live_group_buy_under_contention_loses_doubles_and_returns_nothing() {
+    leads_aws::telemetry::init();
+    let caps = [CAP; CONSULTANTS];
+    let Some(w) = world(AssignmentStrategy::RoundRobin, &caps).await else {
+        return;
+    };
+    let dealer = format!("{}-jn", w.brand);
+    let now = Utc::now();
+    let leads: Vec<_> = (0..LEADS)
+        .map(|_| {
+            let mut l = lead(&w, Platform::Douyin, "dy-jn", &phone(), None);
+            l.received_at = now;
+            l
+        })
+        .collect();
+    let expected_ids: Vec<String> = leads
+        .iter()
+        .map(|l| dedup::lead_id(&w.brand, &l.source_event_id))
+        .collect();
+    // Every lead once, the first REDELIVERED twice more (spread over
+    // other batches, so copies meet in concurrent invocations).
+    let mut bodies: Vec<String> = leads
+        .iter()
+        .map(|l| serde_json::to_string(&IntakeMessage::Lead(Box::new(l.clone()))).unwrap())
+        .collect();
+    for i in 0..REDELIVERED {
+        bodies.push(bodies[i].clone());
+        bodies.insert((i * 7 + 3) % bodies.len(), bodies[i].clone());
+    }
+    let messages = bodies.len();
+    let batches: Vec<SqsEvent> = bodies
+        .chunks(BATCH)
+        .enumerate()
+        .map(|(b, chunk)| {
+            let mut event = SqsEvent::default();
+            event.records = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, body)| {
+                    let mut m = SqsMessage::default();
+                    m.message_id = Some(format!("m-{b}-{i}"));
+                    m.body = Some(body.clone());
+                    m
+                })
+                .collect();
+            event
+        })
+        .collect();
+
+    // 16 execution environments, each with its own router (and clients
+    // that meet DynamoDB's transaction conflicts).
+    let mut settings = w.stack.settings.clone();
+    settings.queues.notification =
+        scratch_queue_like(&w.stack.clients.sqs, &settings.queues.notification).await;
+    let clients = AwsClients::with_dynamodb_endpoint(&contention_endpoint()).await;
+    let routers: Vec<Router> = (0..INVOCATIONS)
+        .map(|_| Router::new(&settings, &clients))
+        .collect();
+    let before = contention_stats().await;
+    let started = Instant::now();
+    let next = std::sync::Mutex::new(batches.into_iter());
+    let failures: Vec<usize> = futures::stream::iter(routers.iter())
+        .map(|router| {
+            let next = &next;
+            async move {
+                let mut failed = 0;
+                loop {
+                    let batch = next.lock().unwrap().next();
+                    let Some(batch) = batch else { break };
+                    failed += router.handle_batch(batch).await.batch_item_failures.len();
+                }
+                failed
+            }
+        })
+        .buffer_unordered(INVOCATIONS)
+        .collect()
+        .await;
+    let elapsed = started.elapsed();
+    let given_back: usize = failures.iter().sum();
+    let retried: u64 = routers.iter().map(Router::conflicts_retried).sum();
+    let after = contention_stats().await;
+    let produced = |k: &str| after[k].as_u64().unwrap_or(0) - before[k].as_u64().unwrap_or(0);
+
+    // From the tables: every lead once, assigned or pooled, nobody over cap.
+    let mut assigned = 0;
+    let mut pooled = 0;
+    let mut lost = 0;
+    let mut doubled = 0;
+    let mut held: HashMap<String, u32> = HashMap::new();
+    let mut assigned_audits_wrong = 0;
+    for id in &expected_ids {
+        let Some(l) = w.leads.get(id).await.unwrap() else {
+            lost += 1;
+            continue;
+        };
+        if l.touchpoints != 1 {
+            doubled += 1;
+        }
+        match (l.status, &l.assignee) {
+            (LeadStatus::Assigned, Some(a)) => {
+                assigned += 1;
+                *held.entry(a.clone()).or_default() += 1;
+                let audits = w
+                    .audit
+                    .trail(id)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .filter(|e| e.action == AuditAction::Assigned)
+                    .count();
+                if audits != 1 {
+                    assigned_audits_wrong += 1;
+                }
+            }
+            (LeadStatus::New, None) => {
+                let due = w.leads.due_lead(id).await.unwrap().unwrap();
+                assert!(due.due.is_some(), "pooled lead {id} is not retried");
+                pooled += 1;
+            }
+            other => panic!("lead {id} neither assigned nor pooled: {other:?}"),
+        }
+    }
+    let over_cap = held.values().filter(|n| **n > CAP).count();
+    let directory = leads_aws::store::DynamoDirectory::new(
+        w.stack.clients.dynamodb.clone(),
+        &w.stack.settings.tables.directory,
+    );
+    let staff = leads_aws::store::DirectoryStore::staff_of(&directory, &dealer)
+        .await
+        .unwrap();
+    let loads = w.leads.staff_loads(&dealer, &staff).await.unwrap();
+    let counter_mismatches = loads
+        .iter()
+        .filter(|l| l.open_leads != held.get(&l.staff_id).copied().unwrap_or(0))
+        .count();
+    let natural = natural_leads(&w, &dealer, dedup::china_day(now)).await;
+    drain(&w.stack.clients.sqs, &settings.queues.notification).await;
+
+    println!(
+        "== group-buy under contention ({LEADS} leads + {} redelivered copies = {messages} messages, \
+         {INVOCATIONS} concurrent invocations, batches of {BATCH})\n  \
+         time {:.1} s; conflicts produced by the proxy: {} in transactions, {} on plain writes; \
+         conflicts retried by the routers: {retried}\n  \
+         given back to the queue {given_back}; lost {lost}; doubled {doubled}; \
+         assigned {assigned}; pooled {pooled}; over cap {over_cap}; counter mismatches {counter_mismatches}; \
+         leads without exactly one Assigned audit entry {assigned_audits_wrong}; natural-lead counter {natural}",
+        2 * REDELIVERED,
+        elapsed.as_secs_f64(),
+        produced("transaction_conflicts"),
+        produced("write_conflicts"),
+    );
+    assert_eq!(given_back, 0, "messages given back to the queue");
+    assert_eq!((lost, doubled, over_cap), (0, 0, 0));
+    let slots = CONSULTANTS * CAP as usize;
+    assert_eq!((assigned, pooled), (slots, LEADS - slots));
+    assert_eq!(counter_mismatches, 0);
+    assert_eq!(assigned_audits_wrong, 0);
+    assert_eq!(
+        natural, LEADS as u64,
+        "the ranking's input counts each lead once"
+    );
+    assert!(
+        retried > 0,
+        "no conflict was retried: contention mode is off"
+    );
+}
