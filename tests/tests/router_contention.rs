@@ -57,23 +57,27 @@ async fn natural_leads(
     day: chrono::NaiveDate,
 ) -> u64 {
     use aws_sdk_dynamodb::types::AttributeValue;
-    let item = w
+    // The day's item and its lead-counter shards, as the ranking queries them.
+    let items = w
         .stack
         .clients
         .dynamodb
-        .get_item()
+        .query()
         .table_name(&w.stack.settings.tables.stats)
-        .key("pk", AttributeValue::S(format!("DEALER#{dealer}")))
-        .key("sk", AttributeValue::S(format!("DAY#{day}")))
+        .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
+        .expression_attribute_values(":pk", AttributeValue::S(format!("DEALER#{dealer}")))
+        .expression_attribute_values(":from", AttributeValue::S(format!("DAY#{day}")))
+        .expression_attribute_values(":to", AttributeValue::S(format!("DAY#{day}#~")))
         .consistent_read(true)
         .send()
         .await
         .unwrap()
-        .item
+        .items
         .unwrap_or_default();
-    item.get("natural_leads")
-        .and_then(|v| v.as_n().ok()?.parse().ok())
-        .unwrap_or(0)
+    items
+        .iter()
+        .filter_map(|i| i.get("natural_leads")?.as_n().ok()?.parse::<u64>().ok())
+        .sum()
 }
 
 #[tokio::test]

@@ -24,19 +24,25 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use chrono::{DateTime, Utc};
 use leads_aws::retry::{ConflictRetry, IsConflict};
 use leads_aws::store::{
-    AssignResult, DirectoryStore, DynamoAudit, DynamoDirectory, DynamoLeads, DynamoStats,
-    MessageQueue, Recorded, RouteResult, SqsQueue,
+    AssignResult, Contended, CreateResult, CustomerItem, DynamoAudit, DynamoDirectory, DynamoLeads,
+    DynamoStats, MessageQueue, Recorded, RouteResult, SqsQueue,
 };
 use leads_aws::{AwsClients, Settings, StoreError};
-use leads_domain::assignment::{self, Assignment, Preferred};
+use leads_domain::assignment::{self, Assignment, Preferred, StaffLoad};
 use leads_domain::audit::{Actor, AuditAction, AuditEvent};
+use leads_domain::decision::{self, Placement};
 use leads_domain::dedup::{self, DedupOutcome, LinkOutcome};
-use leads_domain::directory::{AccountOwner, Brand, Dealer, Platform, StaffRole};
+use leads_domain::directory::{
+    AccountOwner, AssignmentStrategy, Brand, Dealer, Platform, Staff, StaffRole,
+};
 use leads_domain::intake::{ContentStats, IntakeMessage};
 use leads_domain::lead::{CanonicalLead, LeadRecord, LeadStatus};
 use leads_domain::notification::{NotificationJob, NotificationKind};
 use leads_domain::routing::{self, RemoteCandidate, Route};
 use serde::Serialize;
+
+pub mod snapshot;
+use snapshot::{Snapshot, DIRECTORY_TTL};
 
 const ACTOR: &str = "lead-router";
 /// Time a batch may spend when the caller gives no deadline (tests, tools):
@@ -82,7 +88,7 @@ struct CrmHandoff<'a> {
 }
 
 pub struct Router {
-    directory: DynamoDirectory,
+    directory: Snapshot,
     leads: DynamoLeads,
     stats: DynamoStats,
     audit: DynamoAudit,
@@ -104,8 +110,12 @@ impl Router {
         let db = clients.dynamodb.clone();
         let t = &settings.tables;
         Router {
-            directory: DynamoDirectory::new(db.clone(), &t.directory),
-            leads: DynamoLeads::new(db.clone(), &t.leads, &t.stats),
+            directory: Snapshot::new(
+                DynamoDirectory::new(db.clone(), &t.directory),
+                DynamoStats::new(db.clone(), &t.stats, &t.rankings),
+                DIRECTORY_TTL,
+            ),
+            leads: DynamoLeads::new(db.clone(), &t.leads, &t.stats).with_audit(&t.audit),
             stats: DynamoStats::new(db.clone(), &t.stats, &t.rankings),
             audit: DynamoAudit::new(db, &t.audit),
             notifications: SqsQueue::new(clients.sqs.clone(), &settings.queues.notification),
@@ -248,12 +258,268 @@ impl Router {
             (AccountOwner::Brand, _) => None,
         };
 
+        let owner_dealer = owner_dealer.as_ref();
+        if lead.linked_customer.is_some() {
+            // A second key to link right after dedup (rare: the brand CRM's
+            // push with a WeCom id): the step-by-step path.
+            return self
+                .handle_lead_stepwise(&brand, lead, owner_dealer, now)
+                .await;
+        }
+        let customer_key = dedup::customer_key(&brand.brand_id, &lead.customer);
+        let own_id = dedup::lead_id(&brand.brand_id, &lead.source_event_id);
+        for _attempt in 0..8 {
+            let known = self.leads.identity(&customer_key).await?;
+            match known {
+                // This delivery created the lead (a redelivery): it is final.
+                Some(c) if c.window_until_s > now.timestamp() && c.lead_id == own_id => {
+                    return self
+                        .resume(
+                            &brand,
+                            owner_dealer,
+                            &own_id,
+                            DedupOutcome::Created,
+                            lead,
+                            now,
+                        )
+                        .await;
+                }
+                Some(c) if c.window_until_s > now.timestamp() => {
+                    match self
+                        .leads
+                        .merge_into(&brand, lead, &customer_key, c, now)
+                        .await?
+                    {
+                        Some(Recorded::Merged {
+                            lead: record,
+                            first_platform,
+                        }) => {
+                            tracing::info!(lead_id = %record.lead_id, platform = %lead.platform, first = %first_platform, outcome = "merged", "lead recorded");
+                            self.notify_returned(&record, lead).await?;
+                            return Ok(processed(&record, DedupOutcome::Merged));
+                        }
+                        Some(Recorded::Duplicate { lead_id, outcome }) => {
+                            return self
+                                .resume(&brand, owner_dealer, &lead_id, outcome, lead, now)
+                                .await;
+                        }
+                        Some(Recorded::Created(_)) | None => continue,
+                    }
+                }
+                previous => {
+                    if let Some(done) = self
+                        .create(
+                            &brand,
+                            lead,
+                            owner_dealer,
+                            &customer_key,
+                            previous.as_ref(),
+                            now,
+                        )
+                        .await?
+                    {
+                        return Ok(done);
+                    }
+                }
+            }
+        }
+        // Contention, not failure: the batch retries the message in process.
+        Err(RouterError::Store(StoreError::Conflict {
+            operation: "new lead",
+        }))
+    }
+
+    /// Decides a new lead from fresh state (route, then the dealer's rules)
+    /// and writes it in one transaction; `None` when what the decision read
+    /// changed meanwhile (decide again).
+    async fn create(
+        &self,
+        brand: &Brand,
+        lead: &CanonicalLead,
+        owner_dealer: Option<&Dealer>,
+        customer_key: &str,
+        previous: Option<&CustomerItem>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Processed>, RouterError> {
+        let lead_id = dedup::lead_id(&brand.brand_id, &lead.source_event_id);
+        let mut record = LeadRecord::new(
+            lead_id.clone(),
+            &brand.brand_id,
+            lead,
+            owner_dealer.map(|d| d.dealer_id.clone()),
+        );
+        if let Some(previous) = previous {
+            record.previous_dealer = previous.last_dealer.clone();
+            record.previous_assignee = previous.last_assignee.clone();
+        }
+        let mut contended = Contended::default();
+        let route = self
+            .decide_route(&record, brand, owner_dealer, now, &mut contended)
+            .await?;
+        let placement = match &route {
+            Route::Unroutable { .. } => None,
+            Route::Local { dealer_id } | Route::Remote { dealer_id, .. } => Some(
+                self.decide_placement(&record, dealer_id, &mut contended)
+                    .await?,
+            ),
+        };
+        let plan = decision::new_lead(record, &route, placement.as_ref(), brand, now);
+        let result = self
+            .leads
+            .create_decided(brand, lead, customer_key, previous, &plan, &contended, now)
+            .await?;
+        match result {
+            CreateResult::Created => {
+                let record = &plan.lead;
+                tracing::info!(%lead_id, platform = %lead.platform, outcome = "created", route = %serde_json::to_string(&route).unwrap_or_default(), assignee = ?record.assignee, status = ?record.status, "lead recorded, routed and placed");
+                if let Route::Unroutable { reason } = &route {
+                    self.hand_to_crm(record, reason).await?;
+                }
+                if let Some((kind, recipients)) = &plan.notify {
+                    self.notify(record, *kind, recipients.clone(), "1").await?;
+                }
+                Ok(Some(processed(record, DedupOutcome::Created)))
+            }
+            CreateResult::Duplicate { lead_id, outcome } => Ok(Some(
+                self.resume(brand, owner_dealer, &lead_id, outcome, lead, now)
+                    .await?,
+            )),
+            CreateResult::IdentityTaken | CreateResult::Stale => Ok(None),
+        }
+    }
+
+    /// Local, remote (reading the candidates' capacity used today) or unroutable.
+    async fn decide_route(
+        &self,
+        record: &LeadRecord,
+        brand: &Brand,
+        owner_dealer: Option<&Dealer>,
+        now: DateTime<Utc>,
+        contended: &mut Contended,
+    ) -> Result<Route, RouterError> {
+        let city = record.customer_city;
+        let local = owner_dealer.is_some_and(|d| city.is_none_or(|c| d.serves(c)));
+        let mut candidates = Vec::new();
+        let mut capacities = std::collections::HashMap::new();
+        if let (false, Some(city)) = (local, city) {
+            let mut dealers = Vec::new();
+            for dealer_id in self
+                .directory
+                .dealers_serving(&brand.brand_id, city)
+                .await?
+            {
+                if let Some(dealer) = self.directory.dealer(&dealer_id).await? {
+                    dealers.push(dealer);
+                }
+            }
+            let ids: Vec<String> = dealers.iter().map(|d| d.dealer_id.clone()).collect();
+            let received = self.leads.remote_received(&ids, now).await?;
+            for dealer in dealers {
+                let received = received.get(&dealer.dealer_id).copied().unwrap_or(0);
+                capacities.insert(dealer.dealer_id.clone(), dealer.daily_remote_capacity);
+                candidates.push(RemoteCandidate {
+                    tier: self.directory.tier(&dealer.dealer_id).await?,
+                    remaining_capacity: dealer.daily_remote_capacity.saturating_sub(received),
+                    received_today: received,
+                    dealer_id: dealer.dealer_id,
+                });
+            }
+        }
+        let route = routing::route(owner_dealer, city, &candidates, &record.lead_id);
+        if let Route::Remote { dealer_id, .. } = &route {
+            contended.remote_capacity = capacities.get(dealer_id).copied();
+        }
+        Ok(route)
+    }
+
+    /// The dealer's rules on fresh open counts (and ticket).
+    async fn decide_placement(
+        &self,
+        record: &LeadRecord,
+        dealer_id: &str,
+        contended: &mut Contended,
+    ) -> Result<Placement, RouterError> {
+        let dealer = self.directory.dealer(dealer_id).await?.ok_or_else(|| {
+            RouterError::Malformed(format!("dealer {dealer_id} not in the directory"))
+        })?;
+        let staff = self.directory.staff_of(dealer_id).await?;
+        let loads = self.leads.loads(dealer_id, &staff).await?;
+        // An atomic counter outside the transaction: turns are taken in the
+        // order tickets are issued, and no two leads contend for it.
+        let ticket = match dealer.strategy {
+            AssignmentStrategy::RoundRobin => self.leads.next_ticket(dealer_id).await?,
+            _ => 0,
+        };
+        let assignment = choose(record, &dealer, &staff, &loads, ticket);
+        if let Assignment::Staff { staff_id, .. } = &assignment {
+            let cap = loads
+                .iter()
+                .find(|l| &l.staff_id == staff_id)
+                .map_or(0, |l| l.cap);
+            contended.staff = Some((staff_id.clone(), cap));
+        }
+        Ok(Placement {
+            assignment,
+            claim_fallback_minutes: dealer.claim_fallback_minutes,
+            managers: managers(&staff),
+        })
+    }
+
+    /// A delivery recorded before: finish whatever an earlier attempt did
+    /// not (a lead from the step-by-step path may be unrouted or
+    /// unassigned; a final one only needs its notification again).
+    async fn resume(
+        &self,
+        brand: &Brand,
+        owner_dealer: Option<&Dealer>,
+        lead_id: &str,
+        outcome: DedupOutcome,
+        lead: &CanonicalLead,
+        now: DateTime<Utc>,
+    ) -> Result<Processed, RouterError> {
+        tracing::info!(%lead_id, outcome = "duplicate", "delivery seen before; resuming any unfinished steps");
+        let record = self
+            .leads
+            .get(lead_id)
+            .await?
+            .ok_or_else(|| RouterError::Malformed(format!("lead {lead_id} not found")))?;
+        if outcome == DedupOutcome::Merged {
+            self.notify_returned(&record, lead).await?;
+        }
+        // Finish (or repeat, harmlessly) the link of a second key.
+        let record = match self.link_second_key(brand, &record, lead, now).await? {
+            Some(outcome) => outcome.lead().clone(),
+            None => record,
+        };
+        // Merged into another lead (now, or by a link since): that lead is
+        // routed and assigned already.
+        if outcome == DedupOutcome::Merged
+            || record.lead_id != lead_id
+            || record.status == LeadStatus::Merged
+        {
+            return Ok(processed(&record, DedupOutcome::Duplicate));
+        }
+        let record = self
+            .route_and_assign(record, brand, owner_dealer, now)
+            .await?;
+        Ok(processed(&record, DedupOutcome::Duplicate))
+    }
+
+    /// The step-by-step path: record, link the second key, route, assign.
+    async fn handle_lead_stepwise(
+        &self,
+        brand: &Brand,
+        lead: &CanonicalLead,
+        owner_dealer: Option<&Dealer>,
+        now: DateTime<Utc>,
+    ) -> Result<Processed, RouterError> {
+        let brand = brand.clone();
         let recorded = self
             .leads
             .record(
                 &brand,
                 lead,
-                owner_dealer.as_ref().map(|d| d.dealer_id.as_str()),
+                owner_dealer.map(|d| d.dealer_id.as_str()),
                 now,
             )
             .await?;
@@ -284,19 +550,8 @@ impl Router {
                 lead: record,
                 first_platform,
             } => {
+                // The store wrote the merge's audit entry inside the merge.
                 tracing::info!(lead_id = %record.lead_id, platform = %lead.platform, first = %first_platform, outcome = "merged", "lead recorded");
-                self.audit
-                    .append(&[event(
-                        &record.lead_id,
-                        AuditAction::Merged,
-                        Actor::Platform(lead.platform.to_string()),
-                        now,
-                        &format!(
-                            "{} {:?}, first seen on {first_platform}",
-                            lead.platform, lead.scene
-                        ),
-                    )])
-                    .await?;
                 self.notify_returned(&record, lead).await?;
                 let record = match self.link_second_key(&brand, &record, lead, now).await? {
                     Some(outcome) => outcome.lead().clone(),
@@ -305,31 +560,9 @@ impl Router {
                 return Ok(processed(&record, DedupOutcome::Merged));
             }
             Recorded::Duplicate { lead_id, outcome } => {
-                tracing::info!(%lead_id, outcome = "duplicate", "delivery seen before; resuming any unfinished steps");
-                let record =
-                    self.leads.get(&lead_id).await?.ok_or_else(|| {
-                        RouterError::Malformed(format!("lead {lead_id} not found"))
-                    })?;
-                if outcome == DedupOutcome::Merged {
-                    self.notify_returned(&record, lead).await?;
-                }
-                // Finish (or repeat, harmlessly) the link of a second key.
-                let record = match self.link_second_key(&brand, &record, lead, now).await? {
-                    Some(outcome) => outcome.lead().clone(),
-                    None => record,
-                };
-                // Merged into another lead (now, or by a link since): that
-                // lead is routed and assigned already.
-                if outcome == DedupOutcome::Merged
-                    || record.lead_id != lead_id
-                    || record.status == LeadStatus::Merged
-                {
-                    return Ok(processed(&record, DedupOutcome::Duplicate));
-                }
-                let record = self
-                    .route_and_assign(record, &brand, owner_dealer.as_ref(), now)
-                    .await?;
-                return Ok(processed(&record, DedupOutcome::Duplicate));
+                return self
+                    .resume(&brand, owner_dealer, &lead_id, outcome, lead, now)
+                    .await;
             }
         };
         let record = match self.link_second_key(&brand, &record, lead, now).await? {
@@ -344,7 +577,7 @@ impl Router {
             None => record,
         };
         let record = self
-            .route_and_assign(record, &brand, owner_dealer.as_ref(), now)
+            .route_and_assign(record, &brand, owner_dealer, now)
             .await?;
         Ok(processed(&record, DedupOutcome::Created))
     }
@@ -394,19 +627,8 @@ impl Router {
         }
         match (&record.route, record.status) {
             (Some(Route::Unroutable { reason }), _) => {
-                let reason = leads_domain::wire_name(reason);
-                // Idempotent for the CRM: the lead id is in the message.
-                self.crm
-                    .send(&CrmHandoff {
-                        reason: &reason,
-                        lead_id: Some(&record.lead_id),
-                        brand_id: Some(&record.brand_id),
-                        platform: record.first_touch.platform.to_string(),
-                        account_id: &record.first_touch.account_id,
-                        source_event_id: &record.first_touch.source_event_id,
-                        raw_payload_ref: &record.raw_payload_ref,
-                    })
-                    .await?;
+                let reason = reason.clone();
+                self.hand_to_crm(&record, &reason).await?;
             }
             (Some(_), LeadStatus::New) => record = self.assign(record, brand, now).await?,
             (Some(_), LeadStatus::Assigned) => {
@@ -632,6 +854,28 @@ impl Router {
         }))
     }
 
+    /// An unroutable lead to the brand's CRM queue, with the reason.
+    /// Idempotent for the CRM: the lead id is in the message.
+    async fn hand_to_crm(
+        &self,
+        record: &LeadRecord,
+        reason: &leads_domain::routing::UnroutableReason,
+    ) -> Result<(), RouterError> {
+        let reason = leads_domain::wire_name(reason);
+        self.crm
+            .send(&CrmHandoff {
+                reason: &reason,
+                lead_id: Some(&record.lead_id),
+                brand_id: Some(&record.brand_id),
+                platform: record.first_touch.platform.to_string(),
+                account_id: &record.first_touch.account_id,
+                source_event_id: &record.first_touch.source_event_id,
+                raw_payload_ref: &record.raw_payload_ref,
+            })
+            .await?;
+        Ok(())
+    }
+
     async fn notify_returned(
         &self,
         record: &LeadRecord,
@@ -661,6 +905,43 @@ impl Router {
         self.notifications.send(&job).await?;
         Ok(())
     }
+}
+
+/// The dealer's rules for `record`: a returning customer goes back to their
+/// consultant (same dealer), else the WeCom consultant who added them gets
+/// them, either only if they can take it; otherwise the strategy decides.
+fn choose(
+    record: &LeadRecord,
+    dealer: &Dealer,
+    staff: &[Staff],
+    loads: &[StaffLoad],
+    ticket: u64,
+) -> Assignment {
+    let hint = record.staff_hint.as_deref().and_then(|hint| {
+        staff
+            .iter()
+            .find(|s| s.wecom_userid.as_deref() == Some(hint) || s.staff_id == hint)
+            .map(|s| s.staff_id.as_str())
+    });
+    let returning = record
+        .previous_assignee
+        .as_deref()
+        .filter(|_| record.previous_dealer.as_deref() == Some(dealer.dealer_id.as_str()));
+    let preferred: Vec<Preferred<'_>> = returning
+        .map(Preferred::ReturningCustomer)
+        .into_iter()
+        .chain(hint.map(Preferred::StaffHint))
+        .collect();
+    assignment::assign_preferring(dealer.strategy, loads, ticket, &preferred)
+}
+
+/// Who is told when nobody can take a lead.
+fn managers(staff: &[Staff]) -> Vec<String> {
+    staff
+        .iter()
+        .filter(|s| s.role == StaffRole::Manager)
+        .map(|s| s.staff_id.clone())
+        .collect()
 }
 
 fn system() -> Actor {

@@ -123,6 +123,8 @@ impl DynamoDirectory {
             .get_item()
             .table_name(&self.table)
             .set_key(Some(keys.primary()))
+            // Callers cache what they read (the router for a minute): read the latest.
+            .consistent_read(true)
             .send()
             .await
             .map_err(StoreError::dynamodb)?;
@@ -149,7 +151,9 @@ impl DynamoDirectory {
                 .expression_attribute_names("#pk", pk_name)
                 .expression_attribute_names("#sk", sk_name)
                 .expression_attribute_values(":pk", AttributeValue::S(pk))
-                .expression_attribute_values(":prefix", AttributeValue::S(prefix.to_string())),
+                .expression_attribute_values(":prefix", AttributeValue::S(prefix.to_string()))
+                // Only the base table can be read consistently.
+                .set_consistent_read(index.is_none().then_some(true)),
         )
         .await
     }

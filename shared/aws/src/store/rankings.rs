@@ -500,7 +500,8 @@ async fn dealer_days(
             .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
             .expression_attribute_values(":pk", s(format!("DEALER#{dealer_id}")))
             .expression_attribute_values(":from", s(format!("DAY#{from}")))
-            .expression_attribute_values(":to", s(format!("DAY#{to}"))),
+            // The day's own item and its lead-counter shards (`DAY#<day>#L<n>`).
+            .expression_attribute_values(":to", s(format!("DAY#{to}#~"))),
     )
     .await
 }

@@ -19,8 +19,11 @@ use leads_domain::{status, wire_name, Phone};
 use serde::{Deserialize, Serialize};
 
 use super::item::{from_item, to_item, Item, Keys};
+
+mod create;
 use crate::error::applied;
 use crate::StoreError;
+pub use create::{Contended, CreateResult};
 
 /// What recording a delivery did.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,17 +53,17 @@ pub enum AssignResult {
 
 /// The identity item: which lead a customer is, within the brand.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct CustomerItem {
-    lead_id: String,
-    first_platform: Platform,
-    first_seen: DateTime<Utc>,
-    window_until_s: i64,
+pub struct CustomerItem {
+    pub lead_id: String,
+    pub first_platform: Platform,
+    pub first_seen: DateTime<Utc>,
+    pub window_until_s: i64,
     /// Who had the customer last (set at assignment), so that a customer who
     /// returns after the window goes back to the same consultant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    last_dealer: Option<String>,
+    pub last_dealer: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    last_assignee: Option<String>,
+    pub last_assignee: Option<String>,
 }
 
 /// Marks a delivery as recorded, so a redelivery is a `Duplicate`.
@@ -80,6 +83,9 @@ pub struct DynamoLeads {
     client: aws_sdk_dynamodb::Client,
     table: String,
     stats_table: String,
+    /// Where audit entries written inside the store's transactions go (the
+    /// router's); without it the caller appends them.
+    audit_table: Option<String>,
 }
 
 mod keys {
@@ -106,6 +112,22 @@ mod keys {
     pub fn ticket(dealer_id: &str) -> Keys {
         Keys::new(format!("ASSIGN#{dealer_id}"), "TICKET")
     }
+    /// One of a dealer-day's lead-counter shards (see [`LEAD_COUNTER_SHARDS`]):
+    /// a live group-buy's leads for one dealer do not all write one item.
+    /// The ranking sums every item of the day (`DAY#<day>` and its shards).
+    pub fn dealer_day_shard(dealer_id: &str, day: chrono::NaiveDate, delivery: &str) -> Keys {
+        let shard = delivery
+            .bytes()
+            .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
+            % LEAD_COUNTER_SHARDS;
+        Keys::new(format!("DEALER#{dealer_id}"), format!("DAY#{day}#L{shard}"))
+    }
+    /// A dealer's remote leads received on a day (its own item: the remote
+    /// capacity check does not contend with the lead counters or content stats).
+    pub fn remote_day(dealer_id: &str, day: chrono::NaiveDate) -> Keys {
+        Keys::new(format!("DEALER#{dealer_id}"), format!("REMOTE#{day}"))
+    }
+    #[allow(dead_code)]
     pub fn dealer_day(dealer_id: &str, day: chrono::NaiveDate) -> Keys {
         Keys::new(format!("DEALER#{dealer_id}"), format!("DAY#{day}"))
     }
@@ -113,6 +135,12 @@ mod keys {
         Keys::new(format!("OVERLAP#{brand_id}#{day}"), pair)
     }
 }
+
+/// Shards of a dealer-day's natural/paid lead counters. Each created lead
+/// counts on one shard (chosen by its id) inside its creating transaction,
+/// so the count stays exact (a redelivery is recognised by the same
+/// transaction and counts nothing).
+pub const LEAD_COUNTER_SHARDS: u32 = 8;
 
 /// The SLA index partition of a brand's leads (`by_due`, sparse): the
 /// sweeper queries one partition per brand.
@@ -221,7 +249,14 @@ impl DynamoLeads {
             client,
             table: table.into(),
             stats_table: stats_table.into(),
+            audit_table: None,
         }
+    }
+
+    /// Audit entries go into the transactions they describe, in `table`.
+    pub fn with_audit(mut self, table: impl Into<String>) -> Self {
+        self.audit_table = Some(table.into());
+        self
     }
 
     /// One all-or-nothing write; callers read the outcome with `applied`.
@@ -290,7 +325,12 @@ impl DynamoLeads {
         let update = Update::builder()
             .table_name(&self.stats_table)
             .set_key(Some(
-                keys::dealer_day(dealer_id, dedup::china_day(lead.received_at)).primary(),
+                keys::dealer_day_shard(
+                    dealer_id,
+                    dedup::china_day(lead.received_at),
+                    &lead.source_event_id,
+                )
+                .primary(),
             ))
             .update_expression(format!("ADD {field} :one"))
             .expression_attribute_values(":one", n(1))
@@ -413,6 +453,20 @@ impl DynamoLeads {
         }
     }
 
+    /// Merges a delivery into the customer's open lead (`customer` as read):
+    /// `None` when the identity changed meanwhile (decide again).
+    pub async fn merge_into(
+        &self,
+        brand: &Brand,
+        lead: &CanonicalLead,
+        customer_key: &str,
+        customer: CustomerItem,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Recorded>, StoreError> {
+        self.try_merge(brand, lead, customer_key, customer, now)
+            .await
+    }
+
     async fn try_merge(
         &self,
         brand: &Brand,
@@ -469,6 +523,23 @@ impl DynamoLeads {
                 dedup::overlap_pair(customer.first_platform, lead.platform),
             ),
         ];
+        let mut items = items;
+        // The audit entry of the merge, in the merge.
+        if let Some(audit_table) = &self.audit_table {
+            let event =
+                leads_domain::decision::merged_audit(&lead_id, lead, customer.first_platform, now);
+            items.push(
+                TransactWriteItem::builder()
+                    .put(
+                        Put::builder()
+                            .table_name(audit_table)
+                            .set_item(Some(crate::store::audit::audit_item(&event)?))
+                            .build()
+                            .expect("table and item are set"),
+                    )
+                    .build(),
+            );
+        }
         let result = self.transact(items).await;
         match result {
             Ok(_) => {
@@ -620,7 +691,7 @@ impl DynamoLeads {
                         Update::builder()
                             .table_name(&self.stats_table)
                             .set_key(Some(
-                                keys::dealer_day(dealer_id, dedup::china_day(now)).primary(),
+                                keys::remote_day(dealer_id, dedup::china_day(now)).primary(),
                             ))
                             .update_expression("ADD remote_received :one")
                             .condition_expression(
@@ -661,7 +732,7 @@ impl DynamoLeads {
             .get_item()
             .table_name(&self.stats_table)
             .set_key(Some(
-                keys::dealer_day(dealer_id, dedup::china_day(now)).primary(),
+                keys::remote_day(dealer_id, dedup::china_day(now)).primary(),
             ))
             .consistent_read(true)
             .send()
