@@ -1,7 +1,8 @@
 //! AWS requests per accepted webhook, per new lead and per merge, counted by an
 //! SDK interceptor against the emulator (`cargo test --test request_counts --
-//! --nocapture` prints the table the README quotes). The bounds below pin them
-//! so a change that adds round trips is noticed.
+//! --nocapture` prints the table the README quotes). The router's are pinned
+//! exactly, operation by operation, so a change that adds (or removes) a round
+//! trip is noticed; the others are bounds.
 
 use chrono::Utc;
 use integration_tests::world::{lead, phone, world};
@@ -24,6 +25,20 @@ fn show(what: &str, counter: &RequestCounter) -> u64 {
     total
 }
 
+/// Asserts the requests since the last reset, operation by operation
+/// (`[("DynamoDB.GetItem", 1), ...]`), prints them and resets.
+fn pin(what: &str, counter: &RequestCounter, expected: &[(&str, u64)]) {
+    let counts = counter.snapshot();
+    show(what, counter);
+    let expected: std::collections::BTreeMap<String, u64> =
+        expected.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+    assert_eq!(counts, expected, "{what}");
+}
+
+/// The router's requests with a warm directory snapshot (a running
+/// function's normal state: the directory is read once a minute). The
+/// first lead of a cold router also reads the account, brand, dealer and
+/// staff (4 more).
 #[tokio::test]
 async fn requests_per_new_lead_merge_and_duplicate() {
     let Some(w) = world(AssignmentStrategy::RoundRobin, &[50, 50]).await else {
@@ -35,48 +50,127 @@ async fn requests_per_new_lead_merge_and_duplicate() {
     settings.queues.notification = w.notifications.clone();
     settings.queues.crm = w.crm.clone();
     let router = Router::new(&settings, &clients);
+    // Warm the snapshot: each account, the local and the remote dealer.
+    for (platform, account, city) in [
+        (Platform::Douyin, "dy-jn", None),
+        (Platform::Autohome, "ah-jn", None),
+        (Platform::Douyin, "dy-jn", Some("烟台")),
+    ] {
+        router
+            .handle_lead(&lead(&w, platform, account, &phone(), city), Utc::now())
+            .await
+            .unwrap();
+    }
+    counter.reset();
 
     let number = phone();
     let first = lead(&w, Platform::Douyin, "dy-jn", &number, None);
-    assert_eq!(
-        router
-            .handle_lead(&first, Utc::now())
-            .await
-            .unwrap()
-            .outcome,
-        Some(DedupOutcome::Created)
+    let p = router.handle_lead(&first, Utc::now()).await.unwrap();
+    assert_eq!(p.outcome, Some(DedupOutcome::Created));
+    pin(
+        "new local lead (round-robin)",
+        &counter,
+        &[
+            ("DynamoDB.GetItem", 1),            // the customer's identity
+            ("DynamoDB.Query", 1),              // the consultants' open counts
+            ("DynamoDB.UpdateItem", 1),         // the round-robin ticket
+            ("DynamoDB.TransactWriteItems", 1), // everything else
+            ("SQS.SendMessage", 1),
+        ],
     );
-    let created = show("new local lead (round-robin)", &counter);
+
+    let p = router.handle_lead(&first, Utc::now()).await.unwrap();
+    assert_eq!(p.outcome, Some(DedupOutcome::Duplicate));
+    pin(
+        "duplicate (redelivery)",
+        &counter,
+        &[
+            ("DynamoDB.GetItem", 2), // identity (it is this delivery's lead), the lead
+            ("SQS.SendMessage", 1),  // re-sent; the notifier dedups by job id
+        ],
+    );
 
     let again = lead(&w, Platform::Autohome, "ah-jn", &number, None);
-    assert_eq!(
-        router
-            .handle_lead(&again, Utc::now())
-            .await
-            .unwrap()
-            .outcome,
-        Some(DedupOutcome::Merged)
+    let p = router.handle_lead(&again, Utc::now()).await.unwrap();
+    assert_eq!(p.outcome, Some(DedupOutcome::Merged));
+    pin(
+        "merge (customer came back)",
+        &counter,
+        &[
+            ("DynamoDB.GetItem", 2), // identity, the lead after the merge (for the job)
+            ("DynamoDB.TransactWriteItems", 1),
+            ("SQS.SendMessage", 1),
+        ],
     );
-    let merged = show("merge (customer came back)", &counter);
 
-    assert_eq!(
-        router
-            .handle_lead(&again, Utc::now())
-            .await
-            .unwrap()
-            .outcome,
-        Some(DedupOutcome::Duplicate)
+    let p = router.handle_lead(&again, Utc::now()).await.unwrap();
+    assert_eq!(p.outcome, Some(DedupOutcome::Duplicate));
+    pin(
+        "duplicate of a merge",
+        &counter,
+        &[
+            ("DynamoDB.GetItem", 3),            // identity, delivery marker, the lead
+            ("DynamoDB.TransactWriteItems", 1), // the merge, cancelled on the marker
+            ("SQS.SendMessage", 1),
+        ],
     );
-    let duplicate = show("duplicate (redelivery)", &counter);
 
     let remote = lead(&w, Platform::Douyin, "dy-jn", &phone(), Some("烟台"));
-    router.handle_lead(&remote, Utc::now()).await.unwrap();
-    let remote = show("new remote lead (1 candidate)", &counter);
+    let p = router.handle_lead(&remote, Utc::now()).await.unwrap();
+    assert!(matches!(
+        p.route,
+        Some(leads_domain::routing::Route::Remote { .. })
+    ));
+    pin(
+        "new remote lead (round-robin)",
+        &counter,
+        &[
+            ("DynamoDB.GetItem", 1),
+            ("DynamoDB.BatchGetItem", 1), // every candidate's remote leads today
+            ("DynamoDB.Query", 1),
+            ("DynamoDB.UpdateItem", 1),
+            ("DynamoDB.TransactWriteItems", 1),
+            ("SQS.SendMessage", 1),
+        ],
+    );
+}
 
-    assert!(created <= 16, "{created}");
-    assert!(merged <= 10, "{merged}");
-    assert!(duplicate <= 8, "{duplicate}");
-    assert!(remote <= 22, "{remote}");
+#[tokio::test]
+async fn requests_per_new_lead_without_a_ticket() {
+    let Some(w) = world(AssignmentStrategy::Saturation, &[50, 50]).await else {
+        return;
+    };
+    let counter = RequestCounter::default();
+    let clients = AwsClients::counted(&counter).await;
+    let mut settings = w.stack.settings.clone();
+    settings.queues.notification = w.notifications.clone();
+    let router = Router::new(&settings, &clients);
+    router
+        .handle_lead(
+            &lead(&w, Platform::Douyin, "dy-jn", &phone(), None),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    counter.reset();
+    let p = router
+        .handle_lead(
+            &lead(&w, Platform::Douyin, "dy-jn", &phone(), None),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    assert!(p.assignee.is_some());
+    pin(
+        "new local lead (saturation)",
+        &counter,
+        &[
+            ("DynamoDB.GetItem", 1),
+            ("DynamoDB.Query", 1),
+            ("DynamoDB.TransactWriteItems", 1),
+            ("SQS.SendMessage", 1),
+        ],
+    );
 }
 
 #[tokio::test]

@@ -25,7 +25,7 @@ use chrono::{DateTime, Utc};
 use leads_aws::retry::{ConflictRetry, IsConflict};
 use leads_aws::store::{
     AssignResult, Contended, CreateResult, CustomerItem, DynamoAudit, DynamoDirectory, DynamoLeads,
-    DynamoStats, MessageQueue, Recorded, RouteResult, SqsQueue,
+    DynamoStats, IdentitySeen, MessageQueue, Recorded, RouteResult, SqsQueue,
 };
 use leads_aws::{AwsClients, Settings, StoreError};
 use leads_domain::assignment::{self, Assignment, Preferred, StaffLoad};
@@ -72,6 +72,15 @@ pub struct Processed {
     pub outcome: Option<DedupOutcome>,
     pub route: Option<Route>,
     pub assignee: Option<String>,
+}
+
+/// What one attempt at a new lead came to.
+enum Attempt {
+    Done(Processed),
+    /// The customer's identity is this (None: unknown, read it): decide again.
+    Identity(Option<CustomerItem>),
+    /// What the decision read changed: decide again.
+    Again,
 }
 
 /// A lead the directory cannot place (unknown account or brand), sent to the
@@ -268,8 +277,15 @@ impl Router {
         }
         let customer_key = dedup::customer_key(&brand.brand_id, &lead.customer);
         let own_id = dedup::lead_id(&brand.brand_id, &lead.source_event_id);
+        // What is known of the customer's identity (None: read it).
+        let mut seen: Option<Option<CustomerItem>> = None;
         for _attempt in 0..8 {
-            let known = self.leads.identity(&customer_key).await?;
+            // Read first: deciding costs requests (and a round-robin turn)
+            // that a merge or a redelivery would waste.
+            let known = match seen.take() {
+                Some(known) => known,
+                None => self.leads.identity(&customer_key).await?,
+            };
             match known {
                 // This delivery created the lead (a redelivery): it is final.
                 Some(c) if c.window_until_s > now.timestamp() && c.lead_id == own_id => {
@@ -307,18 +323,17 @@ impl Router {
                     }
                 }
                 previous => {
-                    if let Some(done) = self
-                        .create(
-                            &brand,
-                            lead,
-                            owner_dealer,
-                            &customer_key,
-                            previous.as_ref(),
-                            now,
-                        )
+                    let identity = match &previous {
+                        Some(c) => IdentitySeen::Expired(c),
+                        None => IdentitySeen::Absent,
+                    };
+                    match self
+                        .create(&brand, lead, owner_dealer, &customer_key, identity, now)
                         .await?
                     {
-                        return Ok(done);
+                        Attempt::Done(done) => return Ok(done),
+                        Attempt::Identity(current) => seen = current.map(Some),
+                        Attempt::Again => {}
                     }
                 }
             }
@@ -330,17 +345,20 @@ impl Router {
     }
 
     /// Decides a new lead from fresh state (route, then the dealer's rules)
-    /// and writes it in one transaction; `None` when what the decision read
-    /// changed meanwhile (decide again).
+    /// and writes it in one transaction.
     async fn create(
         &self,
         brand: &Brand,
         lead: &CanonicalLead,
         owner_dealer: Option<&Dealer>,
         customer_key: &str,
-        previous: Option<&CustomerItem>,
+        identity: IdentitySeen<'_>,
         now: DateTime<Utc>,
-    ) -> Result<Option<Processed>, RouterError> {
+    ) -> Result<Attempt, RouterError> {
+        let previous = match identity {
+            IdentitySeen::Expired(c) => Some(c),
+            _ => None,
+        };
         let lead_id = dedup::lead_id(&brand.brand_id, &lead.source_event_id);
         let mut record = LeadRecord::new(
             lead_id.clone(),
@@ -366,7 +384,7 @@ impl Router {
         let plan = decision::new_lead(record, &route, placement.as_ref(), brand, now);
         let result = self
             .leads
-            .create_decided(brand, lead, customer_key, previous, &plan, &contended, now)
+            .create_decided(brand, lead, customer_key, identity, &plan, &contended, now)
             .await?;
         match result {
             CreateResult::Created => {
@@ -378,13 +396,14 @@ impl Router {
                 if let Some((kind, recipients)) = &plan.notify {
                     self.notify(record, *kind, recipients.clone(), "1").await?;
                 }
-                Ok(Some(processed(record, DedupOutcome::Created)))
+                Ok(Attempt::Done(processed(record, DedupOutcome::Created)))
             }
-            CreateResult::Duplicate { lead_id, outcome } => Ok(Some(
+            CreateResult::Duplicate { lead_id, outcome } => Ok(Attempt::Done(
                 self.resume(brand, owner_dealer, &lead_id, outcome, lead, now)
                     .await?,
             )),
-            CreateResult::IdentityTaken | CreateResult::Stale => Ok(None),
+            CreateResult::IdentityTaken { current } => Ok(Attempt::Identity(current)),
+            CreateResult::Stale => Ok(Attempt::Again),
         }
     }
 
@@ -627,7 +646,7 @@ impl Router {
         }
         match (&record.route, record.status) {
             (Some(Route::Unroutable { reason }), _) => {
-                let reason = reason.clone();
+                let reason = *reason;
                 self.hand_to_crm(&record, &reason).await?;
             }
             (Some(_), LeadStatus::New) => record = self.assign(record, brand, now).await?,

@@ -15,8 +15,8 @@ pub use audit::DynamoAudit;
 pub use directory::{DirectoryStore, DynamoDirectory};
 pub use idempotency::{Begin, DynamoIdempotency, IdempotencyStore};
 pub use leads::{
-    AssignResult, Contended, CreateResult, CustomerItem, Due, DueLead, DynamoLeads, ReassignResult,
-    Recorded, RouteResult, StatusResult,
+    AssignResult, Contended, CreateResult, CustomerItem, Due, DueLead, DynamoLeads, IdentitySeen,
+    ReassignResult, Recorded, RouteResult, StatusResult,
 };
 pub use queue::{MessageQueue, SqsQueue};
 pub use rankings::{DealerPosition, DynamoRankings, RankRow, Snapshot, SnapshotMeta};

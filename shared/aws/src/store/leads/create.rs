@@ -27,13 +27,24 @@ pub struct Contended {
     pub remote_capacity: Option<u32>,
 }
 
+/// What the decision knew of the customer's identity.
+#[derive(Debug, Clone, Copy)]
+pub enum IdentitySeen<'a> {
+    /// Read, and absent.
+    Absent,
+    /// Read: a customer whose window ended (who had them last comes along).
+    Expired(&'a CustomerItem),
+}
+
 /// What writing a decided new lead did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CreateResult {
     Created,
-    /// The customer's identity changed since it was read (a concurrent
-    /// delivery created it, or the window just ended): decide again.
-    IdentityTaken,
+    /// The customer's identity is not what the decision read (a concurrent
+    /// delivery created it): decide again with `current` (None: read it).
+    IdentityTaken {
+        current: Option<CustomerItem>,
+    },
     /// This delivery was recorded before.
     Duplicate {
         lead_id: String,
@@ -162,19 +173,23 @@ impl DynamoLeads {
     }
 
     /// Writes a decided new lead in one transaction (see the module doc).
-    /// `previous` is the customer's identity as read (a window that ended).
+    #[allow(clippy::too_many_arguments)]
     pub async fn create_decided(
         &self,
         brand: &Brand,
         lead: &CanonicalLead,
         customer_key: &str,
-        previous: Option<&CustomerItem>,
+        seen: IdentitySeen<'_>,
         plan: &NewLeadPlan,
         contended: &Contended,
         now: DateTime<Utc>,
     ) -> Result<CreateResult, StoreError> {
         let record = &plan.lead;
         let lead_id = &record.lead_id;
+        let previous = match seen {
+            IdentitySeen::Expired(c) => Some(c),
+            _ => None,
+        };
         let mut parts = Vec::new();
         let mut items = Vec::new();
         let mut push = |part: Part, item: TransactWriteItem| {
@@ -198,21 +213,21 @@ impl DynamoLeads {
                 .clone()
                 .or_else(|| previous.and_then(|p| p.last_assignee.clone())),
         };
+        let identity = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(to_item(
+                &keys::customer(customer_key.to_string()),
+                &customer,
+            )?))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        // Still absent, or its window still over (as read).
+        let identity = identity
+            .condition_expression("attribute_not_exists(pk) OR window_until_s <= :now")
+            .expression_attribute_values(":now", n(now.timestamp()));
         push(
             Part::Identity,
             TransactWriteItem::builder()
-                .put(
-                    Put::builder()
-                        .table_name(&self.table)
-                        .set_item(Some(to_item(
-                            &keys::customer(customer_key.to_string()),
-                            &customer,
-                        )?))
-                        .condition_expression("attribute_not_exists(pk) OR window_until_s <= :now")
-                        .expression_attribute_values(":now", n(now.timestamp()))
-                        .build()
-                        .expect("table and item are set"),
-                )
+                .put(identity.build().expect("table and item are set"))
                 .build(),
         );
         let marker = EventMarker {
@@ -327,7 +342,7 @@ impl DynamoLeads {
         };
         let failed_part = |part: Part| parts.iter().zip(&failed).any(|(p, f)| *p == part && *f);
         if failed_part(Part::Marker) || failed_part(Part::Lead) {
-            let old = marker_from_reasons(&err, &parts);
+            let old = old_item(&err, &parts, Part::Marker);
             let marker: EventMarker = match old {
                 Some(m) => m,
                 None => self
@@ -343,22 +358,25 @@ impl DynamoLeads {
             });
         }
         if failed_part(Part::Identity) {
-            return Ok(CreateResult::IdentityTaken);
+            return Ok(CreateResult::IdentityTaken {
+                current: old_item(&err, &parts, Part::Identity),
+            });
         }
         Ok(CreateResult::Stale)
     }
 }
 
-/// The delivery marker as it was when the transaction found it (returned
-/// with the cancellation, `ReturnValuesOnConditionCheckFailure`).
-fn marker_from_reasons(
+/// An item as it was when the transaction's condition on it failed
+/// (returned with the cancellation, `ReturnValuesOnConditionCheckFailure`).
+fn old_item<T: serde::de::DeserializeOwned>(
     err: &aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError, impl std::fmt::Debug>,
     parts: &[Part],
-) -> Option<EventMarker> {
+    part: Part,
+) -> Option<T> {
     let TransactWriteItemsError::TransactionCanceledException(e) = err.as_service_error()? else {
         return None;
     };
-    let at = parts.iter().position(|p| *p == Part::Marker)?;
+    let at = parts.iter().position(|p| *p == part)?;
     let item = e.cancellation_reasons().get(at)?.item()?.clone();
     from_item(item).ok()
 }

@@ -23,7 +23,7 @@ use super::item::{from_item, to_item, Item, Keys};
 mod create;
 use crate::error::applied;
 use crate::StoreError;
-pub use create::{Contended, CreateResult};
+pub use create::{Contended, CreateResult, IdentitySeen};
 
 /// What recording a delivery did.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,7 +52,7 @@ pub enum AssignResult {
 }
 
 /// The identity item: which lead a customer is, within the brand.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CustomerItem {
     pub lead_id: String,
     pub first_platform: Platform,
