@@ -473,3 +473,48 @@ async fn every_hand_off_the_readme_lists_is_on_the_trail() {
     }
     drain(&w.stack.clients.sqs, &w.notifications).await;
 }
+
+// ------------------------------------------------------ directory snapshot
+
+#[tokio::test]
+async fn a_consultant_set_off_duty_is_seen_within_the_snapshot_ttl() {
+    let Some(w) = world(AssignmentStrategy::RoundRobin, &[50]).await else {
+        return;
+    };
+    let mut settings = w.stack.settings.clone();
+    settings.queues.notification = w.notifications.clone();
+    settings.queues.crm = w.crm.clone();
+    let cached = lead_router::Router::new(&settings, &w.stack.clients);
+    let uncached = lead_router::Router::new(&settings, &w.stack.clients)
+        .with_directory_ttl(std::time::Duration::ZERO);
+    let s0 = staff_id(&w, "s0");
+    for router in [&cached, &uncached] {
+        let l = lead(&w, Platform::Douyin, "dy-jn", &phone(), None);
+        let p = router.handle_lead(&l, Utc::now()).await.unwrap();
+        assert_eq!(p.assignee.as_deref(), Some(s0.as_str()));
+    }
+    // The only consultant goes off duty.
+    let mut staff = directory(&w)
+        .staff_of(&format!("{}-jn", w.brand))
+        .await
+        .unwrap();
+    staff.iter_mut().for_each(|s| s.on_duty = false);
+    directory(&w)
+        .save(&leads_domain::directory_file::Directory {
+            brands: vec![],
+            dealers: vec![],
+            staff,
+            accounts: vec![],
+        })
+        .await
+        .unwrap();
+    // Within the TTL (60 s) a running router still sees them on duty...
+    let l = lead(&w, Platform::Douyin, "dy-jn", &phone(), None);
+    let p = cached.handle_lead(&l, Utc::now()).await.unwrap();
+    assert_eq!(p.assignee.as_deref(), Some(s0.as_str()), "stale by rule");
+    // ... a router whose snapshot expired reads the change: nobody can take it.
+    let l = lead(&w, Platform::Douyin, "dy-jn", &phone(), None);
+    let p = uncached.handle_lead(&l, Utc::now()).await.unwrap();
+    assert_eq!(p.assignee, None);
+    drain(&w.stack.clients.sqs, &w.notifications).await;
+}

@@ -134,6 +134,12 @@ impl Router {
         }
     }
 
+    /// How long directory reads are reused (default [`DIRECTORY_TTL`]).
+    pub fn with_directory_ttl(mut self, ttl: Duration) -> Self {
+        self.directory.set_ttl(ttl);
+        self
+    }
+
     /// Write conflicts (DynamoDB `TransactionConflict`) this router retried
     /// in process, over its lifetime (one Lambda execution environment).
     pub fn conflicts_retried(&self) -> u64 {

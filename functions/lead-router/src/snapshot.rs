@@ -81,6 +81,11 @@ impl Snapshot {
         }
     }
 
+    /// Reuse reads for `ttl` from now on (zero: read every time).
+    pub fn set_ttl(&mut self, ttl: Duration) {
+        self.ttl = ttl;
+    }
+
     pub async fn account(
         &self,
         platform: Platform,
