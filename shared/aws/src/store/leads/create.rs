@@ -254,17 +254,7 @@ impl DynamoLeads {
                 )
                 .build(),
         );
-        let mut lead_item = match &record.dealer_id {
-            Some(_) => self.lead_item(record)?,
-            // The brand's CRM queue view of unroutable leads.
-            None => to_item(
-                &keys::lead(lead_id).with_gsi1(
-                    format!("CRM#{}", record.brand_id),
-                    format!("{}#{}", record.received_at.to_rfc3339(), lead_id),
-                ),
-                record,
-            )?,
-        };
+        let mut lead_item = self.lead_item(record)?;
         if let Some(due) = plan.due {
             lead_item.insert("gsi2pk".into(), s(due_partition(&record.brand_id)));
             lead_item.insert("gsi2sk".into(), s(due.to_rfc3339()));
@@ -373,10 +363,18 @@ fn old_item<T: serde::de::DeserializeOwned>(
     parts: &[Part],
     part: Part,
 ) -> Option<T> {
+    returned_item(err, parts.iter().position(|p| *p == part)?)
+}
+
+/// The item returned with the cancellation reason of the transaction's
+/// item number `at` (None if the engine returned none).
+pub(super) fn returned_item<T: serde::de::DeserializeOwned>(
+    err: &aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError, impl std::fmt::Debug>,
+    at: usize,
+) -> Option<T> {
     let TransactWriteItemsError::TransactionCanceledException(e) = err.as_service_error()? else {
         return None;
     };
-    let at = parts.iter().position(|p| *p == part)?;
     let item = e.cancellation_reasons().get(at)?.item()?.clone();
     from_item(item).ok()
 }

@@ -306,14 +306,7 @@ impl DynamoLeads {
     }
 
     fn lead_item(&self, lead: &LeadRecord) -> Result<Item, StoreError> {
-        let mut keys = keys::lead(&lead.lead_id);
-        if let Some(dealer) = &lead.dealer_id {
-            keys = keys.with_gsi1(
-                format!("DEALER#{dealer}"),
-                format!("{}#{}", lead.received_at.to_rfc3339(), lead.lead_id),
-            );
-        }
-        to_item(&keys, lead)
+        to_item(&keys::lead(&lead.lead_id), lead)
     }
 
     /// Counts a created lead on the receiving dealer's day (natural or paid).
@@ -496,14 +489,24 @@ impl DynamoLeads {
                         .expect("table, key and condition are set"),
                 )
                 .build(),
-            // 1: this delivery was not recorded before.
-            self.put(
-                to_item(
-                    &keys::event(&brand.brand_id, &lead.source_event_id),
-                    &marker,
-                )?,
-                Some("attribute_not_exists(pk)"),
-            ),
+            // 1: this delivery was not recorded before (if it was, the
+            // cancellation returns the marker: where it went).
+            TransactWriteItem::builder()
+                .put(
+                    Put::builder()
+                        .table_name(&self.table)
+                        .set_item(Some(to_item(
+                            &keys::event(&brand.brand_id, &lead.source_event_id),
+                            &marker,
+                        )?))
+                        .condition_expression("attribute_not_exists(pk)")
+                        .return_values_on_condition_check_failure(
+                            aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
+                        )
+                        .build()
+                        .expect("table and item are set"),
+                )
+                .build(),
             self.put(to_item(&keys::touchpoint(&lead_id, &touch), &touch)?, None),
             TransactWriteItem::builder()
                 .update(
@@ -552,10 +555,18 @@ impl DynamoLeads {
                 }))
             }
             Err(err) => match cancelled(&err) {
-                Some(reasons) if reasons.get(1) == Some(&true) => self
-                    .duplicate(&brand.brand_id, &lead.source_event_id)
-                    .await
-                    .map(Some),
+                Some(reasons) if reasons.get(1) == Some(&true) => {
+                    match create::returned_item::<EventMarker>(&err, 1) {
+                        Some(marker) => Ok(Some(Recorded::Duplicate {
+                            lead_id: marker.lead_id,
+                            outcome: marker.outcome,
+                        })),
+                        None => self
+                            .duplicate(&brand.brand_id, &lead.source_event_id)
+                            .await
+                            .map(Some),
+                    }
+                }
                 Some(_) => Ok(None),
                 None => Err(transaction_failed(err)),
             },
@@ -643,12 +654,11 @@ impl DynamoLeads {
         }
         // An update, not a put of the whole lead: a link or merge that touched
         // the lead since it was read (linked keys, phone, touchpoints) stays.
-        let (gsi1pk, mut set) = match &routed.dealer_id {
-            Some(dealer) => (format!("DEALER#{dealer}"), vec!["dealer_id = :dealer"]),
-            // The brand's CRM queue view of unroutable leads.
-            None => (format!("CRM#{}", lead.brand_id), Vec::new()),
+        let mut set = match &routed.dealer_id {
+            Some(_) => vec!["dealer_id = :dealer"],
+            None => Vec::new(),
         };
-        set.extend(["#route = :route", "gsi1pk = :g1pk", "gsi1sk = :g1sk"]);
+        set.push("#route = :route");
         let mut update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(keys::lead(&lead.lead_id).primary()))
@@ -657,16 +667,7 @@ impl DynamoLeads {
                  AND attribute_not_exists(merged_into)",
             )
             .expression_attribute_names("#route", "route")
-            .expression_attribute_values(":route", serde_dynamo::to_attribute_value(route)?)
-            .expression_attribute_values(":g1pk", s(gsi1pk))
-            .expression_attribute_values(
-                ":g1sk",
-                s(format!(
-                    "{}#{}",
-                    lead.received_at.to_rfc3339(),
-                    lead.lead_id
-                )),
-            );
+            .expression_attribute_values(":route", serde_dynamo::to_attribute_value(route)?);
         if let Some(dealer) = &routed.dealer_id {
             update = update.expression_attribute_values(":dealer", s(dealer));
         }
