@@ -1,0 +1,112 @@
+//! Consultants' status events.
+
+use super::*;
+
+impl DynamoLeads {
+    /// Applies a consultant's status change, only if the lead still has the
+    /// status and the assignee it was read with (optimistic concurrency).
+    /// Progress renews the exclusivity and moves the lead's SLA index entry
+    /// to that new deadline (the first-contact check no longer applies);
+    /// closing the lead takes it out of the index and frees a slot under the
+    /// consultant's cap, in the same transaction.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn apply_status(
+        &self,
+        lead: &LeadRecord,
+        next: LeadStatus,
+        valid: Option<bool>,
+        progress: bool,
+        closes: bool,
+        exclusivity_days: u32,
+        now: DateTime<Utc>,
+    ) -> Result<StatusResult, StoreError> {
+        let current = wire_name(&lead.status);
+        let next_s = wire_name(&next);
+        let mut set = vec!["#status = :next"];
+        let mut remove = Vec::new();
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(keys::lead(&lead.lead_id).primary()))
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":current", s(current))
+            .expression_attribute_values(":next", s(next_s));
+        // Same assignee too: the SLA sweeper may have given the lead to someone
+        // else (status still assigned) since it was read.
+        update = match &lead.assignee {
+            Some(assignee) => update
+                .condition_expression("#status = :current AND assignee = :assignee")
+                .expression_attribute_values(":assignee", s(assignee)),
+            None => update.condition_expression("#status = :current"),
+        };
+        if progress {
+            set.push("exclusive_until = :excl");
+            update = update.expression_attribute_values(
+                ":excl",
+                s((now + chrono::Duration::days(i64::from(exclusivity_days))).to_rfc3339()),
+            );
+        }
+        if !status::is_open(next) {
+            // Closed: nothing left for the sweeper to watch.
+            remove.extend(["gsi2pk", "gsi2sk"]);
+        } else if progress {
+            // Still open: the sweeper next looks at it when exclusivity ends.
+            set.extend(["gsi2pk = :due_pk", "gsi2sk = :excl"]);
+            update =
+                update.expression_attribute_values(":due_pk", s(due_partition(&lead.brand_id)));
+        }
+        if next == LeadStatus::Contacted && lead.contacted_at.is_none() {
+            set.push("contacted_at = :now");
+            update = update.expression_attribute_values(":now", s(now.to_rfc3339()));
+        }
+        if let Some(valid) = valid {
+            set.push("valid = :valid");
+            update = update.expression_attribute_values(":valid", AttributeValue::Bool(valid));
+        }
+        let mut expression = format!("SET {}", set.join(", "));
+        if !remove.is_empty() {
+            expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
+        }
+        let mut items = vec![TransactWriteItem::builder()
+            .update(
+                update
+                    .update_expression(expression)
+                    .build()
+                    .expect("table and key are set"),
+            )
+            .build()];
+        if let (true, Some(dealer), Some(staff)) = (closes, &lead.dealer_id, &lead.assignee) {
+            items.push(
+                TransactWriteItem::builder()
+                    .update(
+                        Update::builder()
+                            .table_name(&self.table)
+                            .set_key(Some(keys::staff_counter(dealer, staff).primary()))
+                            .update_expression("ADD #open :minus")
+                            .condition_expression("#open > :zero")
+                            .expression_attribute_names("#open", "open")
+                            .expression_attribute_values(":minus", n(-1))
+                            .expression_attribute_values(":zero", n(0))
+                            .build()
+                            .expect("table and key are set"),
+                    )
+                    .build(),
+            );
+        }
+        let result = self.transact(items).await;
+        match result {
+            Ok(_) => Ok(StatusResult::Applied),
+            Err(err) => match cancelled(&err) {
+                Some(_) => Ok(StatusResult::Conflict),
+                None => Err(transaction_failed(err)),
+            },
+        }
+    }
+}
+
+/// The result of a consultant's status event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusResult {
+    Applied,
+    /// The lead changed since it was read (another event won): read and retry.
+    Conflict,
+}
