@@ -247,3 +247,60 @@ async fn a_live_group_buy_under_contention_loses_doubles_and_returns_nothing() {
         "no conflict was retried: contention mode is off"
     );
 }
+
+/// Two consultants claim the same offered lead at the same moment through
+/// the contention proxy: one wins, the other is told it is taken; a write
+/// conflict is retried inside the API, never answered as a failure.
+#[tokio::test]
+async fn racing_claims_under_contention_answer_200_and_409_never_a_failure() {
+    use lambda_http::{Body, Request};
+    use leads_domain::auth::{self, Claims};
+    use leads_domain::directory::StaffRole;
+    let Some(w) = world(AssignmentStrategy::Claim, &[50, 50]).await else {
+        return;
+    };
+    const SECRET: &[u8] = b"contention-claims";
+    let mut settings = w.stack.settings.clone();
+    settings.queues.notification =
+        scratch_queue_like(&w.stack.clients.sqs, &settings.queues.notification).await;
+    let clients = AwsClients::with_dynamodb_endpoint(&contention_endpoint()).await;
+    let api = api::Api::new(&settings, &clients, SECRET.to_vec());
+    let token = |short: &str| {
+        auth::issue(
+            SECRET,
+            &Claims {
+                staff_id: format!("{}-jn-{short}", w.brand),
+                dealer_id: format!("{}-jn", w.brand),
+                brand_id: w.brand.clone(),
+                role: StaffRole::Sales,
+                exp: Utc::now().timestamp() + 600,
+            },
+        )
+    };
+    let claim = |id: &str, who: &str| {
+        let request: Request = lambda_http::http::Request::builder()
+            .method("POST")
+            .uri(format!("/leads/{id}/events"))
+            .header("authorization", format!("Bearer {}", token(who)))
+            .body(Body::from(r#"{"event":"claim"}"#))
+            .unwrap();
+        let api = &api;
+        async move { api.handle(request).await.status().as_u16() }
+    };
+    for _ in 0..8 {
+        let l = lead(&w, Platform::Douyin, "dy-jn", &phone(), None);
+        let id = w
+            .router
+            .handle_lead(&l, Utc::now())
+            .await
+            .unwrap()
+            .lead_id
+            .unwrap();
+        let (a, b) = tokio::join!(claim(&id, "s0"), claim(&id, "s1"));
+        let mut statuses = [a, b];
+        statuses.sort();
+        assert_eq!(statuses, [200, 409], "lead {id}");
+    }
+    println!("API conflicts retried: {}", api.conflicts_retried());
+    drain(&w.stack.clients.sqs, &settings.queues.notification).await;
+}

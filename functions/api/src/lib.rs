@@ -17,6 +17,7 @@
 
 use chrono::{NaiveDate, Utc};
 use lambda_http::{Body, Request, Response};
+use leads_aws::retry::{ConflictRetry, IsConflict};
 use leads_aws::store::{
     AssignResult, DirectoryStore, DynamoAudit, DynamoDirectory, DynamoLeads, DynamoRankings,
     MessageQueue, SqsQueue, StatusResult,
@@ -44,7 +45,13 @@ pub struct Api {
     /// Turns a recorded phone into its dedup key (the intake's key); without
     /// it the `phone` event answers 500.
     phone_hasher: Option<PhoneHasher>,
+    /// Write conflicts retried in process (see `handle`).
+    conflicts_retried: std::sync::atomic::AtomicU64,
 }
+
+/// How long a request may spend retrying write conflicts (the function's
+/// timeout is 10 s).
+const CONFLICT_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The dealer ranking page: plain HTML and JS, no build step.
 const RANKING_PAGE: &str = include_str!("ranking_page.html");
@@ -58,8 +65,18 @@ pub struct ApiError(u16, &'static str, String);
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
+        if e.is_conflict() {
+            // Retried in `handle`; answered only if the retries ran out.
+            return ApiError(503, "busy", "the lead is changing; please retry".into());
+        }
         tracing::error!(error = %e, "storage failed");
         ApiError(500, "internal", "temporary failure; please retry".into())
+    }
+}
+
+impl IsConflict for ApiError {
+    fn is_conflict(&self) -> bool {
+        self.0 == 503 && self.1 == "busy"
     }
 }
 
@@ -112,14 +129,34 @@ impl Api {
             rankings: DynamoRankings::new(clients.dynamodb.clone(), &t.stats, &t.rankings),
             notifications: SqsQueue::new(clients.sqs.clone(), &settings.queues.notification),
             phone_hasher: None,
+            conflicts_retried: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Write conflicts retried in process since this API was built.
+    pub fn conflicts_retried(&self) -> u64 {
+        self.conflicts_retried
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub async fn handle(&self, request: Request) -> Response<Body> {
         if request.method() == "GET" && is_ranking_page(request.uri().path()) {
             return ranking_page();
         }
-        match self.route(&request).await {
+        // A write that met a concurrent transaction (DynamoDB's
+        // TransactionConflict) is re-run from the start: it re-reads the lead
+        // and decides again.
+        let retry = ConflictRetry {
+            reserve: std::time::Duration::from_millis(500),
+            ..ConflictRetry::default()
+        };
+        let deadline = std::time::Instant::now() + CONFLICT_BUDGET;
+        let answer = retry
+            .run(deadline, &self.conflicts_retried, || {
+                Box::pin(self.route(&request))
+            })
+            .await;
+        match answer {
             Ok(body) => json(200, &body),
             Err(ApiError(status, code, message)) => json(
                 status,
