@@ -172,6 +172,32 @@ async fn requests_per_new_lead_without_a_ticket() {
             ("SQS.SendMessage", 1),
         ],
     );
+    // An SQS batch of 10 new leads: the jobs leave in one SendMessageBatch.
+    let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
+    event.records = (0..10)
+        .map(|i| {
+            let l = lead(&w, Platform::Douyin, "dy-jn", &phone(), None);
+            let mut m = aws_lambda_events::event::sqs::SqsMessage::default();
+            m.message_id = Some(format!("m{i}"));
+            m.body = Some(
+                serde_json::to_string(&leads_domain::intake::IntakeMessage::Lead(Box::new(l)))
+                    .unwrap(),
+            );
+            m
+        })
+        .collect();
+    let response = router.handle_batch(event).await;
+    assert!(response.batch_item_failures.is_empty());
+    pin(
+        "batch of 10 new local leads (saturation)",
+        &counter,
+        &[
+            ("DynamoDB.GetItem", 10),
+            ("DynamoDB.Query", 10),
+            ("DynamoDB.TransactWriteItems", 10),
+            ("SQS.SendMessageBatch", 1),
+        ],
+    );
 }
 
 #[tokio::test]

@@ -74,6 +74,13 @@ pub struct Processed {
     pub assignee: Option<String>,
 }
 
+tokio::task_local! {
+    /// The notification jobs of the SQS batch being handled: sent together
+    /// when the batch is done (SendMessageBatch), not one request per lead.
+    /// Outside a batch (`handle_lead` called directly) each job is sent at once.
+    static OUTBOX: std::cell::RefCell<Vec<NotificationJob>>;
+}
+
 /// What one attempt at a new lead came to.
 enum Attempt {
     Done(Processed),
@@ -160,11 +167,28 @@ impl Router {
     /// re-runs the message from the start, so it re-reads and re-decides, and
     /// every step it already finished is recognised (as for a redelivery).
     pub async fn handle_batch_until(&self, event: SqsEvent, deadline: Instant) -> SqsBatchResponse {
+        OUTBOX
+            .scope(
+                std::cell::RefCell::new(Vec::new()),
+                self.handle_batch_collecting(event, deadline),
+            )
+            .await
+    }
+
+    /// The batch with its notification jobs collected (see [`OUTBOX`]) and
+    /// sent at the end with SendMessageBatch, 10 jobs a request.
+    async fn handle_batch_collecting(
+        &self,
+        event: SqsEvent,
+        deadline: Instant,
+    ) -> SqsBatchResponse {
         let mut response = SqsBatchResponse::default();
         let before = self.conflicts_retried();
         let messages = event.records.len();
+        let mut with_jobs = Vec::new();
         for message in event.records {
             let id = message.message_id.clone().unwrap_or_default();
+            let queued = OUTBOX.with(|o| o.borrow().len());
             let result = self
                 .retry
                 // Boxed: keeps the batch future's type shallow.
@@ -172,8 +196,26 @@ impl Router {
                     Box::pin(self.handle_message(&message))
                 })
                 .await;
-            if let Err(err) = result {
-                tracing::error!(message_id = %id, error = %err, "message failed; SQS will redeliver it");
+            match result {
+                Err(err) => {
+                    tracing::error!(message_id = %id, error = %err, "message failed; SQS will redeliver it");
+                    let mut failure = BatchItemFailure::default();
+                    failure.item_identifier = id;
+                    response.batch_item_failures.push(failure);
+                }
+                Ok(_) if OUTBOX.with(|o| o.borrow().len()) > queued => with_jobs.push(id),
+                Ok(_) => {}
+            }
+        }
+        let mut jobs: Vec<NotificationJob> = OUTBOX.with(|o| o.take());
+        // A message retried after a conflict may have queued its job twice.
+        let mut seen = std::collections::HashSet::new();
+        jobs.retain(|j| seen.insert(j.job_id.clone()));
+        if let Err(err) = self.notifications.send_all(&jobs).await {
+            // Their leads are written; a redelivery finds them and sends again
+            // (same job ids: the notifier sends each once).
+            tracing::error!(error = %err, jobs = jobs.len(), "notification jobs not sent; their messages will be redelivered");
+            for id in with_jobs {
                 let mut failure = BatchItemFailure::default();
                 failure.item_identifier = id;
                 response.batch_item_failures.push(failure);
@@ -182,6 +224,7 @@ impl Router {
         tracing::info!(
             messages,
             failed = response.batch_item_failures.len(),
+            jobs = jobs.len(),
             conflicts_retried = self.conflicts_retried() - before,
             "batch handled"
         );
@@ -927,7 +970,11 @@ impl Router {
         occurrence: &str,
     ) -> Result<(), RouterError> {
         let job = NotificationJob::for_lead(record, kind, recipients, occurrence, Utc::now());
-        self.notifications.send(&job).await?;
+        // Inside a batch the job waits for the batch's one send.
+        let queued = OUTBOX.try_with(|o| o.borrow_mut().push(job.clone()));
+        if queued.is_err() {
+            self.notifications.send(&job).await?;
+        }
         Ok(())
     }
 }
