@@ -65,7 +65,8 @@ EOF
 step "emulator of its own (.local/bench)"
 export LEADS_LOCAL_STATE="$repo/.local/bench"
 infra/local/stack.sh down >/dev/null 2>&1 || true
-eval "$(infra/local/stack.sh up)"
+stack_env="$(infra/local/stack.sh up)" || { echo "the local stack did not come up" >&2; exit 1; }
+eval "$stack_env"
 watch_pid=""
 cleanup() {
   if [[ -n "$watch_pid" ]]; then kill -- "-$watch_pid" 2>/dev/null || true; wait "$watch_pid" 2>/dev/null || true; fi
