@@ -12,7 +12,8 @@
      cancelled at once, with per-item reasons in DynamoDB's wire format;
    - a PutItem / UpdateItem / DeleteItem on a held item gets TransactionConflictException.
    Every conflict it produces is counted; GET /contention-stats answers
-   {"transaction_conflicts": N, "write_conflicts": N, "held_items": N}.
+   {"transaction_conflicts": N, "write_conflicts": N, "held_items": N,
+   "engine_lock_retries": N}.
 
 2. The old item on a failed single-item condition. Since 2023 DynamoDB returns the
    item a PutItem/UpdateItem/DeleteItem's condition failed on when the request asks
@@ -22,7 +23,12 @@
    request counts (the SDK counts requests before the proxy). Unlike AWS, the item
    is read just after the failure, not atomically with it.
 
-Everything else is passed through unchanged. HOLD_MS = 0: job 2 only.
+3. DynamoDB Local's lock time-outs. Under concurrent load DynamoDB Local answers
+   some requests with HTTP 500 "This action timed out because it too long waiting
+   for a lock. This request will succeed in actual DynamoDB API": the proxy retries
+   those (up to 20 times, jittered), counted as "engine_lock_retries".
+
+Everything else is passed through unchanged. HOLD_MS = 0: jobs 2 and 3 only.
 
 Usage: python ddb_proxy.py LISTEN_PORT UPSTREAM_URL HOLD_MS
 Listens on 127.0.0.1 only.
@@ -30,6 +36,7 @@ Listens on 127.0.0.1 only.
 
 import http.client
 import json
+import random
 import sys
 import threading
 import time
@@ -39,6 +46,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 PREFIX = "DynamoDB_20120810."
 PLAIN_WRITES = {"PutItem", "UpdateItem", "DeleteItem"}
+ENGINE_LOCK_TIMEOUT = b"too long waiting for a lock"
+LOCK_RETRIES = 20
+SLOW_SECONDS = 0.5  # the engine's answers slower than this are logged
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"}
 
 
@@ -52,8 +62,31 @@ class Engine:
         self.local = threading.local()
         self.key_names = {}
         self.key_lock = threading.Lock()
+        self.lock_retries = 0
 
     def send(self, method, path, body, headers):
+        started = time.monotonic()
+        status, resp_headers, data = self.send_retrying(method, path, body, headers)
+        elapsed = time.monotonic() - started
+        if elapsed > SLOW_SECONDS:
+            op = next((v for k, v in headers.items() if k.lower() == "x-amz-target"), "?")
+            print(f"slow: {op} {elapsed * 1000:.0f} ms (HTTP {status})", file=sys.stderr, flush=True)
+        return status, resp_headers, data
+
+    def send_retrying(self, method, path, body, headers):
+        """The engine's answer. DynamoDB Local (SQLite inside) answers a request that
+        waited too long for its internal lock with HTTP 500 and "This request will
+        succeed in actual DynamoDB API": an artefact of the engine, so the proxy
+        retries it (bounded) instead of handing it to the caller."""
+        for attempt in range(LOCK_RETRIES):
+            status, resp_headers, data = self.send_once(method, path, body, headers)
+            if status != 500 or ENGINE_LOCK_TIMEOUT not in data:
+                break
+            self.lock_retries += 1
+            time.sleep(random.uniform(0.005, 0.02) * (attempt + 1))
+        return status, resp_headers, data
+
+    def send_once(self, method, path, body, headers):
         for attempt in (1, 2):
             conn = getattr(self.local, "conn", None)
             if conn is None:
@@ -211,7 +244,8 @@ def make_handler(engine, holds, hold_seconds):
                 with holds.lock:
                     stats = {"transaction_conflicts": holds.transaction_conflicts,
                              "write_conflicts": holds.write_conflicts,
-                             "held_items": len(holds.held)}
+                             "held_items": len(holds.held),
+                             "engine_lock_retries": engine.lock_retries}
                 self.reply(200, [("Content-Type", "application/json")], json.dumps(stats).encode())
             else:
                 self.forward(b"")
