@@ -22,7 +22,8 @@
 //!
 //! Also here, read from the same template: every queue has its alarms (a DLQ on
 //! any message, a source queue on the age of its oldest message), every function
-//! its error and throttle alarms and a log group with a retention, every stateful
+//! its error and throttle alarms, a log group with a retention and a gradual deploy
+//! rolled back by its alarms, every stateful
 //! table point-in-time recovery, deletion protection and `Retain`.
 //!
 //! No emulator needed.
