@@ -2,7 +2,8 @@
 # Benchmarks (README "Benchmarks"): builds release binaries, runs the criterion
 # benches of the pure domain, the emulator measurements (AWS requests per piece
 # of work, end-to-end latency, request units, cost per 1 M leads) and the cold
-# starts under cargo-lambda's runtime API, writes the raw results to
+# starts under cargo-lambda's runtime API, a live group-buy burst with DynamoDB's
+# transaction conflicts on (the local stack's contention mode), writes the raw results to
 # docs/benchmarks/ and regenerates the README table between its markers.
 #
 # Usage: infra/bench.sh            everything (about 10 min on 2 cores after the first build)
@@ -65,7 +66,8 @@ EOF
 step "emulator of its own (.local/bench)"
 export LEADS_LOCAL_STATE="$repo/.local/bench"
 infra/local/stack.sh down >/dev/null 2>&1 || true
-eval "$(infra/local/stack.sh up)"
+stack_env="$(infra/local/stack.sh up)" || { echo "the local stack did not come up" >&2; exit 1; }
+eval "$stack_env"
 watch_pid=""
 cleanup() {
   if [[ -n "$watch_pid" ]]; then kill -- "-$watch_pid" 2>/dev/null || true; wait "$watch_pid" 2>/dev/null || true; fi
@@ -91,6 +93,20 @@ kill -- "-$watch_pid" 2>/dev/null || true; wait "$watch_pid" 2>/dev/null || true
 step "AWS requests, request units, end-to-end latency and cost (bench-emulator)"
 "$target/release/bench-emulator" --customers "${BENCH_CUSTOMERS:-240}" --e2e "${BENCH_E2E:-200}" \
   --out "$out/emulator.json" | tee "$out/emulator.txt"
+
+step "live group-buy burst in contention mode (burst): 2,000 leads in 20 s, one dealer, then 20 dealers"
+# Each on a fresh stack of its own: the burst counts every lead in the table.
+for dealers in 1 20; do
+  (
+    export LEADS_LOCAL_STATE="$repo/.local/burst" LOCAL_DDB_CONFLICT_MS="${BENCH_CONFLICT_MS:-10}"
+    infra/local/stack.sh down >/dev/null 2>&1 || true
+    burst_env="$(infra/local/stack.sh up)" || { echo "the burst stack did not come up" >&2; exit 1; }
+    eval "$burst_env"
+    trap 'infra/local/stack.sh down' EXIT
+    "$target/release/burst" --leads "${BENCH_BURST_LEADS:-2000}" --seconds 20 --dealers "$dealers" \
+      --consumers 32 --out "$out/burst-$dealers-dealers.json" | tee "$out/burst-$dealers-dealers.txt"
+  )
+done
 
 step "pure compute (criterion)"
 if [[ $criterion == 1 ]]; then

@@ -24,12 +24,14 @@ for function in webhook-intake lead-router api notifier sla-sweeper brand-rankin
   cargo build --locked --bin "$function"
 done
 
-step "local stack (moto on 127.0.0.1, tables and queues from template.yaml)"
-# A fresh emulator of its own (state in .local/demo, or LEADS_DEMO_STATE), so a
-# test run's data never slows the demo and the demo never disturbs a test suite.
+step "local stack (DynamoDB Local + moto on 127.0.0.1, tables and queues from template.yaml)"
+# A fresh stack of its own (state in .local/demo, or LEADS_DEMO_STATE), so a test
+# run's data never slows the demo and the demo never disturbs a test suite.
+# LOCAL_DYNAMODB=moto runs it on moto's DynamoDB instead of AWS's DynamoDB Local.
 export LEADS_LOCAL_STATE="${LEADS_DEMO_STATE:-$repo/.local/demo}"
 infra/local/stack.sh down >/dev/null 2>&1 || true
-eval "$(infra/local/stack.sh up)"
+stack_env="$(infra/local/stack.sh up)" || { echo "the local stack did not come up" >&2; exit 1; }
+eval "$stack_env"
 
 free_port() { .venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 port="$(free_port)"

@@ -1,23 +1,34 @@
-"""Loopback HTTP proxy in front of the local DynamoDB engine, with DynamoDB's
-optimistic concurrency ("contention mode").
+"""Loopback HTTP proxy in front of the local DynamoDB engine. Two jobs:
 
-Both local engines (DynamoDB Local and moto) run one request at a time per item and
-never reject a transaction because another one is in flight. DynamoDB does: a
-TransactWriteItems that touches an item another transaction holds is cancelled
-with TransactionCanceledException, reason code TransactionConflict for that item,
-and a plain PutItem/UpdateItem/DeleteItem on a held item fails with
-TransactionConflictException. This proxy makes the engine behave that way:
+1. Contention mode (HOLD_MS > 0). Both local engines (DynamoDB Local and moto) run
+   one request at a time per item and never reject a transaction because another
+   one is in flight. DynamoDB does: a TransactWriteItems that touches an item
+   another transaction holds is cancelled with TransactionCanceledException, reason
+   code TransactionConflict for that item, and a plain PutItem/UpdateItem/DeleteItem
+   on a held item fails with TransactionConflictException. With a hold window:
+   - a TransactWriteItems holds the items it names for HOLD_MS before it is passed
+     on (and until the engine has answered), as if it were still being prepared;
+   - another TransactWriteItems (or TransactGetItems) naming a held item is
+     cancelled at once, with per-item reasons in DynamoDB's wire format;
+   - a PutItem / UpdateItem / DeleteItem on a held item gets TransactionConflictException.
+   Every conflict it produces is counted; GET /contention-stats answers
+   {"transaction_conflicts": N, "write_conflicts": N, "held_items": N,
+   "engine_lock_retries": N}.
 
-- a TransactWriteItems holds the items it names for HOLD_MS before it is passed on
-  (and until the engine has answered), as if it were still being prepared;
-- another TransactWriteItems (or TransactGetItems) naming a held item is cancelled
-  at once, with per-item reasons in DynamoDB's wire format;
-- a PutItem / UpdateItem / DeleteItem on a held item gets TransactionConflictException;
-- everything else is passed through unchanged.
+2. The old item on a failed single-item condition. Since 2023 DynamoDB returns the
+   item a PutItem/UpdateItem/DeleteItem's condition failed on when the request asks
+   with ReturnValuesOnConditionCheckFailure=ALL_OLD; DynamoDB Local 1.11.478 (2020)
+   ignores the parameter. The proxy fills it in (a consistent GetItem right after the
+   failure), so the stores run locally exactly as they do on AWS, with the same
+   request counts (the SDK counts requests before the proxy). Unlike AWS, the item
+   is read just after the failure, not atomically with it.
 
-HOLD_MS = 0 makes it a plain pass-through. Every conflict it produces is counted;
-GET /contention-stats answers {"transaction_conflicts": N, "write_conflicts": N,
-"held_items": N}.
+3. DynamoDB Local's lock time-outs. Under concurrent load DynamoDB Local answers
+   some requests with HTTP 500 "This action timed out because it too long waiting
+   for a lock. This request will succeed in actual DynamoDB API": the proxy retries
+   those (up to 20 times, jittered), counted as "engine_lock_retries".
+
+Everything else is passed through unchanged. HOLD_MS = 0: jobs 2 and 3 only.
 
 Usage: python ddb_proxy.py LISTEN_PORT UPSTREAM_URL HOLD_MS
 Listens on 127.0.0.1 only.
@@ -25,14 +36,19 @@ Listens on 127.0.0.1 only.
 
 import http.client
 import json
+import random
 import sys
 import threading
 import time
 import urllib.parse
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 PREFIX = "DynamoDB_20120810."
 PLAIN_WRITES = {"PutItem", "UpdateItem", "DeleteItem"}
+ENGINE_LOCK_TIMEOUT = b"too long waiting for a lock"
+LOCK_RETRIES = 20
+SLOW_SECONDS = 0.5  # the engine's answers slower than this are logged
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"}
 
 
@@ -46,8 +62,31 @@ class Engine:
         self.local = threading.local()
         self.key_names = {}
         self.key_lock = threading.Lock()
+        self.lock_retries = 0
 
     def send(self, method, path, body, headers):
+        started = time.monotonic()
+        status, resp_headers, data = self.send_retrying(method, path, body, headers)
+        elapsed = time.monotonic() - started
+        if elapsed > SLOW_SECONDS:
+            op = next((v for k, v in headers.items() if k.lower() == "x-amz-target"), "?")
+            print(f"slow: {op} {elapsed * 1000:.0f} ms (HTTP {status})", file=sys.stderr, flush=True)
+        return status, resp_headers, data
+
+    def send_retrying(self, method, path, body, headers):
+        """The engine's answer. DynamoDB Local (SQLite inside) answers a request that
+        waited too long for its internal lock with HTTP 500 and "This request will
+        succeed in actual DynamoDB API": an artefact of the engine, so the proxy
+        retries it (bounded) instead of handing it to the caller."""
+        for attempt in range(LOCK_RETRIES):
+            status, resp_headers, data = self.send_once(method, path, body, headers)
+            if status != 500 or ENGINE_LOCK_TIMEOUT not in data:
+                break
+            self.lock_retries += 1
+            time.sleep(random.uniform(0.005, 0.02) * (attempt + 1))
+        return status, resp_headers, data
+
+    def send_once(self, method, path, body, headers):
         for attempt in (1, 2):
             conn = getattr(self.local, "conn", None)
             if conn is None:
@@ -141,6 +180,38 @@ def item_key(engine, headers, table, op_type, op):
     return table + "\x00" + json.dumps(key, sort_keys=True)
 
 
+def with_old_item(engine, headers, op, request, data):
+    """The error body with the old item added, when the engine left it out of a
+    ConditionalCheckFailedException that asked for it; else None."""
+    if request.get("ReturnValuesOnConditionCheckFailure") != "ALL_OLD":
+        return None
+    try:
+        error = json.loads(data)
+    except ValueError:
+        return None
+    if not error.get("__type", "").endswith("ConditionalCheckFailedException") or "Item" in error:
+        return None
+    table = request.get("TableName")
+    if op == "PutItem":
+        names = engine.keys_of(table, headers)
+        if names is None:
+            return None
+        key = {n: request.get("Item", {}).get(n) for n in names}
+    else:
+        key = request.get("Key")
+    get_headers = {k: v for k, v in headers.items() if k.lower() in ("authorization", "content-type")}
+    get_headers["X-Amz-Target"] = PREFIX + "GetItem"
+    body = json.dumps({"TableName": table, "Key": key, "ConsistentRead": True}).encode()
+    status, _, got = engine.send("POST", "/", body, get_headers)
+    if status != 200:
+        return None
+    item = json.loads(got).get("Item")
+    if item is None:
+        return None
+    error["Item"] = item
+    return json.dumps(error).encode()
+
+
 def error_body(kind, message, reasons=None):
     body = {"__type": "com.amazonaws.dynamodb.v20120810#" + kind, "message": message}
     if reasons is not None:
@@ -173,34 +244,44 @@ def make_handler(engine, holds, hold_seconds):
                 with holds.lock:
                     stats = {"transaction_conflicts": holds.transaction_conflicts,
                              "write_conflicts": holds.write_conflicts,
-                             "held_items": len(holds.held)}
+                             "held_items": len(holds.held),
+                             "engine_lock_retries": engine.lock_retries}
                 self.reply(200, [("Content-Type", "application/json")], json.dumps(stats).encode())
             else:
                 self.forward(b"")
 
-        def forward(self, body):
+        def forward(self, body, request=None, op=None):
             headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
             status, resp_headers, data = engine.send(self.command, self.path, body, headers)
+            if status == 400 and op in PLAIN_WRITES and request is not None:
+                patched = with_old_item(engine, headers, op, request, data)
+                if patched is not None:
+                    data = patched
+                    resp_headers = [(k, v) for k, v in resp_headers if k.lower() != "x-amz-crc32"]
+                    resp_headers.append(("x-amz-crc32", str(zlib.crc32(data))))
             self.reply(status, resp_headers, data)
 
         def do_POST(self):
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             op = self.headers.get("X-Amz-Target", "")
             op = op[len(PREFIX):] if op.startswith(PREFIX) else ""
-            if hold_seconds <= 0 or op not in PLAIN_WRITES | {"TransactWriteItems", "TransactGetItems"}:
+            if op not in PLAIN_WRITES | {"TransactWriteItems", "TransactGetItems"}:
                 return self.forward(body)
             try:
                 request = json.loads(body)
             except ValueError:
                 return self.forward(body)  # the engine reports malformed input itself
+            if hold_seconds <= 0 and op not in PLAIN_WRITES:
+                return self.forward(body)
             headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
             if op in PLAIN_WRITES:
-                kind = "Put" if op == "PutItem" else "Key"
-                key = item_key(engine, headers, request.get("TableName"), kind, request)
-                if holds.is_held(key, count_as_write_conflict=True):
-                    return self.reject("TransactionConflictException",
-                                       "Transaction is ongoing for the item")
-                return self.forward(body)
+                if hold_seconds > 0:
+                    kind = "Put" if op == "PutItem" else "Key"
+                    key = item_key(engine, headers, request.get("TableName"), kind, request)
+                    if holds.is_held(key, count_as_write_conflict=True):
+                        return self.reject("TransactionConflictException",
+                                           "Transaction is ongoing for the item")
+                return self.forward(body, request, op)
             keys = []
             for entry in request.get("TransactItems", []):
                 op_type, item_op = next(iter(entry.items()))

@@ -3,9 +3,11 @@
 # template.yaml, plus an env file with the variables the functions get in AWS:
 #   - DynamoDB: AWS's DynamoDB Local (default) or moto, chosen by LOCAL_DYNAMODB=ddblocal|moto;
 #   - SQS (and CloudFormation, used to create the queues): moto_server;
-#   - a contention proxy in front of the DynamoDB engine (infra/local/ddb_proxy.py) that
-#     gives it DynamoDB's optimistic concurrency, for the tests and benchmarks that ask
-#     for it (LOCAL_DDB_CONTENTION_URL; hold window LOCAL_DDB_CONFLICT_MS, default 10).
+#   - two loopback proxies in front of the DynamoDB engine (infra/local/ddb_proxy.py): the
+#     one everybody uses (AWS_ENDPOINT_URL_DYNAMODB) fills in what the 2020 engine leaves
+#     out of a failed condition; the contention one (LOCAL_DDB_CONTENTION_URL; hold window
+#     LOCAL_DDB_CONFLICT_MS, default 10) also gives it DynamoDB's optimistic concurrency,
+#     for the tests and benchmarks that ask for it.
 #
 # Usage: infra/local/stack.sh up|down|status|env
 #   up      start (or reuse) the stack, create the resources, print the env file
@@ -28,7 +30,7 @@ ddblocal="$repo/.tools/dynamodb-local"
 region="${LOCAL_AWS_REGION:-us-east-1}"
 engine="${LOCAL_DYNAMODB:-ddblocal}"
 conflict_ms="${LOCAL_DDB_CONFLICT_MS:-10}"
-services=(moto dynamodb contention)         # pid files $state/<name>.pid, endpoints <name>.endpoint
+services=(moto dynamodb ddbproxy contention) # pid files $state/<name>.pid, endpoints <name>.endpoint
 
 log() { echo "stack: $*" >&2; }
 
@@ -38,7 +40,7 @@ case "$engine" in ddblocal|moto) ;; *) log "LOCAL_DYNAMODB must be ddblocal or m
 # something else is never mistaken for (or killed as) ours.
 signature() {
   case "$1" in
-    moto) echo moto_server ;; dynamodb) echo LoopbackDynamoDBLocal ;; contention) echo ddb_proxy ;;
+    moto) echo moto_server ;; dynamodb) echo LoopbackDynamoDBLocal ;; ddbproxy|contention) echo ddb_proxy ;;
   esac
 }
 
@@ -48,9 +50,9 @@ alive() {
   [[ "$(ps -p "$(cat "$pidf")" -o args= 2>/dev/null)" == *"$(signature "$1")"* ]]
 }
 
-# Up means: moto and the proxy alive, and DynamoDB Local too when it is the engine.
+# Up means: moto and the proxies alive, and DynamoDB Local too when it is the engine.
 running() {
-  alive moto && alive contention || return 1
+  alive moto && alive ddbproxy && alive contention || return 1
   [[ "$(cat "$enginef" 2>/dev/null)" != ddblocal ]] || alive dynamodb
 }
 
@@ -97,7 +99,7 @@ EOF
 provision() {
   local moto_url ddb_url
   moto_url="$(cat "$state/moto.endpoint")"
-  ddb_url="$(cat "$state/$([[ $engine == ddblocal ]] && echo dynamodb || echo moto).endpoint")"
+  ddb_url="$(cat "$state/ddbproxy.endpoint")"
   # One endpoint per service (the SDKs' per-service variables), AWS_ENDPOINT_URL for the
   # rest. AWS_DEFAULT_REGION too: the Rust SDK reads AWS_REGION, boto3 only the other.
   local -a base=(AWS_ENDPOINT_URL="$moto_url" AWS_ENDPOINT_URL_SQS="$moto_url"
@@ -170,8 +172,13 @@ up() {
       -cp "$ddblocal/DynamoDBLocal.jar:$ddblocal/DynamoDBLocal_lib/*:$ddblocal" \
       LoopbackDynamoDBLocal -inMemory -sharedDb -port "$port" || failed=true
   fi
+  local upstream=""
+  $failed || upstream="$(cat "$state/$([[ $engine == ddblocal ]] && echo dynamodb || echo moto).endpoint")"
   if ! $failed; then
-    local upstream; upstream="$(cat "$state/$([[ $engine == ddblocal ]] && echo dynamodb || echo moto).endpoint")"
+    port="$(free_port)"
+    start ddbproxy "$port" "$py" "$here/ddb_proxy.py" "$port" "$upstream" 0 || failed=true
+  fi
+  if ! $failed; then
     port="$(free_port)"
     start contention "$port" "$py" "$here/ddb_proxy.py" "$port" "$upstream" "$conflict_ms" || failed=true
   fi
@@ -185,7 +192,7 @@ case "${1:-}" in
   down) lock; stop ;;
   status)
     if running; then
-      echo "running $(cat "$enginef") $(cat "$state/$([[ $(cat "$enginef") == ddblocal ]] && echo dynamodb || echo moto).endpoint") $(cat "$state/moto.endpoint")"
+      echo "running $(cat "$enginef") $(cat "$state/ddbproxy.endpoint") $(cat "$state/moto.endpoint")"
     else echo "not running"; exit 1; fi ;;
   env)
     if running && [[ -s "$envf" ]]; then cat "$envf"; else log "not up: run $0 up"; exit 1; fi ;;

@@ -20,6 +20,12 @@
 //! 4. no action has a wildcard (`*`, `dynamodb:*`, `dynamodb:Get*`), no resource
 //!    is `*`, DynamoDB actions only name tables and SQS actions only queues.
 //!
+//! Also here, read from the same template: every queue has its alarms (a DLQ on
+//! any message, a source queue on the age of its oldest message), every function
+//! its error and throttle alarms, a log group with a retention and a gradual deploy
+//! rolled back by its alarms, every stateful
+//! table point-in-time recovery, deletion protection and `Retain`.
+//!
 //! No emulator needed.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -373,4 +379,144 @@ fn each_function_is_granted_exactly_the_tables_and_queues_it_uses() {
         );
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The template's resources of one type, by logical id.
+fn of_type<'a>(resources: &'a serde_yaml::Mapping, kind: &str) -> BTreeMap<String, &'a Value> {
+    resources
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some(kind))
+        .map(|(k, r)| (k.as_str().unwrap().to_string(), r))
+        .collect()
+}
+
+/// `!Ref X` or `!GetAtt X.Attr` -> X.
+fn referenced_id(value: &Value) -> Option<String> {
+    let Value::Tagged(tagged) = value else {
+        return None;
+    };
+    let text = tagged.value.as_str()?;
+    Some(text.split('.').next().unwrap().to_string())
+}
+
+#[test]
+fn every_queue_function_and_table_is_operable() {
+    let template: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(repo_path("template.yaml")).unwrap())
+            .expect("template.yaml parses");
+    let resources = template["Resources"].as_mapping().unwrap();
+    let alarms = of_type(resources, "AWS::CloudWatch::Alarm");
+    // (namespace, metric, the resource its dimension names) of every alarm that
+    // notifies the alarm topic.
+    let watched: BTreeSet<(String, String, String)> = alarms
+        .values()
+        .filter(|a| {
+            a["Properties"]["AlarmActions"]
+                .as_sequence()
+                .is_some_and(|actions| {
+                    actions
+                        .iter()
+                        .any(|x| referenced_id(x).as_deref() == Some("AlarmTopic"))
+                })
+        })
+        .flat_map(|a| {
+            let p = &a["Properties"];
+            let (ns, metric) = (
+                p["Namespace"].as_str().unwrap(),
+                p["MetricName"].as_str().unwrap(),
+            );
+            p["Dimensions"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .filter_map(|d| referenced_id(&d["Value"]))
+                .map(|id| (ns.to_string(), metric.to_string(), id))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let has = |ns: &str, metric: &str, id: &str| {
+        watched.contains(&(ns.to_string(), metric.to_string(), id.to_string()))
+    };
+
+    let queues = of_type(resources, "AWS::SQS::Queue");
+    let dlqs: BTreeSet<String> = queues
+        .values()
+        .filter_map(|q| referenced_id(&q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]))
+        .collect();
+    assert!(!dlqs.is_empty());
+    for id in queues.keys() {
+        if dlqs.contains(id) {
+            assert!(
+                has("AWS/SQS", "ApproximateNumberOfMessagesVisible", id),
+                "{id}: no alarm on a message in the DLQ"
+            );
+        } else {
+            assert!(
+                queues[id]["Properties"]["RedrivePolicy"].is_mapping(),
+                "{id}: a source queue without a DLQ"
+            );
+            assert!(
+                has("AWS/SQS", "ApproximateAgeOfOldestMessage", id),
+                "{id}: no alarm on its oldest message's age"
+            );
+        }
+    }
+
+    let functions = of_type(resources, "AWS::Serverless::Function");
+    let log_groups = of_type(resources, "AWS::Logs::LogGroup");
+    for (id, function) in &functions {
+        assert!(has("AWS/Lambda", "Errors", id), "{id}: no error alarm");
+        assert!(
+            has("AWS/Lambda", "Throttles", id),
+            "{id}: no throttle alarm"
+        );
+        let group = referenced_id(&function["Properties"]["LoggingConfig"]["LogGroup"])
+            .unwrap_or_else(|| panic!("{id}: logs to Lambda's default group, which never expires"));
+        assert!(
+            log_groups.get(&group).is_some_and(|g| referenced_id(
+                &g["Properties"]["RetentionInDays"]
+            )
+            .as_deref()
+                == Some("LogRetentionDays")),
+            "{id}: its log group {group} has no retention"
+        );
+    }
+    for (id, rule) in [
+        ("SlaSweeperFunction", "Every5Minutes"),
+        ("BrandRankingFunction", "Nightly"),
+    ] {
+        assert_eq!(
+            functions[id]["Properties"]["Events"][rule]["Type"].as_str(),
+            Some("Schedule")
+        );
+        assert!(
+            has("AWS/Events", "FailedInvocations", &format!("{id}{rule}")),
+            "{id}: schedule not watched"
+        );
+    }
+
+    // Stateful tables survive a stack deletion or a replacing update and can be
+    // restored; the expiring ones (idempotency, raw payloads) need not.
+    for (id, table) in of_type(resources, "AWS::DynamoDB::Table") {
+        if table["Properties"]["TimeToLiveSpecification"].is_mapping() && id != "AuditTable" {
+            continue;
+        }
+        assert_eq!(table["DeletionPolicy"].as_str(), Some("Retain"), "{id}");
+        assert_eq!(
+            table["UpdateReplacePolicy"].as_str(),
+            Some("Retain"),
+            "{id}"
+        );
+        assert_eq!(
+            table["Properties"]["DeletionProtectionEnabled"].as_bool(),
+            Some(true),
+            "{id}"
+        );
+        assert_eq!(
+            table["Properties"]["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"]
+                .as_bool(),
+            Some(true),
+            "{id}"
+        );
+    }
 }

@@ -3,6 +3,7 @@
 //!   leadctl seed FILE.json   validate a directory file and load it into the directory table
 //!   leadctl show             print the brands, dealers, staff and accounts stored
 //!   leadctl token ...        issue a bearer token for the staff API
+//!   leadctl redrive QUEUE    move a queue's dead letters back to it (lead, notification, crm, ranking)
 //!
 //! Talks to whatever `AWS_ENDPOINT_URL`/`DIRECTORY_TABLE` point at (the local
 //! stack's `.local/env`, or a deployed stack).
@@ -48,6 +49,39 @@ enum Command {
         #[arg(long, default_value_t = 12)]
         hours: i64,
     },
+    /// Move a queue's dead letters back to it (where SQS's managed redrive is not
+    /// available). Messages first sent before the idempotency retention
+    /// (IDEMPOTENCY_RETENTION_HOURS) stay, since their consumers could no longer
+    /// tell them from new work; --force moves them too.
+    Redrive {
+        #[arg(value_enum)]
+        queue: QueueName,
+        /// At most this many messages.
+        #[arg(long, default_value_t = 1000)]
+        max: usize,
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum QueueName {
+    Lead,
+    Notification,
+    Crm,
+    Ranking,
+}
+
+impl QueueName {
+    /// The variable the template (and the local stack) names the queue's URL by.
+    fn url_variable(self) -> &'static str {
+        match self {
+            QueueName::Lead => "LEAD_QUEUE_URL",
+            QueueName::Notification => "NOTIFICATION_QUEUE_URL",
+            QueueName::Crm => "CRM_QUEUE_URL",
+            QueueName::Ranking => "RANKING_QUEUE_URL",
+        }
+    }
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -72,6 +106,7 @@ async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Seed { file, dry_run } => seed(&file, dry_run).await,
         Command::Show => show().await,
+        Command::Redrive { queue, max, force } => redrive(queue, max, force).await,
         Command::Token {
             staff,
             dealer,
@@ -95,6 +130,26 @@ async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+async fn redrive(queue: QueueName, max: usize, force: bool) -> Result<(), String> {
+    use leads_aws::store::redrive;
+    let source = config::required(queue.url_variable()).map_err(|e| e.to_string())?;
+    let retention_hours =
+        config::number("IDEMPOTENCY_RETENTION_HOURS", 72).map_err(|e| e.to_string())?;
+    let max_age = (!force).then(|| std::time::Duration::from_secs(retention_hours * 3600));
+    let sqs = AwsClients::from_env().await.sqs;
+    let dlq = redrive::dead_letter_queue_of(&sqs, &source)
+        .await
+        .map_err(|e| e.to_string())?;
+    let report = redrive::redrive(&sqs, &dlq, &source, max, max_age)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!(
+        "moved {} message(s) back to {source}; {} left in {dlq} (first sent more than {retention_hours} h ago: re-run with --force to move them anyway)",
+        report.moved, report.too_old
+    );
+    Ok(())
 }
 
 async fn directory_store() -> Result<DynamoDirectory, String> {

@@ -9,6 +9,7 @@ pub mod leads;
 pub mod queue;
 pub mod rankings;
 pub mod raw_payload;
+pub mod redrive;
 pub mod stats;
 
 pub use audit::DynamoAudit;
