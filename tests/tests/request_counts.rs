@@ -115,18 +115,70 @@ async fn requests_per_accepted_webhook_and_redelivery() {
             .body(lambda_http::Body::from(body))
             .unwrap()
     };
-    let first = request();
-    let again = {
+    let copy_of = |first: &lambda_http::Request| {
         let mut r = request();
         *r.headers_mut() = first.headers().clone();
         r
     };
+
+    let first = request();
+    let again = copy_of(&first);
+    let later = copy_of(&first);
     assert_eq!(intake.handle(first).await.status(), 200);
-    let accepted = show("accepted webhook (1 lead)", &counter);
+    let accepted = counted(&counter);
+    show("accepted webhook (1 lead)", &counter);
+    // The platform redelivers at once (a concurrent copy, or an answer it lost):
+    // the copy waits out the owner's lease, then confirms the send.
     assert_eq!(intake.handle(again).await.status(), 200);
-    let redelivered = show("redelivered webhook", &counter);
-    assert_eq!(accepted, 4, "claim, raw payload, enqueue, complete");
-    assert_eq!(redelivered, 1, "one conditional put answers it");
+    let redelivered = counted(&counter);
+    show("redelivered webhook (during the lease)", &counter);
+    assert_eq!(intake.handle(later).await.status(), 200);
+    let confirmed = counted(&counter);
+    show("redelivered webhook (confirmed)", &counter);
+
+    // A redelivery after a lease that nobody confirmed: taken over, sent again.
+    let first = request();
+    let late = copy_of(&first);
+    assert_eq!(intake.handle(first).await.status(), 200);
+    counter.reset();
+    tokio::time::sleep(webhook_intake::LEASE + std::time::Duration::from_millis(300)).await;
+    assert_eq!(intake.handle(late).await.status(), 200);
+    let taken_over = counted(&counter);
+    show("redelivered webhook (after the lease)", &counter);
+
+    assert_eq!(
+        accepted,
+        ops(&[("DynamoDB.PutItem", 1), ("SQS.SendMessageBatch", 1)]),
+        "the claim (raw body, conditional), the enqueue"
+    );
+    assert_eq!(
+        redelivered,
+        ops(&[("DynamoDB.PutItem", 2), ("DynamoDB.UpdateItem", 1)]),
+        "claim found, claim found again after the lease, marked SENT"
+    );
+    assert_eq!(
+        confirmed,
+        ops(&[("DynamoDB.PutItem", 1)]),
+        "one conditional put answers it"
+    );
+    assert_eq!(
+        taken_over,
+        ops(&[
+            ("DynamoDB.PutItem", 1),
+            ("DynamoDB.UpdateItem", 2),
+            ("SQS.SendMessageBatch", 1)
+        ]),
+        "claim found, taken over, sent again, marked SENT"
+    );
+}
+
+/// Requests per operation so far (the counter is not reset).
+fn counted(counter: &RequestCounter) -> std::collections::BTreeMap<String, u64> {
+    counter.snapshot()
+}
+
+fn ops(expected: &[(&str, u64)]) -> std::collections::BTreeMap<String, u64> {
+    expected.iter().map(|(k, v)| (k.to_string(), *v)).collect()
 }
 
 #[tokio::test]

@@ -19,5 +19,5 @@ pub use leads::{
 };
 pub use queue::{MessageQueue, SqsQueue};
 pub use rankings::{DealerPosition, DynamoRankings, RankRow, Snapshot, SnapshotMeta};
-pub use raw_payload::{DynamoRawPayloads, RawPayload, RawPayloadStore};
+pub use raw_payload::{Claim, DynamoRawPayloads, RawPayload, RawPayloadStore, SendState};
 pub use stats::DynamoStats;
