@@ -5,6 +5,7 @@ pub mod audit;
 pub mod directory;
 pub mod idempotency;
 pub mod item;
+pub mod job_ledger;
 pub mod leads;
 pub mod queue;
 pub mod rankings;
@@ -14,6 +15,7 @@ pub mod stats;
 pub use audit::DynamoAudit;
 pub use directory::{DirectoryStore, DynamoDirectory};
 pub use idempotency::{Begin, DynamoIdempotency, IdempotencyStore};
+pub use job_ledger::{DynamoJobLedger, JobClaim, JobState};
 pub use leads::{
     AssignResult, Due, DueLead, DynamoLeads, ReassignResult, Recorded, RouteResult, StatusResult,
 };
