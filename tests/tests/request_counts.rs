@@ -290,3 +290,114 @@ async fn requests_per_phone_link_and_link_merge() {
     assert!(repeated <= 6, "{repeated}");
     assert!(crm_both <= 19, "{crm_both}");
 }
+
+/// A stand-in for WeCom and the brand CRM that answers OK and counts requests.
+async fn http_stand_in() -> (String, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let hits = std::sync::Arc::new(AtomicU64::new(0));
+    let counted = hits.clone();
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+        let counted = counted.clone();
+        async move {
+            counted.fetch_add(1, Ordering::SeqCst);
+            axum::Json(match uri.path() {
+                "/cgi-bin/gettoken" => serde_json::json!({"errcode": 0, "errmsg": "ok",
+                    "access_token": "tok", "expires_in": 7200}),
+                _ => {
+                    serde_json::json!({"errcode": 0, "errmsg": "ok", "invaliduser": "", "code": 0})
+                }
+            })
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (base, hits)
+}
+
+#[tokio::test]
+async fn requests_per_notification_job() {
+    use leads_domain::delivery::Backoff;
+    use leads_domain::notification::{Notice, NotificationJob, NotificationKind};
+    use notifier::config::{NotifierConfig, Secret, WebhookConfig, WecomConfig};
+    use std::sync::atomic::Ordering;
+    let Some(w) = world(AssignmentStrategy::RoundRobin, &[5]).await else {
+        return;
+    };
+    let counter = RequestCounter::default();
+    let clients = AwsClients::counted(&counter).await;
+    let (base, http) = http_stand_in().await;
+    let config = NotifierConfig {
+        lead_link_base: "https://leads.test".into(),
+        wecom: Some(WecomConfig {
+            base_url: base.clone(),
+            corp_id: "corp".into(),
+            corp_secret: Secret::new("s"),
+            agent_id: 1,
+            per_member_per_minute: 30,
+        }),
+        sms: None,
+        webhook: Some(WebhookConfig {
+            url: format!("{base}/crm"),
+            secret: Secret::new("crm-secret"),
+        }),
+        request_timeout: std::time::Duration::from_secs(2),
+        backoff: Backoff::default(),
+        delivery_lease: std::time::Duration::from_secs(120),
+    };
+    let notifier = notifier::Notifier::new(&w.stack.settings, &clients, config).unwrap();
+    // A consultant with a WeCom id: one app message and the CRM copy per job.
+    let job = || {
+        let lead_id = integration_tests::unique("L");
+        Notice::Lead(NotificationJob {
+            job_id: NotificationJob::job_id(&lead_id, NotificationKind::NewAssignment, 1),
+            kind: NotificationKind::NewAssignment,
+            lead_id,
+            brand_id: w.brand.clone(),
+            dealer_id: Some(format!("{}-qd", w.brand)),
+            recipients: vec![format!("{}-qd-s0", w.brand)],
+            phone_masked: Some("138****5678".into()),
+            customer_name: None,
+            series_interest: vec![],
+            created_at: Utc::now(),
+        })
+    };
+    let deadline = || tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let run = |label: &'static str| {
+        let snapshot = counted(&counter);
+        show(label, &counter);
+        (snapshot, http.swap(0, Ordering::SeqCst))
+    };
+
+    let first = job();
+    let report = notifier.handle_notice(&first, deadline()).await.unwrap();
+    assert!(!report.needs_retry(), "{report:?}");
+    let cold = run("notification job (directory fetched)");
+    let second = job();
+    notifier.handle_notice(&second, deadline()).await.unwrap();
+    let warm = run("notification job (directory cached)");
+    notifier.handle_notice(&second, deadline()).await.unwrap();
+    let redelivered = run("notification job redelivered");
+
+    let claim_and_completion = [
+        ("DynamoDB.TransactWriteItems", 1),
+        ("DynamoDB.UpdateItem", 1),
+    ];
+    assert_eq!(
+        warm,
+        (ops(&claim_and_completion), 2),
+        "claim, completion with the audit entries; WeCom message + CRM webhook"
+    );
+    let mut with_directory = ops(&claim_and_completion);
+    with_directory.insert("DynamoDB.Query".into(), 1);
+    assert_eq!(
+        cold,
+        (with_directory, 3),
+        "+ the dealer's staff; + the WeCom access token (then cached)"
+    );
+    assert_eq!(
+        redelivered,
+        (ops(&claim_and_completion), 0),
+        "the claim finds both deliveries done; the completion frees the lease"
+    );
+}
