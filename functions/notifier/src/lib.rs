@@ -1,5 +1,8 @@
 //! The notifier: for each job on the notification queue,
 //!
+//! 0. fold a `no_one_available` job into its dealer's summary for the window
+//!    (`leads_domain::pool_notice`): the managers get one message per window
+//!    naming how many leads wait, not one per lead;
 //! 1. resolve the recipients (staff ids, or the dealer's managers when a
 //!    warning names nobody) in the directory (the dealer's staff cached per
 //!    instance for [`DIRECTORY_TTL`]);
@@ -28,13 +31,15 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::{DateTime, Utc};
 use leads_aws::store::{
-    DirectoryStore, DynamoAudit, DynamoDirectory, DynamoJobLedger, JobClaim, JobState,
+    DirectoryStore, DynamoAudit, DynamoDirectory, DynamoJobLedger, DynamoPoolNotices, Fold,
+    JobClaim, JobState, SqsQueue,
 };
 use leads_aws::{AwsClients, Settings, StoreError};
 use leads_domain::audit::{Actor, AuditAction, AuditEvent};
 use leads_domain::delivery::{ChannelKind, Failure};
 use leads_domain::directory::{Staff, StaffRole};
-use leads_domain::notification::Notice;
+use leads_domain::notification::{Notice, NotificationJob};
+use leads_domain::pool_notice::{self, PoolSummary};
 use leads_domain::templates;
 use serde::Serialize;
 use tokio::time::Instant;
@@ -115,6 +120,10 @@ pub struct Notifier {
     ledger: DynamoJobLedger,
     staff_cache: Mutex<HashMap<String, (Instant, Vec<Staff>)>>,
     directory_ttl: Duration,
+    pool_notices: DynamoPoolNotices,
+    /// Where the managers' summaries wait for the end of their window.
+    notification_queue: SqsQueue,
+    pool_window: Duration,
     wecom: Option<WecomChannel>,
     sms: Option<SmsChannel>,
     webhook: Option<WebhookChannel>,
@@ -130,7 +139,20 @@ impl Notifier {
         let clients = AwsClients::from_env().await;
         let ttl =
             leads_aws::config::number("NOTIFY_DIRECTORY_TTL_SECONDS", DIRECTORY_TTL.as_secs())?;
-        Ok(Self::new(&settings, &clients, config)?.with_directory_ttl(Duration::from_secs(ttl)))
+        let window = leads_aws::config::number(
+            "NOTIFY_POOL_WINDOW_SECONDS",
+            pool_notice::DEFAULT_WINDOW.as_secs(),
+        )?;
+        Ok(Self::new(&settings, &clients, config)?
+            .with_directory_ttl(Duration::from_secs(ttl))
+            .with_pool_window(Duration::from_secs(window)))
+    }
+
+    /// The managers' "nobody available" summary window (default
+    /// `pool_notice::DEFAULT_WINDOW`; 0: one message per lead, as before).
+    pub fn with_pool_window(mut self, window: Duration) -> Self {
+        self.pool_window = window;
+        self
     }
 
     /// How long the dealer's staff is reused (default [`DIRECTORY_TTL`]; 0: never).
@@ -153,6 +175,13 @@ impl Notifier {
         Ok(Notifier {
             directory: DynamoDirectory::new(db.clone(), &t.directory),
             audit: DynamoAudit::new(db.clone(), &t.audit),
+            pool_notices: DynamoPoolNotices::new(
+                db.clone(),
+                &t.idempotency,
+                settings.idempotency_retention,
+            ),
+            notification_queue: SqsQueue::new(clients.sqs.clone(), &settings.queues.notification),
+            pool_window: pool_notice::DEFAULT_WINDOW,
             ledger: DynamoJobLedger::new(
                 db,
                 &t.idempotency,
@@ -214,6 +243,69 @@ impl Notifier {
         notice: &Notice,
         deadline: Instant,
     ) -> Result<JobReport, NotifyError> {
+        match notice {
+            Notice::Lead(job) if !self.pool_window.is_zero() && pool_notice::folds(job) => {
+                self.fold(job, deadline).await
+            }
+            Notice::PoolSummary(summary) => {
+                // Closed now: the count is final, the same on every redelivery.
+                let leads = self.pool_notices.close(&summary.job_id).await?;
+                if leads == 0 {
+                    return Ok(JobReport {
+                        job_id: summary.job_id.clone(),
+                        deliveries: Vec::new(),
+                    });
+                }
+                let closed = Notice::PoolSummary(PoolSummary {
+                    leads,
+                    ..summary.clone()
+                });
+                self.deliver(&closed, deadline).await
+            }
+            _ => self.deliver(notice, deadline).await,
+        }
+    }
+
+    /// Counts a `no_one_available` job in its dealer's summary for the job's
+    /// window, queueing the summary (delayed to the window's end) the first
+    /// time. A job for a window already closed goes to the current one.
+    async fn fold(
+        &self,
+        job: &NotificationJob,
+        deadline: Instant,
+    ) -> Result<JobReport, NotifyError> {
+        let dealer = job.dealer_id.as_deref().unwrap_or_default();
+        let now = Utc::now();
+        let windows = [
+            pool_notice::window_of(job.created_at, self.pool_window),
+            pool_notice::window_of(now, self.pool_window),
+        ];
+        for window in windows {
+            let summary = PoolSummary::for_window(&job.brand_id, dealer, &window, now);
+            match self.pool_notices.fold(&summary.job_id, &job.lead_id, now).await? {
+                Fold::Closed => continue,
+                Fold::Open { queued } => {
+                    if !queued {
+                        let delay = pool_notice::flush_delay(now, &window);
+                        self.notification_queue
+                            .send_delayed(&Notice::PoolSummary(summary.clone()), delay)
+                            .await?;
+                        self.pool_notices.mark_queued(&summary.job_id).await?;
+                    }
+                    tracing::info!(job_id = %job.job_id, lead_id = %job.lead_id, summary = %summary.job_id, "nobody available: counted in the managers' summary");
+                    return Ok(JobReport {
+                        job_id: job.job_id.clone(),
+                        deliveries: Vec::new(),
+                    });
+                }
+            }
+        }
+        // Both closed (a clock far off): better one message too many than none.
+        self.deliver(&Notice::Lead(job.clone()), deadline).await
+    }
+
+    /// Renders and delivers one notice to its recipients (steps 1-6 above).
+    async fn deliver(&self, notice: &Notice, deadline: Instant) -> Result<JobReport, NotifyError> {
         let staff = match notice.dealer_id() {
             Some(dealer) => self.staff_of(dealer, notice.recipients()).await?,
             None => Vec::new(),

@@ -7,6 +7,7 @@ pub mod idempotency;
 pub mod item;
 pub mod job_ledger;
 pub mod leads;
+pub mod pool_notices;
 pub mod queue;
 pub mod rankings;
 pub mod raw_payload;
@@ -19,6 +20,7 @@ pub use job_ledger::{DynamoJobLedger, JobClaim, JobState};
 pub use leads::{
     AssignResult, Due, DueLead, DynamoLeads, ReassignResult, Recorded, RouteResult, StatusResult,
 };
+pub use pool_notices::{DynamoPoolNotices, Fold};
 pub use queue::{MessageQueue, SqsQueue};
 pub use rankings::{DealerPosition, DynamoRankings, RankRow, Snapshot, SnapshotMeta};
 pub use raw_payload::{Claim, DynamoRawPayloads, RawPayload, RawPayloadStore, SendState};
