@@ -25,25 +25,23 @@ use tokio::time::Instant;
 async fn wecom() -> (String, Arc<Mutex<Vec<(String, String)>>>) {
     let sent: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
     let seen = sent.clone();
-    let app = axum::Router::new().fallback(
-        move |uri: axum::http::Uri, body: axum::body::Bytes| {
-            let seen = seen.clone();
-            async move {
-                if uri.path() == "/cgi-bin/message/send" {
-                    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-                    seen.lock().unwrap().push((
-                        v["touser"].as_str().unwrap_or_default().to_string(),
-                        v["textcard"]["description"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .to_string(),
-                    ));
-                }
-                axum::Json(serde_json::json!({"errcode": 0, "errmsg": "ok",
-                    "access_token": "tok", "expires_in": 7200, "invaliduser": ""}))
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri, body: axum::body::Bytes| {
+        let seen = seen.clone();
+        async move {
+            if uri.path() == "/cgi-bin/message/send" {
+                let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                seen.lock().unwrap().push((
+                    v["touser"].as_str().unwrap_or_default().to_string(),
+                    v["textcard"]["description"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                ));
             }
-        },
-    );
+            axum::Json(serde_json::json!({"errcode": 0, "errmsg": "ok",
+                    "access_token": "tok", "expires_in": 7200, "invaliduser": ""}))
+        }
+    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -105,8 +103,9 @@ async fn fifty_leads_nobody_can_take_give_each_manager_one_notice_per_window() {
         backoff: Backoff::default(),
         delivery_lease: Duration::from_secs(120),
     };
-    let notifier =
-        Notifier::new(&settings, &w.stack.clients, config).unwrap().with_pool_window(DEFAULT_WINDOW);
+    let notifier = Notifier::new(&settings, &w.stack.clients, config)
+        .unwrap()
+        .with_pool_window(DEFAULT_WINDOW);
 
     // Two windows that have ended: 50 leads in the first, 3 in the one before.
     let now = Utc::now();
@@ -178,7 +177,10 @@ async fn fifty_leads_nobody_can_take_give_each_manager_one_notice_per_window() {
     for (member, texts) in &per_manager {
         assert_eq!(texts.len(), 2, "{member}: {texts:?}");
         assert_eq!(
-            texts.iter().filter(|t| t.contains("共有50条新线索")).count(),
+            texts
+                .iter()
+                .filter(|t| t.contains("共有50条新线索"))
+                .count(),
             1,
             "{member}: {texts:?}"
         );
@@ -230,5 +232,9 @@ async fn fifty_leads_nobody_can_take_give_each_manager_one_notice_per_window() {
         !counted_in.contains(&first.start) && !counted_in.is_empty(),
         "the late lead waits in the current window's summary: {counted_in:?}"
     );
-    assert_eq!(outbox.lock().unwrap().len(), 2, "nothing more sent: {sent:?}");
+    assert_eq!(
+        outbox.lock().unwrap().len(),
+        2,
+        "nothing more sent: {sent:?}"
+    );
 }

@@ -401,3 +401,115 @@ async fn requests_per_notification_job() {
         "the claim finds both deliveries done; the completion frees the lease"
     );
 }
+
+#[tokio::test]
+async fn requests_per_nobody_available_job_and_summary() {
+    use leads_domain::delivery::Backoff;
+    use leads_domain::notification::{Notice, NotificationJob, NotificationKind};
+    use leads_domain::pool_notice::{window_of, DEFAULT_WINDOW};
+    use notifier::config::{NotifierConfig, Secret, WecomConfig};
+    use std::sync::atomic::Ordering;
+    let Some(w) = world(AssignmentStrategy::RoundRobin, &[5]).await else {
+        return;
+    };
+    let counter = RequestCounter::default();
+    let clients = AwsClients::counted(&counter).await;
+    let (base, http) = http_stand_in().await;
+    let mut settings = w.stack.settings.clone();
+    settings.queues.notification =
+        integration_tests::scratch_queue_like(&w.stack.clients.sqs, &settings.queues.notification)
+            .await;
+    let config = NotifierConfig {
+        lead_link_base: "https://leads.test".into(),
+        wecom: Some(WecomConfig {
+            base_url: base,
+            corp_id: "corp".into(),
+            corp_secret: Secret::new("s"),
+            agent_id: 1,
+            per_member_per_minute: 30,
+        }),
+        sms: None,
+        webhook: None,
+        request_timeout: std::time::Duration::from_secs(2),
+        backoff: Backoff::default(),
+        delivery_lease: std::time::Duration::from_secs(120),
+    };
+    let notifier = notifier::Notifier::new(&settings, &clients, config)
+        .unwrap()
+        .with_pool_window(DEFAULT_WINDOW);
+    // The Qingdao dealer gets a manager on WeCom.
+    use leads_aws::store::DirectoryStore;
+    leads_aws::store::DynamoDirectory::new(
+        w.stack.clients.dynamodb.clone(),
+        &w.stack.settings.tables.directory,
+    )
+    .save(&leads_domain::directory_file::Directory {
+        brands: vec![],
+        dealers: vec![],
+        staff: vec![serde_json::from_value(serde_json::json!({
+            "staff_id": format!("{}-qd-mgr", w.brand), "dealer_id": format!("{}-qd", w.brand),
+            "name": "店总", "role": "manager", "on_duty": true, "cap": 0,
+            "wecom_userid": "wx-qd-mgr",
+        }))
+        .unwrap()],
+        accounts: vec![],
+    })
+    .await
+    .unwrap();
+    // A window that has ended.
+    let window = window_of(Utc::now() - chrono::Duration::minutes(20), DEFAULT_WINDOW);
+    let job = || {
+        let lead_id = integration_tests::unique("L");
+        Notice::Lead(NotificationJob {
+            job_id: NotificationJob::job_id(&lead_id, NotificationKind::NoOneAvailable, 1),
+            kind: NotificationKind::NoOneAvailable,
+            lead_id,
+            brand_id: w.brand.clone(),
+            dealer_id: Some(format!("{}-qd", w.brand)),
+            recipients: vec![format!("{}-qd-s0", w.brand)],
+            phone_masked: None,
+            customer_name: None,
+            series_interest: vec![],
+            created_at: window.start,
+        })
+    };
+    let deadline = || tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let run = |label: &'static str| {
+        let snapshot = counted(&counter);
+        show(label, &counter);
+        (snapshot, http.swap(0, Ordering::SeqCst))
+    };
+    notifier.handle_notice(&job(), deadline()).await.unwrap();
+    let first = run("nobody available, first of its window");
+    notifier.handle_notice(&job(), deadline()).await.unwrap();
+    let folded = run("nobody available, folded");
+    let queued =
+        integration_tests::drain(&w.stack.clients.sqs, &settings.queues.notification).await;
+    assert_eq!(queued.len(), 1);
+    counter.reset();
+    let summary = Notice::from_json(&queued[0]).unwrap();
+    notifier.handle_notice(&summary, deadline()).await.unwrap();
+    let sent = run("managers' summary (staff not cached)");
+
+    assert_eq!(
+        first,
+        (
+            ops(&[("DynamoDB.UpdateItem", 2), ("SQS.SendMessage", 1)]),
+            0
+        ),
+        "counted, the summary queued, marked queued"
+    );
+    assert_eq!(folded, (ops(&[("DynamoDB.UpdateItem", 1)]), 0), "counted");
+    assert_eq!(
+        sent,
+        (
+            ops(&[
+                ("DynamoDB.Query", 1),
+                ("DynamoDB.TransactWriteItems", 1),
+                ("DynamoDB.UpdateItem", 2)
+            ]),
+            2
+        ),
+        "closed (count read), staff, claim, completion; WeCom token + one message"
+    );
+}

@@ -282,7 +282,11 @@ impl Notifier {
         ];
         for window in windows {
             let summary = PoolSummary::for_window(&job.brand_id, dealer, &window, now);
-            match self.pool_notices.fold(&summary.job_id, &job.lead_id, now).await? {
+            match self
+                .pool_notices
+                .fold(&summary.job_id, &job.lead_id, now)
+                .await?
+            {
                 Fold::Closed => continue,
                 Fold::Open { queued } => {
                     if !queued {

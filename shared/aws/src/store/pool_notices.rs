@@ -68,9 +68,7 @@ impl DynamoPoolNotices {
             .await;
         match result {
             Ok(out) => Ok(Fold::Open {
-                queued: out
-                    .attributes
-                    .is_some_and(|a| a.contains_key("queued")),
+                queued: out.attributes.is_some_and(|a| a.contains_key("queued")),
             }),
             Err(err) => match err.as_service_error() {
                 Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(Fold::Closed),
