@@ -22,7 +22,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, RequestExt, Response};
-use leads_aws::store::{Claim, DynamoRawPayloads, MessageQueue, SendState, SqsQueue};
+use leads_aws::store::{new_claim_id, Claim, DynamoRawPayloads, MessageQueue, SendState, SqsQueue};
 use leads_aws::{config, AwsClients, Settings};
 use leads_domain::identity::PhoneHasher;
 use leads_domain::intake::normalise::raw_payload_ref;
@@ -41,6 +41,8 @@ pub const LEASE: Duration = Duration::from_millis(2_000);
 const MARGIN: Duration = Duration::from_millis(250);
 /// Claims a copy looks at before asking the platform to retry (409).
 const MAX_ROUNDS: usize = 3;
+/// How long an owner whose send failed keeps trying to give the claim back.
+const RELEASE_FOR: Duration = Duration::from_millis(3_000);
 
 pub struct Intake {
     secrets: IntakeSecrets,
@@ -166,27 +168,32 @@ impl Intake {
             String::from_utf8_lossy(body).into_owned(),
             Utc::now(),
         );
+        let attempt = Attempt {
+            source,
+            delivery_key,
+            reference: &payload.pk,
+            claim_id: new_claim_id(),
+        };
         let mut waited_for: Option<i64> = None;
         for _ in 0..MAX_ROUNDS {
             let now = Utc::now();
             let lease_until = now + LEASE;
             match self
                 .raw_payloads
-                .claim(&payload, lease_until, now)
+                .claim(&payload, &attempt.claim_id, lease_until, now)
                 .await
                 .map_err(fail)?
             {
-                Claim::Owner => {
-                    return self
-                        .send(
-                            source,
-                            delivery_key,
-                            &payload.pk,
-                            messages,
-                            lease_until,
-                            reply,
-                        )
-                        .await;
+                Claim::Owner => return self.send(&attempt, messages, lease_until, reply).await,
+                // Our own put: it had landed before the SDK retried it.
+                Claim::Taken {
+                    state: SendState::Sending,
+                    lease_until_ms,
+                    claim_id: Some(holder),
+                } if holder == attempt.claim_id => {
+                    let lease_until =
+                        DateTime::from_timestamp_millis(lease_until_ms).unwrap_or(lease_until);
+                    return self.send(&attempt, messages, lease_until, reply).await;
                 }
                 Claim::Taken {
                     state: SendState::Sent,
@@ -225,21 +232,12 @@ impl Intake {
                     let new_lease = Utc::now() + LEASE;
                     if self
                         .raw_payloads
-                        .take_over(&payload.pk, lease, new_lease)
+                        .take_over(&payload.pk, lease, &attempt.claim_id, new_lease)
                         .await
                         .map_err(fail)?
                     {
                         tracing::info!(%source, %delivery_key, "unconfirmed claim taken over; enqueueing again");
-                        let response = self
-                            .send(
-                                source,
-                                delivery_key,
-                                &payload.pk,
-                                messages,
-                                new_lease,
-                                reply,
-                            )
-                            .await?;
+                        let response = self.send(&attempt, messages, new_lease, reply).await?;
                         if response.status() == StatusCode::OK {
                             if let Err(e) = self
                                 .raw_payloads
@@ -267,13 +265,12 @@ impl Intake {
     /// failure it gives the claim back and answers 500 so the platform retries.
     async fn send(
         &self,
-        source: Source,
-        delivery_key: &str,
-        reference: &str,
+        attempt: &Attempt<'_>,
         messages: &[IntakeMessage],
         lease_until: DateTime<Utc>,
         reply: &Reply,
     ) -> Result<Response<Body>, EffectError> {
+        let (source, delivery_key) = (attempt.source, attempt.delivery_key);
         let budget = (lease_until - Utc::now())
             .to_std()
             .unwrap_or_default()
@@ -290,19 +287,40 @@ impl Intake {
             Ok(Err(e)) => e.to_string(),
             Err(_) => format!("enqueue took longer than {budget:?}"),
         };
-        let lease = lease_until.timestamp_millis();
-        match self.raw_payloads.release(reference, lease).await {
-            Ok(_) => {}
-            Err(release) => {
-                // The claim stays SENDING: answer only after its lease, so the
-                // platform's retry finds it ended and sends again.
-                tracing::warn!(%source, %delivery_key, error = %release, "claim not released; waiting out its lease");
-                let left = (lease_until - Utc::now()).to_std().unwrap_or_default();
-                tokio::time::sleep(left + MARGIN).await;
+        // Give the claim back, retrying while storage is briefly unavailable.
+        let give_up = tokio::time::Instant::now() + RELEASE_FOR;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match self
+                .raw_payloads
+                .release(attempt.reference, &attempt.claim_id)
+                .await
+            {
+                Ok(_) => break,
+                Err(release) if tokio::time::Instant::now() + pause >= give_up => {
+                    // The claim stays: answer only after its lease, so the
+                    // platform's retry finds it ended and sends again.
+                    tracing::warn!(%source, %delivery_key, error = %release, "claim not released; waiting out its lease");
+                    let left = (lease_until - Utc::now()).to_std().unwrap_or_default();
+                    tokio::time::sleep(left + MARGIN).await;
+                    break;
+                }
+                Err(_) => {
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
             }
         }
         Err(EffectError(error))
     }
+}
+
+/// One attempt at a delivery: who it is for and its claim's id.
+struct Attempt<'a> {
+    source: Source,
+    delivery_key: &'a str,
+    reference: &'a str,
+    claim_id: String,
 }
 
 /// `{source}` from the API Gateway path parameter, else from the path itself.

@@ -23,5 +23,7 @@ pub use leads::{
 pub use pool_notices::{DynamoPoolNotices, Fold};
 pub use queue::{MessageQueue, SqsQueue};
 pub use rankings::{DealerPosition, DynamoRankings, RankRow, Snapshot, SnapshotMeta};
-pub use raw_payload::{Claim, DynamoRawPayloads, RawPayload, RawPayloadStore, SendState};
+pub use raw_payload::{
+    new_claim_id, Claim, DynamoRawPayloads, RawPayload, RawPayloadStore, SendState,
+};
 pub use stats::DynamoStats;

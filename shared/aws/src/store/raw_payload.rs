@@ -42,6 +42,23 @@ pub struct RawPayload {
     /// Epoch ms: the owner's send deadline (see the module doc).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_until_ms: Option<i64>,
+    /// Who holds the claim: an attempt recognises its own write when the SDK
+    /// retried a request that had reached DynamoDB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim_id: Option<String>,
+}
+
+/// A random id for one attempt's claim.
+pub fn new_claim_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    // RandomState is seeded randomly per process and per instance.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(nanos);
+    format!("{nanos:x}-{:016x}", h.finish())
 }
 
 /// What a claim found.
@@ -53,6 +70,7 @@ pub enum Claim {
     Taken {
         state: SendState,
         lease_until_ms: i64,
+        claim_id: Option<String>,
     },
 }
 
@@ -96,20 +114,25 @@ impl DynamoRawPayloads {
             expires_at: received_at.timestamp() + self.retention.as_secs() as i64,
             state: None,
             lease_until_ms: None,
+            claim_id: None,
         }
     }
 
-    /// Writes `payload` as a claim (`SENDING`, lease until `lease_until`) if no
-    /// live item has its reference: one conditional put, no read-then-write.
+    /// Writes `payload` as claim `claim_id` (`SENDING`, lease until
+    /// `lease_until`) if no live item has its reference: one conditional put,
+    /// no read-then-write. A `Taken` with this `claim_id` is this caller's own
+    /// write (an SDK retry of a put that had landed).
     pub async fn claim(
         &self,
         payload: &RawPayload,
+        claim_id: &str,
         lease_until: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Claim, StoreError> {
         let mut item = payload.clone();
         item.state = Some(SendState::Sending);
         item.lease_until_ms = Some(lease_until.timestamp_millis());
+        item.claim_id = Some(claim_id.to_string());
         let result = self
             .client
             .put_item()
@@ -130,16 +153,19 @@ impl DynamoRawPayloads {
                         Some(RawPayload {
                             state: Some(state),
                             lease_until_ms: Some(lease_until_ms),
+                            claim_id,
                             ..
                         }) => Claim::Taken {
                             state,
                             lease_until_ms,
+                            claim_id,
                         },
                         // An item from before claims lived here (its delivery was
                         // enqueued then), or an emulator without the old item.
                         _ => Claim::Taken {
                             state: SendState::Sent,
                             lease_until_ms: 0,
+                            claim_id: None,
                         },
                     })
                 }
@@ -148,12 +174,14 @@ impl DynamoRawPayloads {
         }
     }
 
-    /// Takes over a claim whose lease ended while it was still `SENDING`:
-    /// `false` if someone else did first (the lease changed) or it is `SENT`.
+    /// Takes over (as `claim_id`) a claim whose lease ended while it was still
+    /// `SENDING`: `false` if someone else did first (the lease changed) or it
+    /// is `SENT`. Idempotent for the same `claim_id` (SDK retries).
     pub async fn take_over(
         &self,
         reference: &str,
         old_lease_until_ms: i64,
+        claim_id: &str,
         lease_until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let result = self
@@ -161,8 +189,12 @@ impl DynamoRawPayloads {
             .update_item()
             .table_name(&self.table)
             .key("pk", AttributeValue::S(reference.to_string()))
-            .condition_expression("#state = :sending AND lease_until_ms = :old")
-            .update_expression("SET lease_until_ms = :new")
+            .condition_expression(
+                "(#state = :sending AND lease_until_ms = :old) \
+                 OR (#state = :sending AND claim_id = :mine AND lease_until_ms = :new)",
+            )
+            .update_expression("SET lease_until_ms = :new, claim_id = :mine")
+            .expression_attribute_values(":mine", AttributeValue::S(claim_id.to_string()))
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":sending", AttributeValue::S("SENDING".into()))
             .expression_attribute_values(":old", AttributeValue::N(old_lease_until_ms.to_string()))
@@ -198,17 +230,17 @@ impl DynamoRawPayloads {
     }
 
     /// Gives a claim back after a failed send, so the platform's retry claims
-    /// it afresh; only while it is still this caller's lease and unsent.
-    pub async fn release(&self, reference: &str, lease_until_ms: i64) -> Result<bool, StoreError> {
+    /// it afresh; only while it is still this caller's claim. Also when a
+    /// waiting copy marked it `SENT` meanwhile: that copy guessed wrong, and
+    /// the next redelivery must send.
+    pub async fn release(&self, reference: &str, claim_id: &str) -> Result<bool, StoreError> {
         let result = self
             .client
             .delete_item()
             .table_name(&self.table)
             .key("pk", AttributeValue::S(reference.to_string()))
-            .condition_expression("#state = :sending AND lease_until_ms = :mine")
-            .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":sending", AttributeValue::S("SENDING".into()))
-            .expression_attribute_values(":mine", AttributeValue::N(lease_until_ms.to_string()))
+            .condition_expression("claim_id = :mine")
+            .expression_attribute_values(":mine", AttributeValue::S(claim_id.to_string()))
             .send()
             .await;
         applied(result)
