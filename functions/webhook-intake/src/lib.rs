@@ -34,7 +34,7 @@ use leads_domain::intake::{
 /// How long a claim's owner has to enqueue (or give the claim back), from just
 /// before its put. Copies arriving meanwhile wait this long at most, inside the
 /// platforms' 5-second window.
-pub const LEASE: Duration = Duration::from_millis(2_000);
+pub const LEASE: Duration = Duration::from_millis(3_000);
 /// The owner stops trying to send this long before its lease ends, and a
 /// waiting copy looks again this long after it: room for clock skew between
 /// instances and for the owner's release to land.
