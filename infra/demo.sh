@@ -45,6 +45,10 @@ export WECOM_BASE_URL="http://127.0.0.1:$receiver_port" WECOM_CORP_ID=ww-demo-co
 # The demo plays a day in about a minute; WeCom's 30 messages per member per
 # minute would hold back the busiest consultant's jobs for SQS to retry later.
 export WECOM_PER_MEMBER_PER_MINUTE=1000
+# The demo plays a day in about a minute: a 5-minute summary window would send the
+# managers' "nobody available" summaries after it ended. One message per lead here;
+# the summary has its own emulator test (tests/tests/manager_storm.rs).
+export NOTIFY_POOL_WINDOW_SECONDS=0
 watch_pid=""
 cleanup() {
   if [[ -n "$watch_pid" ]]; then kill -- "-$watch_pid" 2>/dev/null || true; wait "$watch_pid" 2>/dev/null || true; fi

@@ -38,8 +38,8 @@ const USES: [(&str, &str, &[&str]); 6] = [
     (
         "WebhookIntakeFunction",
         "functions/webhook-intake",
-        // claims, raw bodies, the lead queue
-        &["IdempotencyTable", "RawPayloadTable", "LeadQueue"],
+        // raw bodies (each one the delivery's claim), the lead queue
+        &["RawPayloadTable", "LeadQueue"],
     ),
     (
         "LeadRouterFunction",

@@ -865,7 +865,9 @@ async fn warnings_without_recipients_go_to_the_managers_and_rankings_too() {
     let Some(s) = setup(&[5], |_| {}).await else {
         return;
     };
-    let job = s.job(NotificationKind::NoOneAvailable, &[]);
+    // (`no_one_available` goes to the managers as one summary per window:
+    // tests/tests/manager_storm.rs.)
+    let job = s.job(NotificationKind::SlaWarning, &[]);
     let report = s.send(&job).await;
     assert_eq!(
         outcome(&report, ChannelKind::Wecom, "mgr"),
@@ -876,7 +878,7 @@ async fn warnings_without_recipients_go_to_the_managers_and_rankings_too() {
     assert!(card["textcard"]["description"]
         .as_str()
         .unwrap()
-        .contains("线索池"));
+        .contains("首次联系时限"));
 
     let ranking = RankingNotice {
         job_id: RankingNotice::job_id(

@@ -236,18 +236,70 @@ async fn requests_per_accepted_webhook_and_redelivery() {
             .body(lambda_http::Body::from(body))
             .unwrap()
     };
-    let first = request();
-    let again = {
+    let copy_of = |first: &lambda_http::Request| {
         let mut r = request();
         *r.headers_mut() = first.headers().clone();
         r
     };
+
+    let first = request();
+    let again = copy_of(&first);
+    let later = copy_of(&first);
     assert_eq!(intake.handle(first).await.status(), 200);
-    let accepted = show("accepted webhook (1 lead)", &counter);
+    let accepted = counted(&counter);
+    show("accepted webhook (1 lead)", &counter);
+    // The platform redelivers at once (a concurrent copy, or an answer it lost):
+    // the copy waits out the owner's lease, then confirms the send.
     assert_eq!(intake.handle(again).await.status(), 200);
-    let redelivered = show("redelivered webhook", &counter);
-    assert_eq!(accepted, 4, "claim, raw payload, enqueue, complete");
-    assert_eq!(redelivered, 1, "one conditional put answers it");
+    let redelivered = counted(&counter);
+    show("redelivered webhook (during the lease)", &counter);
+    assert_eq!(intake.handle(later).await.status(), 200);
+    let confirmed = counted(&counter);
+    show("redelivered webhook (confirmed)", &counter);
+
+    // A redelivery after a lease that nobody confirmed: taken over, sent again.
+    let first = request();
+    let late = copy_of(&first);
+    assert_eq!(intake.handle(first).await.status(), 200);
+    counter.reset();
+    tokio::time::sleep(webhook_intake::LEASE + std::time::Duration::from_millis(300)).await;
+    assert_eq!(intake.handle(late).await.status(), 200);
+    let taken_over = counted(&counter);
+    show("redelivered webhook (after the lease)", &counter);
+
+    assert_eq!(
+        accepted,
+        ops(&[("DynamoDB.PutItem", 1), ("SQS.SendMessageBatch", 1)]),
+        "the claim (raw body, conditional), the enqueue"
+    );
+    assert_eq!(
+        redelivered,
+        ops(&[("DynamoDB.PutItem", 2), ("DynamoDB.UpdateItem", 1)]),
+        "claim found, claim found again after the lease, marked SENT"
+    );
+    assert_eq!(
+        confirmed,
+        ops(&[("DynamoDB.PutItem", 1)]),
+        "one conditional put answers it"
+    );
+    assert_eq!(
+        taken_over,
+        ops(&[
+            ("DynamoDB.PutItem", 1),
+            ("DynamoDB.UpdateItem", 2),
+            ("SQS.SendMessageBatch", 1)
+        ]),
+        "claim found, taken over, sent again, marked SENT"
+    );
+}
+
+/// Requests per operation so far (the counter is not reset).
+fn counted(counter: &RequestCounter) -> std::collections::BTreeMap<String, u64> {
+    counter.snapshot()
+}
+
+fn ops(expected: &[(&str, u64)]) -> std::collections::BTreeMap<String, u64> {
+    expected.iter().map(|(k, v)| (k.to_string(), *v)).collect()
 }
 
 #[tokio::test]
@@ -358,4 +410,227 @@ async fn requests_per_phone_link_and_link_merge() {
     assert!(merged <= 10, "{merged}");
     assert!(repeated <= 6, "{repeated}");
     assert!(crm_both <= 19, "{crm_both}");
+}
+
+/// A stand-in for WeCom and the brand CRM that answers OK and counts requests.
+async fn http_stand_in() -> (String, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let hits = std::sync::Arc::new(AtomicU64::new(0));
+    let counted = hits.clone();
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+        let counted = counted.clone();
+        async move {
+            counted.fetch_add(1, Ordering::SeqCst);
+            axum::Json(match uri.path() {
+                "/cgi-bin/gettoken" => serde_json::json!({"errcode": 0, "errmsg": "ok",
+                    "access_token": "tok", "expires_in": 7200}),
+                _ => {
+                    serde_json::json!({"errcode": 0, "errmsg": "ok", "invaliduser": "", "code": 0})
+                }
+            })
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (base, hits)
+}
+
+#[tokio::test]
+async fn requests_per_notification_job() {
+    use leads_domain::delivery::Backoff;
+    use leads_domain::notification::{Notice, NotificationJob, NotificationKind};
+    use notifier::config::{NotifierConfig, Secret, WebhookConfig, WecomConfig};
+    use std::sync::atomic::Ordering;
+    let Some(w) = world(AssignmentStrategy::RoundRobin, &[5]).await else {
+        return;
+    };
+    let counter = RequestCounter::default();
+    let clients = AwsClients::counted(&counter).await;
+    let (base, http) = http_stand_in().await;
+    let config = NotifierConfig {
+        lead_link_base: "https://leads.test".into(),
+        wecom: Some(WecomConfig {
+            base_url: base.clone(),
+            corp_id: "corp".into(),
+            corp_secret: Secret::new("s"),
+            agent_id: 1,
+            per_member_per_minute: 30,
+        }),
+        sms: None,
+        webhook: Some(WebhookConfig {
+            url: format!("{base}/crm"),
+            secret: Secret::new("crm-secret"),
+        }),
+        request_timeout: std::time::Duration::from_secs(2),
+        backoff: Backoff::default(),
+        delivery_lease: std::time::Duration::from_secs(120),
+    };
+    let notifier = notifier::Notifier::new(&w.stack.settings, &clients, config).unwrap();
+    // A consultant with a WeCom id: one app message and the CRM copy per job.
+    let job = || {
+        let lead_id = integration_tests::unique("L");
+        Notice::Lead(NotificationJob {
+            job_id: NotificationJob::job_id(&lead_id, NotificationKind::NewAssignment, 1),
+            kind: NotificationKind::NewAssignment,
+            lead_id,
+            brand_id: w.brand.clone(),
+            dealer_id: Some(format!("{}-qd", w.brand)),
+            recipients: vec![format!("{}-qd-s0", w.brand)],
+            phone_masked: Some("138****5678".into()),
+            customer_name: None,
+            series_interest: vec![],
+            created_at: Utc::now(),
+        })
+    };
+    let deadline = || tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let run = |label: &'static str| {
+        let snapshot = counted(&counter);
+        show(label, &counter);
+        (snapshot, http.swap(0, Ordering::SeqCst))
+    };
+
+    let first = job();
+    let report = notifier.handle_notice(&first, deadline()).await.unwrap();
+    assert!(!report.needs_retry(), "{report:?}");
+    let cold = run("notification job (directory fetched)");
+    let second = job();
+    notifier.handle_notice(&second, deadline()).await.unwrap();
+    let warm = run("notification job (directory cached)");
+    notifier.handle_notice(&second, deadline()).await.unwrap();
+    let redelivered = run("notification job redelivered");
+
+    let claim_and_completion = [
+        ("DynamoDB.TransactWriteItems", 1),
+        ("DynamoDB.UpdateItem", 1),
+    ];
+    assert_eq!(
+        warm,
+        (ops(&claim_and_completion), 2),
+        "claim, completion with the audit entries; WeCom message + CRM webhook"
+    );
+    let mut with_directory = ops(&claim_and_completion);
+    with_directory.insert("DynamoDB.Query".into(), 1);
+    assert_eq!(
+        cold,
+        (with_directory, 3),
+        "+ the dealer's staff; + the WeCom access token (then cached)"
+    );
+    assert_eq!(
+        redelivered,
+        (ops(&claim_and_completion), 0),
+        "the claim finds both deliveries done; the completion frees the lease"
+    );
+}
+
+#[tokio::test]
+async fn requests_per_nobody_available_job_and_summary() {
+    use leads_domain::delivery::Backoff;
+    use leads_domain::notification::{Notice, NotificationJob, NotificationKind};
+    use leads_domain::pool_notice::{window_of, DEFAULT_WINDOW};
+    use notifier::config::{NotifierConfig, Secret, WecomConfig};
+    use std::sync::atomic::Ordering;
+    let Some(w) = world(AssignmentStrategy::RoundRobin, &[5]).await else {
+        return;
+    };
+    let counter = RequestCounter::default();
+    let clients = AwsClients::counted(&counter).await;
+    let (base, http) = http_stand_in().await;
+    let mut settings = w.stack.settings.clone();
+    settings.queues.notification =
+        integration_tests::scratch_queue_like(&w.stack.clients.sqs, &settings.queues.notification)
+            .await;
+    let config = NotifierConfig {
+        lead_link_base: "https://leads.test".into(),
+        wecom: Some(WecomConfig {
+            base_url: base,
+            corp_id: "corp".into(),
+            corp_secret: Secret::new("s"),
+            agent_id: 1,
+            per_member_per_minute: 30,
+        }),
+        sms: None,
+        webhook: None,
+        request_timeout: std::time::Duration::from_secs(2),
+        backoff: Backoff::default(),
+        delivery_lease: std::time::Duration::from_secs(120),
+    };
+    let notifier = notifier::Notifier::new(&settings, &clients, config)
+        .unwrap()
+        .with_pool_window(DEFAULT_WINDOW);
+    // The Qingdao dealer gets a manager on WeCom.
+    use leads_aws::store::DirectoryStore;
+    leads_aws::store::DynamoDirectory::new(
+        w.stack.clients.dynamodb.clone(),
+        &w.stack.settings.tables.directory,
+    )
+    .save(&leads_domain::directory_file::Directory {
+        brands: vec![],
+        dealers: vec![],
+        staff: vec![serde_json::from_value(serde_json::json!({
+            "staff_id": format!("{}-qd-mgr", w.brand), "dealer_id": format!("{}-qd", w.brand),
+            "name": "店总", "role": "manager", "on_duty": true, "cap": 0,
+            "wecom_userid": "wx-qd-mgr",
+        }))
+        .unwrap()],
+        accounts: vec![],
+    })
+    .await
+    .unwrap();
+    // A window that has ended.
+    let window = window_of(Utc::now() - chrono::Duration::minutes(20), DEFAULT_WINDOW);
+    let job = || {
+        let lead_id = integration_tests::unique("L");
+        Notice::Lead(NotificationJob {
+            job_id: NotificationJob::job_id(&lead_id, NotificationKind::NoOneAvailable, 1),
+            kind: NotificationKind::NoOneAvailable,
+            lead_id,
+            brand_id: w.brand.clone(),
+            dealer_id: Some(format!("{}-qd", w.brand)),
+            recipients: vec![format!("{}-qd-s0", w.brand)],
+            phone_masked: None,
+            customer_name: None,
+            series_interest: vec![],
+            created_at: window.start,
+        })
+    };
+    let deadline = || tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let run = |label: &'static str| {
+        let snapshot = counted(&counter);
+        show(label, &counter);
+        (snapshot, http.swap(0, Ordering::SeqCst))
+    };
+    notifier.handle_notice(&job(), deadline()).await.unwrap();
+    let first = run("nobody available, first of its window");
+    notifier.handle_notice(&job(), deadline()).await.unwrap();
+    let folded = run("nobody available, folded");
+    let queued =
+        integration_tests::drain(&w.stack.clients.sqs, &settings.queues.notification).await;
+    assert_eq!(queued.len(), 1);
+    counter.reset();
+    let summary = Notice::from_json(&queued[0]).unwrap();
+    notifier.handle_notice(&summary, deadline()).await.unwrap();
+    let sent = run("managers' summary (staff not cached)");
+
+    assert_eq!(
+        first,
+        (
+            ops(&[("DynamoDB.UpdateItem", 2), ("SQS.SendMessage", 1)]),
+            0
+        ),
+        "counted, the summary queued, marked queued"
+    );
+    assert_eq!(folded, (ops(&[("DynamoDB.UpdateItem", 1)]), 0), "counted");
+    assert_eq!(
+        sent,
+        (
+            ops(&[
+                ("DynamoDB.Query", 1),
+                ("DynamoDB.TransactWriteItems", 1),
+                ("DynamoDB.UpdateItem", 2)
+            ]),
+            2
+        ),
+        "closed (count read), staff, claim, completion; WeCom token + one message"
+    );
 }

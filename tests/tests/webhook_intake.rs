@@ -1,7 +1,8 @@
 //! The intake function against the emulator: accepted webhooks are stored and
 //! enqueued once, redeliveries and concurrent copies are acknowledged without a
-//! second message, and a failed enqueue is retried by the platform's redelivery
-//! rather than lost. Rejected requests (every documented error status, with
+//! second message, a failed enqueue is retried by the platform's redelivery
+//! rather than lost, and so is a delivery whose claim was written by an attempt
+//! that died before its send. Rejected requests (every documented error status, with
 //! nothing written) are in `hostile_input.rs`; storage faults in `reliability.rs`.
 
 use std::collections::HashMap;
@@ -103,12 +104,12 @@ async fn status_and_body(intake: &Intake, request: Request) -> (u16, String) {
     (status, body)
 }
 
-async fn idempotency_record(stack: &Stack, key: &str) -> Option<HashMap<String, AttributeValue>> {
+async fn raw_record(stack: &Stack, key: &str) -> Option<HashMap<String, AttributeValue>> {
     stack
         .clients
         .dynamodb
         .get_item()
-        .table_name(&stack.settings.tables.idempotency)
+        .table_name(&stack.settings.tables.raw_payload)
         .key("pk", AttributeValue::S(key.into()))
         .consistent_read(true)
         .send()
@@ -151,25 +152,16 @@ async fn accepted_webhook_is_stored_enqueued_once_and_redelivery_is_acknowledged
     assert_eq!(lead.source_event_id, format!("douyin:{msg_id}"));
     assert_eq!(lead.phone.as_ref().unwrap().masked(), "138****2345");
 
-    let record = idempotency_record(&stack, &format!("douyin#{msg_id}"))
+    // The raw body is kept under the lead's reference, byte for byte; the same
+    // item is the delivery's claim.
+    assert_eq!(lead.raw_payload_ref, format!("RAW#douyin#{msg_id}"));
+    let raw = raw_record(&stack, &lead.raw_payload_ref)
         .await
-        .unwrap();
-    assert_eq!(record["status"], AttributeValue::S("COMPLETED".into()));
-    assert!(record.contains_key("expires_at"));
-
-    // The raw body is kept under the lead's reference, byte for byte.
-    let raw = stack
-        .clients
-        .dynamodb
-        .get_item()
-        .table_name(&stack.settings.tables.raw_payload)
-        .key("pk", AttributeValue::S(lead.raw_payload_ref.clone()))
-        .send()
-        .await
-        .unwrap()
-        .item
         .expect("raw payload stored");
     assert_eq!(raw["body"], AttributeValue::S(body));
+    // The redelivery waited out the owner's lease and confirmed the send.
+    assert_eq!(raw["state"], AttributeValue::S("SENT".into()));
+    assert!(raw.contains_key("expires_at") && raw.contains_key("lease_until_ms"));
 }
 
 #[tokio::test]
@@ -216,7 +208,7 @@ async fn a_failed_enqueue_is_not_lost_the_retry_enqueues() {
     assert!(reply.contains("\"code\":\"internal\""));
     assert!(!reply.contains("13705317777"));
     assert!(
-        idempotency_record(&stack, &format!("oem_crm#{event_id}"))
+        raw_record(&stack, &format!("RAW#oem_crm#{event_id}"))
             .await
             .is_none(),
         "claim released"
@@ -227,6 +219,91 @@ async fn a_failed_enqueue_is_not_lost_the_retry_enqueues() {
     let leads = leads_in(&drain(&stack.clients.sqs, &queue).await);
     assert_eq!(leads.len(), 1);
     assert_eq!(leads[0].source_event_id, "oem_crm:crm-1");
+}
+
+/// Writes the claim an attempt leaves behind when it dies between its put and
+/// its send (the crash window): `SENDING`, its lease over, nothing enqueued.
+async fn abandoned_claim(stack: &Stack, reference: &str, body: &str) {
+    let now = Utc::now();
+    let item = HashMap::from([
+        ("pk".to_string(), AttributeValue::S(reference.into())),
+        ("source".to_string(), AttributeValue::S("oem_crm".into())),
+        (
+            "received_at".to_string(),
+            AttributeValue::S(now.to_rfc3339()),
+        ),
+        ("body".to_string(), AttributeValue::S(body.into())),
+        (
+            "expires_at".to_string(),
+            AttributeValue::N((now.timestamp() + 86_400).to_string()),
+        ),
+        ("state".to_string(), AttributeValue::S("SENDING".into())),
+        (
+            "lease_until_ms".to_string(),
+            AttributeValue::N((now.timestamp_millis() - 1_000).to_string()),
+        ),
+    ]);
+    stack
+        .clients
+        .dynamodb
+        .put_item()
+        .table_name(&stack.settings.tables.raw_payload)
+        .set_item(Some(item))
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_claim_left_by_a_dead_attempt_is_taken_over_and_enqueued() {
+    let Some(stack) = stack().await else { return };
+    let (intake, queue) = intake(&stack).await;
+    let event_id = unique("crash");
+    let body = r#"{"lead_id":"crm-2","dealer_id":"ht-jn-01","phone":"13705318888","city":"济南"}"#;
+    let reference = format!("RAW#oem_crm#{event_id}");
+    abandoned_claim(&stack, &reference, body).await;
+
+    // The platform retries (it never got an answer): the retry must enqueue.
+    let (status, _) = status_and_body(&intake, crm_request(body, &event_id)).await;
+    assert_eq!(status, 200);
+    let leads = leads_in(&drain(&stack.clients.sqs, &queue).await);
+    assert_eq!(leads.len(), 1, "the retry enqueued the lost send");
+    assert_eq!(leads[0].source_event_id, "oem_crm:crm-2");
+    let raw = raw_record(&stack, &reference).await.unwrap();
+    assert_eq!(raw["state"], AttributeValue::S("SENT".into()));
+
+    // Confirmed: later redeliveries are acknowledged without another message.
+    let (status, _) = status_and_body(&intake, crm_request(body, &event_id)).await;
+    assert_eq!(status, 200);
+    assert!(drain(&stack.clients.sqs, &queue).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_redelivery_after_the_lease_sends_once_more_then_never() {
+    let Some(stack) = stack().await else { return };
+    let (intake, queue) = intake(&stack).await;
+    let msg_id = unique("late");
+    let body = douyin_lead_body("dy-ht-jn-01");
+    assert_eq!(
+        status_and_body(&intake, douyin_request(&body, &msg_id))
+            .await
+            .0,
+        200
+    );
+    tokio::time::sleep(webhook_intake::LEASE + std::time::Duration::from_millis(300)).await;
+    // After the lease, a sent delivery and a dead owner look alike: one more
+    // message (the router's delivery marker drops it), confirmed, then none.
+    for _ in 0..2 {
+        assert_eq!(
+            status_and_body(&intake, douyin_request(&body, &msg_id))
+                .await
+                .0,
+            200
+        );
+    }
+    let leads = leads_in(&drain(&stack.clients.sqs, &queue).await);
+    assert_eq!(leads.len(), 2, "the first message and one re-send");
+    assert_eq!(leads[0].source_event_id, leads[1].source_event_id);
 }
 
 #[tokio::test]

@@ -1,37 +1,45 @@
 //! The notifier: for each job on the notification queue,
 //!
+//! 0. fold a `no_one_available` job into its dealer's summary for the window
+//!    (`leads_domain::pool_notice`): the managers get one message per window
+//!    naming how many leads wait, not one per lead;
 //! 1. resolve the recipients (staff ids, or the dealer's managers when a
-//!    warning names nobody) in the directory;
+//!    warning names nobody) in the directory (the dealer's staff cached per
+//!    instance for [`DIRECTORY_TTL`]);
 //! 2. render the text (pure: `leads_domain::templates`);
 //! 3. plan one delivery per recipient and channel: WeCom for staff with a
 //!    userid, SMS for staff with only a mobile, the brand's CRM webhook once
 //!    per lead job;
-//! 4. claim each delivery's key (`notify#{job}#{channel}#{recipient}`, a
-//!    conditional put) so a job SQS delivers twice reaches nobody twice;
+//! 4. claim the job (`notify#{job}`, one conditional update that also returns
+//!    the deliveries earlier copies did) so a job SQS delivers twice reaches
+//!    nobody twice;
 //! 5. deliver with retries and backoff inside the invocation's time; a
 //!    recipient WeCom rejects for good gets an SMS instead if they have a
 //!    mobile;
-//! 6. record every delivery on the lead's audit trail. A transient failure
+//! 6. record the deliveries done on the job's item and every delivery on the
+//!    lead's audit trail, in one transaction. A transient failure
 //!    fails the message, so SQS retries it (and after maxReceiveCount moves
 //!    it to the DLQ); a permanent one is recorded and not retried.
 
 pub mod channels;
 pub mod config;
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::{DateTime, Utc};
-use leads_aws::store::idempotency::Status as DeliveryStatus;
 use leads_aws::store::{
-    Begin, DirectoryStore, DynamoAudit, DynamoDirectory, DynamoIdempotency, IdempotencyStore,
+    DirectoryStore, DynamoAudit, DynamoDirectory, DynamoJobLedger, DynamoPoolNotices, Fold,
+    JobClaim, JobState, SqsQueue,
 };
 use leads_aws::{AwsClients, Settings, StoreError};
 use leads_domain::audit::{Actor, AuditAction, AuditEvent};
-use leads_domain::delivery::{delivery_key, rejection_key, ChannelKind, Failure};
+use leads_domain::delivery::{ChannelKind, Failure};
 use leads_domain::directory::{Staff, StaffRole};
-use leads_domain::notification::Notice;
+use leads_domain::notification::{Notice, NotificationJob};
+use leads_domain::pool_notice::{self, PoolSummary};
 use leads_domain::templates;
 use serde::Serialize;
 use tokio::time::Instant;
@@ -40,6 +48,13 @@ use channels::{Address, Channel, Envelope, Recipient, SmsChannel, WebhookChannel
 use config::NotifierConfig;
 
 const ACTOR: &str = "notifier";
+/// How long a dealer's staff (roles, WeCom ids, mobiles) is reused across jobs
+/// and invocations (`NOTIFY_DIRECTORY_TTL_SECONDS`): a directory change reaches
+/// notifications within this bound. A recipient missing from the cached list
+/// is looked up again at once, so new staff are never dropped.
+pub const DIRECTORY_TTL: Duration = Duration::from_secs(60);
+/// Audit events that fit in the completion transaction with the job's item.
+const AUDIT_IN_TRANSACTION: usize = 99;
 /// The recipient id of the brand's CRM webhook.
 pub const CRM_RECIPIENT: &str = "crm";
 
@@ -102,7 +117,13 @@ pub struct Notifier {
     config: NotifierConfig,
     directory: DynamoDirectory,
     audit: DynamoAudit,
-    deliveries: DynamoIdempotency,
+    ledger: DynamoJobLedger,
+    staff_cache: Mutex<HashMap<String, (Instant, Vec<Staff>)>>,
+    directory_ttl: Duration,
+    pool_notices: DynamoPoolNotices,
+    /// Where the managers' summaries wait for the end of their window.
+    notification_queue: SqsQueue,
+    pool_window: Duration,
     wecom: Option<WecomChannel>,
     sms: Option<SmsChannel>,
     webhook: Option<WebhookChannel>,
@@ -116,7 +137,28 @@ impl Notifier {
         let settings = Settings::from_env()?;
         let config = NotifierConfig::from_env()?;
         let clients = AwsClients::from_env().await;
-        Ok(Self::new(&settings, &clients, config)?)
+        let ttl =
+            leads_aws::config::number("NOTIFY_DIRECTORY_TTL_SECONDS", DIRECTORY_TTL.as_secs())?;
+        let window = leads_aws::config::number(
+            "NOTIFY_POOL_WINDOW_SECONDS",
+            pool_notice::DEFAULT_WINDOW.as_secs(),
+        )?;
+        Ok(Self::new(&settings, &clients, config)?
+            .with_directory_ttl(Duration::from_secs(ttl))
+            .with_pool_window(Duration::from_secs(window)))
+    }
+
+    /// The managers' "nobody available" summary window (default
+    /// `pool_notice::DEFAULT_WINDOW`; 0: one message per lead, as before).
+    pub fn with_pool_window(mut self, window: Duration) -> Self {
+        self.pool_window = window;
+        self
+    }
+
+    /// How long the dealer's staff is reused (default [`DIRECTORY_TTL`]; 0: never).
+    pub fn with_directory_ttl(mut self, ttl: Duration) -> Self {
+        self.directory_ttl = ttl;
+        self
     }
 
     pub fn new(
@@ -133,12 +175,21 @@ impl Notifier {
         Ok(Notifier {
             directory: DynamoDirectory::new(db.clone(), &t.directory),
             audit: DynamoAudit::new(db.clone(), &t.audit),
-            deliveries: DynamoIdempotency::new(
+            pool_notices: DynamoPoolNotices::new(
+                db.clone(),
+                &t.idempotency,
+                settings.idempotency_retention,
+            ),
+            notification_queue: SqsQueue::new(clients.sqs.clone(), &settings.queues.notification),
+            pool_window: pool_notice::DEFAULT_WINDOW,
+            ledger: DynamoJobLedger::new(
                 db,
                 &t.idempotency,
                 settings.idempotency_retention,
                 config.delivery_lease,
             ),
+            staff_cache: Mutex::new(HashMap::new()),
+            directory_ttl: DIRECTORY_TTL,
             wecom: config
                 .wecom
                 .clone()
@@ -192,8 +243,75 @@ impl Notifier {
         notice: &Notice,
         deadline: Instant,
     ) -> Result<JobReport, NotifyError> {
+        match notice {
+            Notice::Lead(job) if !self.pool_window.is_zero() && pool_notice::folds(job) => {
+                self.fold(job, deadline).await
+            }
+            Notice::PoolSummary(summary) => {
+                // Closed now: the count is final, the same on every redelivery.
+                let leads = self.pool_notices.close(&summary.job_id).await?;
+                if leads == 0 {
+                    return Ok(JobReport {
+                        job_id: summary.job_id.clone(),
+                        deliveries: Vec::new(),
+                    });
+                }
+                let closed = Notice::PoolSummary(PoolSummary {
+                    leads,
+                    ..summary.clone()
+                });
+                self.deliver(&closed, deadline).await
+            }
+            _ => self.deliver(notice, deadline).await,
+        }
+    }
+
+    /// Counts a `no_one_available` job in its dealer's summary for the job's
+    /// window, queueing the summary (delayed to the window's end) the first
+    /// time. A job for a window already closed goes to the current one.
+    async fn fold(
+        &self,
+        job: &NotificationJob,
+        deadline: Instant,
+    ) -> Result<JobReport, NotifyError> {
+        let dealer = job.dealer_id.as_deref().unwrap_or_default();
+        let now = Utc::now();
+        let windows = [
+            pool_notice::window_of(job.created_at, self.pool_window),
+            pool_notice::window_of(now, self.pool_window),
+        ];
+        for window in windows {
+            let summary = PoolSummary::for_window(&job.brand_id, dealer, &window, now);
+            match self
+                .pool_notices
+                .fold(&summary.job_id, &job.lead_id, now)
+                .await?
+            {
+                Fold::Closed => continue,
+                Fold::Open { queued } => {
+                    if !queued {
+                        let delay = pool_notice::flush_delay(now, &window);
+                        self.notification_queue
+                            .send_delayed(&Notice::PoolSummary(summary.clone()), delay)
+                            .await?;
+                        self.pool_notices.mark_queued(&summary.job_id).await?;
+                    }
+                    tracing::info!(job_id = %job.job_id, lead_id = %job.lead_id, summary = %summary.job_id, "nobody available: counted in the managers' summary");
+                    return Ok(JobReport {
+                        job_id: job.job_id.clone(),
+                        deliveries: Vec::new(),
+                    });
+                }
+            }
+        }
+        // Both closed (a clock far off): better one message too many than none.
+        self.deliver(&Notice::Lead(job.clone()), deadline).await
+    }
+
+    /// Renders and delivers one notice to its recipients (steps 1-6 above).
+    async fn deliver(&self, notice: &Notice, deadline: Instant) -> Result<JobReport, NotifyError> {
         let staff = match notice.dealer_id() {
-            Some(dealer) => self.directory.staff_of(dealer).await?,
+            Some(dealer) => self.staff_of(dealer, notice.recipients()).await?,
             None => Vec::new(),
         };
         let recipients = recipients_of(notice, &staff);
@@ -211,14 +329,21 @@ impl Notifier {
                 outcome: Outcome::Permanent("rendered text holds a full phone number".into()),
                 attempts: 0,
             }));
-            return self.finish(notice, reports).await;
+            return self.finish(notice, reports, None).await;
         }
         let envelope = Envelope {
             notice,
             message: &message,
             staff: &recipients,
         };
-        let mut delivered = self.deliver_all(&envelope, planned, deadline).await?;
+        let (earlier, owner) = match self.ledger.claim(notice.job_id(), Utc::now()).await? {
+            JobClaim::Owner(state) => (state, true),
+            JobClaim::Busy(state) => (state, false),
+        };
+        let mut now_done = JobState::default();
+        let mut delivered = self
+            .deliver_all(&envelope, planned, &earlier, owner, &mut now_done, deadline)
+            .await;
 
         // WeCom said no for good (now, or on an earlier delivery of this job):
         // an SMS still reaches people with a mobile.
@@ -227,11 +352,7 @@ impl Notifier {
             let rejected = match (&d.channel, &d.outcome) {
                 (Some(ChannelKind::Wecom), Outcome::Permanent(_)) => true,
                 (Some(ChannelKind::Wecom), Outcome::AlreadyDelivered) => {
-                    self.sms.is_some()
-                        && staff
-                            .iter()
-                            .any(|s| s.staff_id == d.recipient && s.mobile.is_some())
-                        && self.was_rejected(notice.job_id(), &d.recipient).await?
+                    earlier.rejected.contains(&d.recipient)
                 }
                 _ => false,
             };
@@ -241,10 +362,46 @@ impl Notifier {
             }
         }
         if !fallback.is_empty() {
-            delivered.extend(self.deliver_all(&envelope, fallback, deadline).await?);
+            delivered.extend(
+                self.deliver_all(
+                    &envelope,
+                    fallback,
+                    &earlier,
+                    owner,
+                    &mut now_done,
+                    deadline,
+                )
+                .await,
+            );
         }
         reports.extend(delivered);
-        self.finish(notice, reports).await
+        self.finish(notice, reports, owner.then_some(now_done))
+            .await
+    }
+
+    /// The dealer's staff, from the per-instance cache while it is younger
+    /// than the TTL and names every explicit recipient.
+    async fn staff_of(&self, dealer: &str, wanted: &[String]) -> Result<Vec<Staff>, StoreError> {
+        {
+            let cache = self.staff_cache.lock().expect("staff cache lock");
+            if let Some((at, staff)) = cache.get(dealer) {
+                let fresh = at.elapsed() < self.directory_ttl;
+                let complete = wanted
+                    .iter()
+                    .all(|id| staff.iter().any(|s| &s.staff_id == id));
+                if fresh && complete {
+                    return Ok(staff.clone());
+                }
+            }
+        }
+        let staff = self.directory.staff_of(dealer).await?;
+        if !self.directory_ttl.is_zero() {
+            self.staff_cache
+                .lock()
+                .expect("staff cache lock")
+                .insert(dealer.to_string(), (Instant::now(), staff.clone()));
+        }
+        Ok(staff)
     }
 
     /// One delivery per recipient on the best channel they can be reached
@@ -303,34 +460,36 @@ impl Notifier {
         })
     }
 
-    /// Claims each delivery's key, then delivers the claimed ones, channel
-    /// by channel (WeCom takes a whole group in one request).
+    /// Delivers what earlier copies of the job did not, channel by channel
+    /// (WeCom takes a whole group in one request), recording in `now_done`
+    /// what is done for good. Without the job's lease (`owner` false) nothing
+    /// is sent: another copy is delivering, SQS retries this one.
     async fn deliver_all(
         &self,
         envelope: &Envelope<'_>,
         planned: Vec<Planned>,
+        earlier: &JobState,
+        owner: bool,
+        now_done: &mut JobState,
         deadline: Instant,
-    ) -> Result<Vec<DeliveryReport>, NotifyError> {
-        let job_id = envelope.notice.job_id();
+    ) -> Vec<DeliveryReport> {
         let mut reports = Vec::new();
         let mut claimed: Vec<Planned> = Vec::new();
         for p in planned {
-            let key = delivery_key(job_id, p.channel, &p.recipient.id);
-            match self.deliveries.begin(&key, Utc::now()).await? {
-                Begin::Started => claimed.push(p),
-                Begin::AlreadyCompleted => reports.push(DeliveryReport {
-                    channel: Some(p.channel),
-                    recipient: p.recipient.id,
-                    outcome: Outcome::AlreadyDelivered,
-                    attempts: 0,
-                }),
-                Begin::InProgress => reports.push(DeliveryReport {
-                    channel: Some(p.channel),
-                    recipient: p.recipient.id,
-                    outcome: Outcome::Retry("another copy of the job is delivering it".into()),
-                    attempts: 0,
-                }),
-            }
+            let outcome = if earlier.done.contains(&done_key(p.channel, &p.recipient.id)) {
+                Outcome::AlreadyDelivered
+            } else if !owner {
+                Outcome::Retry("another copy of the job is delivering it".into())
+            } else {
+                claimed.push(p);
+                continue;
+            };
+            reports.push(DeliveryReport {
+                channel: Some(p.channel),
+                recipient: p.recipient.id,
+                outcome,
+                attempts: 0,
+            });
         }
         for kind in [ChannelKind::Wecom, ChannelKind::Sms, ChannelKind::Webhook] {
             let group: Vec<Recipient> = claimed
@@ -347,27 +506,21 @@ impl Notifier {
             for (recipient, result, attempts) in
                 with_retries(channel, envelope, group, &self.config, deadline).await
             {
-                let key = delivery_key(job_id, kind, &recipient.id);
                 let outcome = match result {
                     Ok(()) => {
-                        self.deliveries.complete(&key, 1).await?;
+                        now_done.done.insert(done_key(kind, &recipient.id));
                         Outcome::Delivered
                     }
                     Err(Failure::Permanent(reason)) => {
                         if kind == ChannelKind::Wecom {
                             // Remembered for the SMS fallback of a redelivery.
-                            let marker = rejection_key(job_id, kind, &recipient.id);
-                            self.deliveries.begin(&marker, Utc::now()).await?;
-                            self.deliveries.complete(&marker, 0).await?;
+                            now_done.rejected.insert(recipient.id.clone());
                         }
                         // Done for good: a redelivery must not try again.
-                        self.deliveries.complete(&key, 0).await?;
+                        now_done.done.insert(done_key(kind, &recipient.id));
                         Outcome::Permanent(reason)
                     }
-                    Err(failure) => {
-                        self.deliveries.release(&key).await?;
-                        Outcome::Retry(failure.reason().to_string())
-                    }
+                    Err(failure) => Outcome::Retry(failure.reason().to_string()),
                 };
                 reports.push(DeliveryReport {
                     channel: Some(kind),
@@ -377,13 +530,7 @@ impl Notifier {
                 });
             }
         }
-        Ok(reports)
-    }
-
-    /// Whether WeCom rejected `recipient` for good on an earlier delivery of the job.
-    async fn was_rejected(&self, job_id: &str, recipient: &str) -> Result<bool, NotifyError> {
-        let marker = rejection_key(job_id, ChannelKind::Wecom, recipient);
-        Ok(self.deliveries.status(&marker).await? == Some(DeliveryStatus::Completed))
+        reports
     }
 
     fn channel(&self, kind: ChannelKind) -> Option<&dyn Channel> {
@@ -394,11 +541,14 @@ impl Notifier {
         }
     }
 
-    /// Logs every delivery and records it on the lead's audit trail.
+    /// Logs every delivery and records it on the lead's audit trail; the
+    /// job's owner (`done`: what it did) writes that and the audit in one
+    /// transaction, which also gives the job's lease back.
     async fn finish(
         &self,
         notice: &Notice,
         deliveries: Vec<DeliveryReport>,
+        done: Option<JobState>,
     ) -> Result<JobReport, NotifyError> {
         let mut events = Vec::new();
         for d in &deliveries {
@@ -450,7 +600,23 @@ impl Notifier {
                 detail,
             });
         }
-        self.audit.append(&events).await?;
+        match done {
+            Some(done) => {
+                let split = events.len().min(AUDIT_IN_TRANSACTION);
+                let puts = events[..split]
+                    .iter()
+                    .map(|e| self.audit.transact_put(e))
+                    .collect::<Result<Vec<_>, _>>()?;
+                self.ledger
+                    .complete(notice.job_id(), &done.done, &done.rejected, puts)
+                    .await?;
+                if split < events.len() {
+                    self.audit.append(&events[split..]).await?;
+                }
+            }
+            None if !events.is_empty() => self.audit.append(&events).await?,
+            None => {}
+        }
         Ok(JobReport {
             job_id: notice.job_id().to_string(),
             deliveries,
@@ -463,6 +629,11 @@ impl Notifier {
         *last = now;
         now
     }
+}
+
+/// How a delivery done is recorded on the job's item.
+fn done_key(channel: ChannelKind, recipient: &str) -> String {
+    format!("{channel}#{recipient}")
 }
 
 /// The staff ids a notice goes to: its own list, or the dealer's managers

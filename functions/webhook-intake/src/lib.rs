@@ -1,21 +1,28 @@
 //! Webhook intake: HTTP request in, domain call, effects out.
 //!
 //! 1. `leads_domain::intake::handle` authenticates and parses (pure).
-//! 2. An accepted delivery is claimed in the idempotency table (conditional put).
-//! 3. Its raw body is kept (TTL), its messages go to the lead queue, and the
-//!    claim is marked completed. Any failure releases the claim and answers 500,
-//!    so the platform's retry enqueues after all: nothing accepted is lost.
+//! 2. An accepted delivery's raw body is written with a conditional put that is
+//!    also the claim on the delivery (state `SENDING`, a lease of [`LEASE`]).
+//! 3. The owner of the claim sends the messages to the lead queue: 2 AWS
+//!    requests in all. If the send fails it gives the claim back and answers
+//!    500, so the platform's retry enqueues: nothing accepted is lost.
+//!
+//! Copies and retries find the claim. One that arrives during the lease is a
+//! concurrent copy: it waits for the lease to end and is acknowledged (marking
+//! the claim `SENT`), unless the owner gave the claim back (then it claims it
+//! itself). One that arrives
+//! after a lease ended on an unconfirmed `SENDING` claim cannot tell a sent
+//! delivery from an owner that died between its put and its send, so it takes
+//! the claim over, sends again and marks it `SENT`; the router's delivery
+//! marker makes that possible second message a no-op.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, RequestExt, Response};
-use leads_aws::store::{
-    Begin, DynamoIdempotency, DynamoRawPayloads, IdempotencyStore, MessageQueue, RawPayloadStore,
-    SqsQueue,
-};
+use leads_aws::store::{new_claim_id, Claim, DynamoRawPayloads, MessageQueue, SendState, SqsQueue};
 use leads_aws::{config, AwsClients, Settings};
 use leads_domain::identity::PhoneHasher;
 use leads_domain::intake::normalise::raw_payload_ref;
@@ -24,17 +31,22 @@ use leads_domain::intake::{
     Reply, Source,
 };
 
-/// How long a claimed delivery blocks its copies if this attempt dies (above the
-/// function timeout of 10 s).
-const LEASE: Duration = Duration::from_secs(30);
-/// How long a concurrent copy waits for the first one to finish before asking
-/// the platform to retry.
-const WAIT_FOR_COPY: Duration = Duration::from_millis(2_000);
+/// How long a claim's owner has to enqueue (or give the claim back), from just
+/// before its put. Copies arriving meanwhile wait this long at most, inside the
+/// platforms' 5-second window.
+pub const LEASE: Duration = Duration::from_millis(3_000);
+/// The owner stops trying to send this long before its lease ends, and a
+/// waiting copy looks again this long after it: room for clock skew between
+/// instances and for the owner's release to land.
+const MARGIN: Duration = Duration::from_millis(250);
+/// Claims a copy looks at before asking the platform to retry (409).
+const MAX_ROUNDS: usize = 3;
+/// How long an owner whose send failed keeps trying to give the claim back.
+const RELEASE_FOR: Duration = Duration::from_millis(3_000);
 
 pub struct Intake {
     secrets: IntakeSecrets,
     normaliser: Normaliser,
-    idempotency: DynamoIdempotency,
     raw_payloads: DynamoRawPayloads,
     lead_queue: SqsQueue,
 }
@@ -58,12 +70,6 @@ impl Intake {
         Intake {
             normaliser: Normaliser::new(hasher),
             secrets,
-            idempotency: DynamoIdempotency::new(
-                clients.dynamodb.clone(),
-                &settings.tables.idempotency,
-                settings.idempotency_retention,
-                LEASE,
-            ),
             raw_payloads: DynamoRawPayloads::new(
                 clients.dynamodb.clone(),
                 &settings.tables.raw_payload,
@@ -146,7 +152,7 @@ impl Intake {
         }
     }
 
-    /// Stores and enqueues one delivery exactly once per delivery key.
+    /// Stores and enqueues one delivery once per delivery key (see the module doc).
     async fn accept(
         &self,
         source: Source,
@@ -155,81 +161,166 @@ impl Intake {
         messages: &[IntakeMessage],
         reply: &Reply,
     ) -> Result<Response<Body>, EffectError> {
-        let claim = format!("{source}#{delivery_key}");
         let fail = |e: leads_aws::StoreError| EffectError(e.to_string());
-        match self
-            .idempotency
-            .begin(&claim, Utc::now())
-            .await
-            .map_err(fail)?
-        {
-            Begin::AlreadyCompleted => {
-                tracing::info!(%source, %delivery_key, "redelivery acknowledged, not enqueued again");
-                return Ok(reply_response(reply));
-            }
-            Begin::InProgress => {
-                return self
-                    .wait_for_copy(&claim, source, delivery_key, reply)
-                    .await
-            }
-            Begin::Started => {}
-        }
-        let effects = async {
-            let payload = self.raw_payloads.payload(
-                raw_payload_ref(source, delivery_key),
-                source.as_str(),
-                String::from_utf8_lossy(body).into_owned(),
-                Utc::now(),
-            );
-            self.raw_payloads.put(&payload).await?;
-            self.lead_queue.send_all(messages).await?;
-            self.idempotency
-                .complete(&claim, messages.len() as u32)
-                .await
+        let payload = self.raw_payloads.payload(
+            raw_payload_ref(source, delivery_key),
+            source.as_str(),
+            String::from_utf8_lossy(body).into_owned(),
+            Utc::now(),
+        );
+        let attempt = Attempt {
+            source,
+            delivery_key,
+            reference: &payload.pk,
+            claim_id: new_claim_id(),
         };
-        if let Err(e) = effects.await {
-            // Let the retry through now rather than after the lease.
-            if let Err(release) = self.idempotency.release(&claim).await {
-                tracing::warn!(%source, %delivery_key, error = %release, "claim not released; it expires with its lease");
-            }
-            return Err(fail(e));
-        }
-        let leads = messages
-            .iter()
-            .filter(|m| matches!(m, IntakeMessage::Lead(_)))
-            .count();
-        tracing::info!(%source, %delivery_key, leads, stats = messages.len() - leads, "webhook accepted");
-        Ok(reply_response(reply))
-    }
-
-    /// A copy of this delivery is being processed concurrently: wait briefly for
-    /// it; if it completes, acknowledge; otherwise ask the platform to retry.
-    async fn wait_for_copy(
-        &self,
-        claim: &str,
-        source: Source,
-        delivery_key: &str,
-        reply: &Reply,
-    ) -> Result<Response<Body>, EffectError> {
-        let deadline = tokio::time::Instant::now() + WAIT_FOR_COPY;
-        while tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            match self.idempotency.status(claim).await {
-                Ok(Some(leads_aws::store::idempotency::Status::Completed)) => {
+        let mut waited_for: Option<i64> = None;
+        for _ in 0..MAX_ROUNDS {
+            let now = Utc::now();
+            let lease_until = now + LEASE;
+            match self
+                .raw_payloads
+                .claim(&payload, &attempt.claim_id, lease_until, now)
+                .await
+                .map_err(fail)?
+            {
+                Claim::Owner => return self.send(&attempt, messages, lease_until, reply).await,
+                // Our own put: it had landed before the SDK retried it.
+                Claim::Taken {
+                    state: SendState::Sending,
+                    lease_until_ms,
+                    claim_id: Some(holder),
+                } if holder == attempt.claim_id => {
+                    let lease_until =
+                        DateTime::from_timestamp_millis(lease_until_ms).unwrap_or(lease_until);
+                    return self.send(&attempt, messages, lease_until, reply).await;
+                }
+                Claim::Taken {
+                    state: SendState::Sent,
+                    ..
+                } => {
+                    tracing::info!(%source, %delivery_key, "redelivery acknowledged, not enqueued again");
+                    return Ok(reply_response(reply));
+                }
+                Claim::Taken {
+                    lease_until_ms: lease,
+                    ..
+                } if waited_for == Some(lease) => {
+                    // The lease this copy waited out ended without a release:
+                    // the owner enqueued. Confirmed, so later redeliveries do
+                    // not send again (see the module doc for the rest).
+                    if let Err(e) = self.raw_payloads.mark_sent(&payload.pk, lease).await {
+                        tracing::warn!(%source, %delivery_key, error = %e, "send not confirmed on the claim");
+                    }
                     tracing::info!(%source, %delivery_key, "concurrent copy acknowledged, not enqueued again");
                     return Ok(reply_response(reply));
                 }
-                Ok(_) => {}
-                Err(e) => return Err(EffectError(e.to_string())),
+                Claim::Taken {
+                    lease_until_ms: lease,
+                    ..
+                } if lease > now.timestamp_millis() => {
+                    // Someone holds the claim now: wait for its lease, then look again.
+                    waited_for = Some(lease);
+                    let wait = (lease - now.timestamp_millis()) as u64 + MARGIN.as_millis() as u64;
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                }
+                Claim::Taken {
+                    lease_until_ms: lease,
+                    ..
+                } => {
+                    // A lease ended unconfirmed: maybe sent, maybe not. Send again.
+                    let new_lease = Utc::now() + LEASE;
+                    if self
+                        .raw_payloads
+                        .take_over(&payload.pk, lease, &attempt.claim_id, new_lease)
+                        .await
+                        .map_err(fail)?
+                    {
+                        tracing::info!(%source, %delivery_key, "unconfirmed claim taken over; enqueueing again");
+                        let response = self.send(&attempt, messages, new_lease, reply).await?;
+                        if response.status() == StatusCode::OK {
+                            if let Err(e) = self
+                                .raw_payloads
+                                .mark_sent(&payload.pk, new_lease.timestamp_millis())
+                                .await
+                            {
+                                // Harmless: the next redelivery sends once more.
+                                tracing::warn!(%source, %delivery_key, error = %e, "send not confirmed on the claim");
+                            }
+                        }
+                        return Ok(response);
+                    }
+                }
             }
         }
-        tracing::info!(%source, %delivery_key, "concurrent copy still in progress; asking for a retry");
+        tracing::info!(%source, %delivery_key, "delivery still being processed; asking for a retry");
         Ok(error_response(
             409,
             "in_progress",
             "this delivery is being processed; retry later",
         ))
     }
+
+    /// The claim's owner enqueues the messages before its lease ends; on
+    /// failure it gives the claim back and answers 500 so the platform retries.
+    async fn send(
+        &self,
+        attempt: &Attempt<'_>,
+        messages: &[IntakeMessage],
+        lease_until: DateTime<Utc>,
+        reply: &Reply,
+    ) -> Result<Response<Body>, EffectError> {
+        let (source, delivery_key) = (attempt.source, attempt.delivery_key);
+        let budget = (lease_until - Utc::now())
+            .to_std()
+            .unwrap_or_default()
+            .saturating_sub(MARGIN);
+        let error = match tokio::time::timeout(budget, self.lead_queue.send_all(messages)).await {
+            Ok(Ok(())) => {
+                let leads = messages
+                    .iter()
+                    .filter(|m| matches!(m, IntakeMessage::Lead(_)))
+                    .count();
+                tracing::info!(%source, %delivery_key, leads, stats = messages.len() - leads, "webhook accepted");
+                return Ok(reply_response(reply));
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("enqueue took longer than {budget:?}"),
+        };
+        // Give the claim back, retrying while storage is briefly unavailable.
+        let give_up = tokio::time::Instant::now() + RELEASE_FOR;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match self
+                .raw_payloads
+                .release(attempt.reference, &attempt.claim_id)
+                .await
+            {
+                Ok(_) => break,
+                Err(release) if tokio::time::Instant::now() + pause >= give_up => {
+                    // The claim stays: answer only after its lease, so the
+                    // platform's retry finds it ended and sends again.
+                    tracing::warn!(%source, %delivery_key, error = %release, "claim not released; waiting out its lease");
+                    let left = (lease_until - Utc::now()).to_std().unwrap_or_default();
+                    tokio::time::sleep(left + MARGIN).await;
+                    break;
+                }
+                Err(_) => {
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+            }
+        }
+        Err(EffectError(error))
+    }
+}
+
+/// One attempt at a delivery: who it is for and its claim's id.
+struct Attempt<'a> {
+    source: Source,
+    delivery_key: &'a str,
+    reference: &'a str,
+    claim_id: String,
 }
 
 /// `{source}` from the API Gateway path parameter, else from the path itself.

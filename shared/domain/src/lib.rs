@@ -18,6 +18,7 @@ pub mod intake;
 pub mod lead;
 pub mod notification;
 pub mod phone;
+pub mod pool_notice;
 pub mod ranking;
 pub mod routing;
 pub mod sla;

@@ -151,6 +151,8 @@ impl RankingNotice {
 pub enum Notice {
     Lead(NotificationJob),
     Ranking(RankingNotice),
+    /// The managers' summary of a window's `no_one_available` jobs.
+    PoolSummary(crate::pool_notice::PoolSummary),
 }
 
 impl Notice {
@@ -161,6 +163,8 @@ impl Notice {
             == Some(NotificationKind::RankingPublished.as_str())
         {
             serde_json::from_value(value).map(Notice::Ranking)
+        } else if value.get("window_start").is_some() {
+            serde_json::from_value(value).map(Notice::PoolSummary)
         } else {
             serde_json::from_value(value).map(Notice::Lead)
         }
@@ -170,6 +174,7 @@ impl Notice {
         match self {
             Notice::Lead(j) => &j.job_id,
             Notice::Ranking(r) => &r.job_id,
+            Notice::PoolSummary(p) => &p.job_id,
         }
     }
 
@@ -177,6 +182,7 @@ impl Notice {
         match self {
             Notice::Lead(j) => j.kind,
             Notice::Ranking(r) => r.kind,
+            Notice::PoolSummary(p) => p.kind,
         }
     }
 
@@ -184,6 +190,7 @@ impl Notice {
         match self {
             Notice::Lead(j) => &j.brand_id,
             Notice::Ranking(r) => &r.brand_id,
+            Notice::PoolSummary(p) => &p.brand_id,
         }
     }
 
@@ -191,6 +198,7 @@ impl Notice {
         match self {
             Notice::Lead(j) => j.dealer_id.as_deref(),
             Notice::Ranking(r) => Some(&r.dealer_id),
+            Notice::PoolSummary(p) => Some(&p.dealer_id),
         }
     }
 
@@ -198,6 +206,8 @@ impl Notice {
         match self {
             Notice::Lead(j) => &j.recipients,
             Notice::Ranking(r) => &r.recipients,
+            // The dealer's managers.
+            Notice::PoolSummary(_) => &[],
         }
     }
 
@@ -205,7 +215,7 @@ impl Notice {
     pub fn lead_id(&self) -> Option<&str> {
         match self {
             Notice::Lead(j) => Some(&j.lead_id),
-            Notice::Ranking(_) => None,
+            Notice::Ranking(_) | Notice::PoolSummary(_) => None,
         }
     }
 }
@@ -254,5 +264,14 @@ mod tests {
         let again = Notice::from_json(&serde_json::to_string(&parsed).unwrap()).unwrap();
         assert_eq!(again, parsed);
         assert!(Notice::from_json(r#"{"kind":"ranking_published"}"#).is_err());
+        let summary = r#"{"job_id":"POOL#d1#1763978400","kind":"no_one_available","brand_id":"b",
+            "dealer_id":"d1","window_start":"2025-11-24T10:00:00Z","window_end":"2025-11-24T10:05:00Z",
+            "created_at":"2025-11-24T10:01:00Z"}"#;
+        let parsed = Notice::from_json(summary).unwrap();
+        assert!(matches!(&parsed, Notice::PoolSummary(p) if p.leads == 0));
+        assert_eq!(parsed.lead_id(), None);
+        assert_eq!(parsed.kind(), NotificationKind::NoOneAvailable);
+        let again = Notice::from_json(&serde_json::to_string(&parsed).unwrap()).unwrap();
+        assert_eq!(again, parsed);
     }
 }

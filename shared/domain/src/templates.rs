@@ -40,6 +40,25 @@ pub fn render(notice: &Notice, link_base: &str) -> Message {
     match notice {
         Notice::Lead(job) => render_lead(job, link_base),
         Notice::Ranking(r) => render_ranking(r, link_base),
+        Notice::PoolSummary(p) => render_pool_summary(p, link_base),
+    }
+}
+
+/// One message per window however many leads are waiting (China time shown).
+fn render_pool_summary(p: &crate::pool_notice::PoolSummary, link_base: &str) -> Message {
+    let china = chrono::FixedOffset::east_opt(8 * 3600).expect("UTC+8");
+    let (from, to) = (
+        p.window_start.with_timezone(&china).format("%H:%M"),
+        p.window_end.with_timezone(&china).format("%H:%M"),
+    );
+    Message {
+        title: format!("线索池提醒：{}条线索暂无人接收", p.leads),
+        body: format!(
+            "{from}-{to} 共有{}条新线索因没有在岗且未满额的销售顾问而进入店内线索池，请尽快安排跟进。",
+            p.leads
+        ),
+        url: format!("{}/leads", link_base.trim_end_matches('/')),
+        button: "查看线索池",
     }
 }
 

@@ -48,6 +48,7 @@ impl WebhookChannel {
         let (phone_masked, created_at) = match notice {
             Notice::Lead(j) => (j.phone_masked.as_deref(), j.created_at),
             Notice::Ranking(r) => (None, r.created_at),
+            Notice::PoolSummary(p) => (None, p.created_at),
         };
         let event = WebhookEvent {
             event: notice.kind(),

@@ -1,6 +1,6 @@
 //! The audit trail: one item per hand-off, ordered by time within the lead.
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use leads_domain::audit::AuditEvent;
 use serde::{Deserialize, Serialize};
 
@@ -95,6 +95,16 @@ impl DynamoAudit {
         batch_put(&self.client, &self.table, items).await
     }
 
+    /// An event as one write of someone else's transaction.
+    pub fn transact_put(&self, event: &AuditEvent) -> Result<TransactWriteItem, StoreError> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(audit_item(event)?))
+            .build()
+            .map_err(|e| StoreError::Malformed(e.to_string()))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
     /// A lead's trail, oldest first.
     pub async fn trail(&self, lead_id: &str) -> Result<Vec<AuditEvent>, StoreError> {
         let stored: Vec<Stored> = query_all(
@@ -117,3 +127,4 @@ impl DynamoAudit {
         Ok(events)
     }
 }
+

@@ -5,7 +5,9 @@ pub mod audit;
 pub mod directory;
 pub mod idempotency;
 pub mod item;
+pub mod job_ledger;
 pub mod leads;
+pub mod pool_notices;
 pub mod queue;
 pub mod rankings;
 pub mod raw_payload;
@@ -15,11 +17,15 @@ pub mod stats;
 pub use audit::DynamoAudit;
 pub use directory::{DirectoryStore, DynamoDirectory};
 pub use idempotency::{Begin, DynamoIdempotency, IdempotencyStore};
+pub use job_ledger::{DynamoJobLedger, JobClaim, JobState};
 pub use leads::{
     AssignResult, Contended, CreateResult, CustomerItem, Due, DueLead, DynamoLeads, IdentitySeen,
     ReassignResult, Recorded, RouteResult, StatusResult,
 };
+pub use pool_notices::{DynamoPoolNotices, Fold};
 pub use queue::{MessageQueue, SqsQueue};
 pub use rankings::{DealerPosition, DynamoRankings, RankRow, Snapshot, SnapshotMeta};
-pub use raw_payload::{DynamoRawPayloads, RawPayload, RawPayloadStore};
+pub use raw_payload::{
+    new_claim_id, Claim, DynamoRawPayloads, RawPayload, RawPayloadStore, SendState,
+};
 pub use stats::DynamoStats;

@@ -30,6 +30,26 @@ impl SqsQueue {
     pub fn url(&self) -> &str {
         &self.url
     }
+
+    /// Sends one message that becomes visible after `delay` (SQS allows up to 15 min).
+    pub async fn send_delayed<T: Serialize + Sync>(
+        &self,
+        message: &T,
+        delay: std::time::Duration,
+    ) -> Result<String, StoreError> {
+        let body =
+            serde_json::to_string(message).map_err(|e| StoreError::Malformed(e.to_string()))?;
+        let out = self
+            .client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body)
+            .delay_seconds(delay.as_secs().min(900) as i32)
+            .send()
+            .await
+            .map_err(StoreError::sqs)?;
+        Ok(out.message_id.unwrap_or_default())
+    }
 }
 
 impl MessageQueue for SqsQueue {
