@@ -25,11 +25,20 @@ infra/lint.sh
 step "local stack (moto on 127.0.0.1)"
 started_here=false
 infra/local/stack.sh status >/dev/null 2>&1 || started_here=true
-eval "$(infra/local/stack.sh up)"
 if $started_here; then trap 'infra/local/stack.sh down' EXIT; fi
+# `eval "$(... up)"` alone would carry on (eval of nothing exits 0) when `up` fails.
+if ! stack_env="$(infra/local/stack.sh up)"; then
+  echo "test.sh: the local stack did not come up (see above); stopping before the tests" >&2
+  exit 1
+fi
+if [[ "$stack_env" != *"AWS_ENDPOINT_URL="* ]]; then
+  echo "test.sh: infra/local/stack.sh up printed no AWS_ENDPOINT_URL; stopping before the tests" >&2
+  exit 1
+fi
+eval "$stack_env"
 
 step "cargo test (unit, property and emulator integration tests)"
-# CI=true makes an integration test fail, not skip, if the emulator is missing.
+# An emulator test fails (never skips) when the stack is missing (tests/src/lib.rs).
 log="$(mktemp)"
 set +e
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log"
@@ -37,7 +46,9 @@ status=${PIPESTATUS[0]}
 set -e
 if $started_here; then trap - EXIT; infra/local/stack.sh down; fi
 # One closing line for the whole run (cargo prints one per test binary, the last
-# of which is usually an empty doc-test run).
-awk '/^test result:/ { p += $4; f += $6 } END { printf "\ntotal: %d passed, %d failed\n", p, f }' "$log"
+# of which is usually an empty doc-test run). Ignored tests are counted as
+# skipped, never as passed.
+awk '/^test result:/ { p += $4; f += $6; i += $8 }
+     END { printf "\ntotal: %d passed, %d failed, %d skipped\n", p, f, i }' "$log"
 rm -f "$log"
 exit "$status"
