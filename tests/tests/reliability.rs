@@ -1109,7 +1109,11 @@ async fn no_accepted_lead_is_lost_or_doubled_under_faults_duplicates_and_kills()
         .filter(|l| l.status != LeadStatus::Merged)
         .count();
     if dead_events.is_empty() {
-        assert_eq!(leads.len(), expected.leads, "leads created vs the generator");
+        assert_eq!(
+            leads.len(),
+            expected.leads,
+            "leads created vs the generator"
+        );
         assert_eq!(merges as usize, expected.merges, "merges vs the generator");
         assert_eq!(open, distinct_customers.len(), "one lead per customer");
     } else {
