@@ -1095,7 +1095,7 @@ async fn no_accepted_lead_is_lost_or_doubled_under_faults_duplicates_and_kills()
     // (a kill, or a failure while storage was faulty), and few of them.
     assert!(
         dlq_unexplained.is_empty(),
-        "{} of {dlq_messages} DLQ messages are not explained by the injected faults: {dlq_unexplained:?}",
+        "{} of {dlq_messages} DLQ messages are not explained by the injected faults (receive histories: {dlq_reasons:?})",
         dlq_unexplained.len()
     );
     assert!(
