@@ -104,6 +104,12 @@ pub fn route(
     candidates: &[RemoteCandidate],
     lead_key: &str,
 ) -> Route {
+    // The test-only fault (feature `fault-ignore-city`): route as if no city were known.
+    #[cfg(feature = "fault-ignore-city")]
+    let customer_city: Option<CityCode> = {
+        let _ = customer_city;
+        None
+    };
     // An unknown city gives a dealer account the benefit of the doubt.
     if let Some(dealer) = owner_dealer {
         if customer_city.is_none_or(|city| dealer.serves(city)) {
