@@ -227,6 +227,7 @@ fn the_demo_fails_on_a_router_that_ignores_the_customers_city() {
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
     assert!(
         !output.status.success(),
         "the demo passed on a broken router:\n{stdout}\n{stderr}"
