@@ -29,16 +29,22 @@ modules=("$@")
 [[ ${#modules[@]} -gt 0 ]] || modules=(routing assignment dedup status sla phone ranking)
 jobs="${MUTANTS_JOBS:-1}"
 timeout="${MUTANTS_TIMEOUT:-120}"
-mkdir -p docs/mutants .local/mutants
+work="$repo/.local/mutants"
+mkdir -p docs/mutants "$work"
 # One target dir for every run, so each mutant is an incremental build.
-export CARGO_TARGET_DIR="$repo/.local/mutants/target"
+export CARGO_TARGET_DIR="$work/target"
+# Mutate a snapshot of the last commit, not the work tree: edits made while a
+# long run goes on never leak into it.
+rm -rf "$work/src" && mkdir -p "$work/src"
+git archive HEAD | tar -x -C "$work/src"
+commit="$(git rev-parse --short HEAD)"
 
 for module in "${modules[@]}"; do
   file="shared/domain/src/$module.rs"
-  out=".local/mutants/$module"
+  out="$work/$module"
   started=$(date +%s)
   set +e
-  "$tool" mutants -p leads-domain -f "$file" -j "$jobs" --timeout "$timeout" \
+  "$tool" mutants -d "$work/src" -p leads-domain -f "$file" -j "$jobs" --timeout "$timeout" \
     --no-shuffle -o "$out" >"$out.log" 2>&1
   status=$?
   set -e
@@ -46,6 +52,6 @@ for module in "${modules[@]}"; do
   count() { if [[ -f "$out/mutants.out/$1.txt" ]]; then grep -c . "$out/mutants.out/$1.txt" || true; else echo 0; fi; }
   caught=$(count caught) missed=$(count missed) timeout_n=$(count timeout) unviable=$(count unviable)
   cp "$out/mutants.out/missed.txt" "docs/mutants/$module-missed.txt" 2>/dev/null || : >"docs/mutants/$module-missed.txt"
-  line="$module: caught $caught, missed $missed, timeout $timeout_n, unviable $unviable in ${seconds}s (exit $status, $(date -u +%F), $(nproc) cores, -j $jobs)"
+  line="$module: caught $caught, missed $missed, timeout $timeout_n, unviable $unviable in ${seconds}s (exit $status, commit $commit, $(date -u +%F), $(nproc) cores, -j $jobs)"
   echo "$line" | tee -a docs/mutants/summary.txt
 done
