@@ -435,7 +435,13 @@ pub fn generate(
                 platform,
                 counted_on: owner.map(|d| d.dealer_id.to_string()),
                 natural: hook.natural,
-                routes: routes(directory, &dealer.brand_id, owner, city_code),
+                // A WeCom contact carries neither phone nor city.
+                routes: routes(
+                    directory,
+                    &dealer.brand_id,
+                    owner,
+                    city_code.filter(|_| platform != Platform::Wecom),
+                ),
             });
             let arrivals = if live { &mut burst } else { &mut out };
             // Platforms redeliver when our answer was slow or lost.

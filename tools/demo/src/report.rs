@@ -143,8 +143,8 @@ pub struct Summary {
     pub over_cap: usize,
     pub round_robin_spread: usize,
     /// Round-robin dealers whose spread in turns exceeds 1 + the number of
-    /// their consultants who reached the cap (the rotation shifts once per
-    /// consultant leaving it).
+    /// their consultants who reached the cap + their leads that went to the
+    /// customer's own consultant (each shifts the rotation by one turn).
     pub round_robin_unfair: Vec<String>,
     pub router_failures: usize,
     /// The generator's record, checked lead by lead (see `check_truth`).
@@ -425,10 +425,19 @@ fn print_assignment(
                 .collect();
             if let (Some(max), Some(min)) = (counts.iter().max(), counts.iter().min()) {
                 spread = spread.max(max - min);
+                // Each change of who can take a lead shifts the rotation by one
+                // turn, and so does a lead that goes to its own consultant (a
+                // returning customer, a WeCom contact): it draws a ticket too.
                 let reached_cap = staff.len() - counts.len();
-                if strategy == AssignmentStrategy::RoundRobin && max - min > 1 + reached_cap {
+                let own_consultant = mine
+                    .iter()
+                    .filter(|l| l.staff_hint.is_some() || l.previous_assignee.is_some())
+                    .count();
+                if strategy == AssignmentStrategy::RoundRobin
+                    && max - min > 1 + reached_cap + own_consultant
+                {
                     s.round_robin_unfair.push(format!(
-                        "{}: spread {} with {reached_cap} consultants at cap",
+                        "{}: spread {} with {reached_cap} consultants at cap and {own_consultant} leads to their own consultant",
                         d.dealer_id,
                         max - min
                     ));
