@@ -117,9 +117,11 @@ async fn main() -> DemoResult<()> {
         leads,
         api_secret.as_bytes(),
         &data.wecom_phones,
-        &call_back_draws,
+        staff::CallBacks {
+            draws: &call_back_draws,
+            rate: cli.contact_rate,
+        },
         cli.seed,
-        cli.contact_rate,
     )
     .await?;
 

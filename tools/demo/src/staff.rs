@@ -48,6 +48,14 @@ impl FollowUp {
     }
 }
 
+/// The generator's call-back schedule: a customer (by key) is called back in
+/// time iff their draw is below `rate`.
+#[derive(Clone, Copy)]
+pub struct CallBacks<'a> {
+    pub draws: &'a HashMap<String, f64>,
+    pub rate: f64,
+}
+
 /// What one lead's consultants did.
 #[derive(Default)]
 struct Outcome {
@@ -65,9 +73,8 @@ pub async fn follow_up(
     leads: &[LeadRecord],
     api_secret: &[u8],
     wecom_phones: &HashMap<String, String>,
-    call_back_draws: &HashMap<String, f64>,
+    call_backs: CallBacks<'_>,
     seed: u64,
-    contact_rate: f64,
 ) -> DemoResult<FollowUp> {
     let token = |staff_id: &str| token(directory, api_secret, staff_id);
     let outcomes: Vec<DemoResult<Outcome>> = stream::iter(leads)
@@ -110,9 +117,10 @@ pub async fn follow_up(
                 let open = matches!(lead.status, LeadStatus::Assigned | LeadStatus::Offered);
                 let customer = serde_json::to_string(&lead.customer).unwrap_or_default();
                 // A customer the generator did not send is never called (the report flags it).
-                let calls_back = call_back_draws
+                let calls_back = call_backs
+                    .draws
                     .get(&customer)
-                    .is_some_and(|draw| *draw < contact_rate);
+                    .is_some_and(|draw| *draw < call_backs.rate);
                 if let (Some(staff), true) = (&assignee, open) {
                     out.assigned = true;
                     out.uncalled = !calls_back;
