@@ -8,20 +8,35 @@
 # and a report checked against what was sent.
 # Leaves nothing running. Extra arguments go to lead-demo (e.g. --customers 1000,
 # --dealers 600, or --directory data/sample-directory.json without --dealers).
+# `--fault ignore-city` (for the demo test) serves functions built with a
+# deliberate routing bug (leads-domain feature `fault-ignore-city`): the report
+# must then fail.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 step() { printf '\n== %s\n' "$*" >&2; }
 
-step "tools (pinned, project-local .venv) and a debug build of the functions"
+args=()
+features=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --fault)
+      [[ "${2:-}" == ignore-city ]] || { echo "demo.sh: --fault takes ignore-city" >&2; exit 2; }
+      features=(--features leads-domain/fault-ignore-city)
+      shift 2 ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
+
+step "tools (pinned, project-local .venv) and a debug build of the functions ${features[*]}"
 infra/local/bootstrap.sh
 cargo build --locked -p lead-demo
 # One build per function, exactly as `cargo lambda watch` runs them (`cargo run
 # --bin X`): features are unified per command, so building them together with
 # lead-demo would leave watch to rebuild the dependencies at the first invoke.
 for function in webhook-intake lead-router api notifier sla-sweeper brand-ranking; do
-  cargo build --locked --bin "$function"
+  cargo build --locked --bin "$function" "${features[@]}"
 done
 
 step "local stack (DynamoDB Local + moto on 127.0.0.1, tables and queues from template.yaml)"
@@ -59,7 +74,7 @@ trap cleanup EXIT
 
 step "functions under cargo lambda watch on 127.0.0.1:$port (log: .local/demo/functions.log)"
 # Its own process group, so cleanup stops it and every function it started.
-setsid .venv/bin/cargo-lambda lambda watch -A 127.0.0.1 -P "$port" --ignore-changes \
+setsid .venv/bin/cargo-lambda lambda watch -A 127.0.0.1 -P "$port" --ignore-changes "${features[@]}" \
   >"$LEADS_LOCAL_STATE/functions.log" 2>&1 </dev/null &
 watch_pid=$!
 for _ in $(seq 100); do
@@ -68,7 +83,6 @@ for _ in $(seq 100); do
 done
 
 step "the day: webhooks, router, notifier, consultants, SLA sweep, nightly ranking"
-args=("$@")
 [[ ${#args[@]} -gt 0 ]] || args=(--customers 240)
 "${CARGO_TARGET_DIR:-target}"/debug/lead-demo --endpoint "http://127.0.0.1:$port" \
   --receiver-port "$receiver_port" --functions-log "$LEADS_LOCAL_STATE/functions.log" "${args[@]}"

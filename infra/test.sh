@@ -27,12 +27,21 @@ step "local stack (DynamoDB Local + moto on 127.0.0.1)"
 # suite on moto instead. Captured before eval: `eval "$(up)"` would hide a failed start.
 started_here=false
 infra/local/stack.sh status >/dev/null 2>&1 || started_here=true
-stack_env="$(infra/local/stack.sh up)" || { echo "the local stack did not come up" >&2; exit 1; }
-eval "$stack_env"
 if $started_here; then trap 'infra/local/stack.sh down' EXIT; fi
+# `eval "$(... up)"` alone would carry on (eval of nothing exits 0) when `up` fails.
+if ! stack_env="$(infra/local/stack.sh up)"; then
+  echo "test.sh: the local stack did not come up (see above); stopping before the tests" >&2
+  exit 1
+fi
+if [[ "$stack_env" != *"AWS_ENDPOINT_URL="* ]]; then
+  echo "test.sh: infra/local/stack.sh up printed no AWS_ENDPOINT_URL; stopping before the tests" >&2
+  exit 1
+fi
+eval "$stack_env"
 
 log="$(mktemp)"
 step "cargo test (unit, property and integration tests on $LOCAL_DYNAMODB)"
+# An emulator test fails (never skips) when the stack is missing (tests/src/lib.rs).
 set +e
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
@@ -44,8 +53,11 @@ if $started_here; then trap - EXIT; infra/local/stack.sh down; fi
 other=$([[ $LOCAL_DYNAMODB == ddblocal ]] && echo moto || echo ddblocal)
 step "store and concurrency tests on the other engine ($other)"
 other_state="$repo/.local/engine-$other"
-other_env="$(LOCAL_DYNAMODB=$other LEADS_LOCAL_STATE="$other_state" infra/local/stack.sh up)" ||
-  { echo "the $other stack did not come up" >&2; exit 1; }
+if ! other_env="$(LOCAL_DYNAMODB=$other LEADS_LOCAL_STATE="$other_state" infra/local/stack.sh up)" ||
+  [[ "$other_env" != *"AWS_ENDPOINT_URL="* ]]; then
+  echo "test.sh: the $other stack did not come up; stopping" >&2
+  exit 1
+fi
 set +e
 (
   eval "$other_env"
@@ -62,7 +74,9 @@ LEADS_LOCAL_STATE="$other_state" infra/local/stack.sh down
 [[ $status -ne 0 ]] || status=$other_status
 
 # One closing line for the whole run (cargo prints one per test binary, the last
-# of which is usually an empty doc-test run).
-awk '/^test result:/ { p += $4; f += $6 } END { printf "\ntotal: %d passed, %d failed\n", p, f }' "$log"
+# of which is usually an empty doc-test run). Ignored tests are counted as
+# skipped, never as passed.
+awk '/^test result:/ { p += $4; f += $6; i += $8 }
+     END { printf "\ntotal: %d passed, %d failed, %d skipped\n", p, f, i }' "$log"
 rm -f "$log"
 exit "$status"

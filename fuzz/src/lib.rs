@@ -13,6 +13,11 @@
 //!   not would be a poison message in the lead queue);
 //! - an error reply never echoes a phone number found in the input;
 //! - WeCom: whatever decrypts, re-encrypts and decrypts to the same text.
+//!
+//! The `*_outcome` variants return what the intake (or the normaliser) made of
+//! the input, so the replay can also check that known-good deliveries
+//! (`fuzz/valid/`) are accepted as the expected leads: the properties above
+//! only run on accepted input, and a parser rejecting everything passes them.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -28,7 +33,7 @@ use leads_domain::intake::{
     self, douyin, hmac_sources, wecom, IntakeError, IntakeMessage, IntakeRequest, IntakeSecrets,
     Method, Normaliser, Outcome, Source,
 };
-use leads_domain::lead::{Scene, Traffic};
+use leads_domain::lead::{CanonicalLead, Scene, Traffic};
 use leads_domain::{city, Phone};
 
 pub const DOUYIN_KEY: &str = "awx-fuzz";
@@ -184,9 +189,12 @@ pub fn phone(data: &[u8]) {
 
 /// The shared normaliser: fields separated by 0x1F.
 pub fn normalise(data: &[u8]) {
-    let Some((&selector, rest)) = data.split_first() else {
-        return;
-    };
+    let _ = normalise_outcome(data);
+}
+
+/// `normalise`, returning the normaliser's answer (`None` for empty input).
+pub fn normalise_outcome(data: &[u8]) -> Option<Result<CanonicalLead, IntakeError>> {
+    let (&selector, rest) = data.split_first()?;
     let text = String::from_utf8_lossy(rest);
     let mut f = text.split('\u{1f}').map(str::to_string);
     let mut next = || f.next();
@@ -231,17 +239,22 @@ pub fn normalise(data: &[u8]) {
     } else {
         Traffic::Natural
     };
-    if let Ok(lead) = normaliser().lead(platform, scene, traffic, raw, now(), "raw#fuzz") {
-        check_message(&IntakeMessage::Lead(Box::new(lead)));
+    let result = normaliser().lead(platform, scene, traffic, raw, now(), "raw#fuzz");
+    if let Ok(lead) = &result {
+        check_message(&IntakeMessage::Lead(Box::new(lead.clone())));
     }
+    Some(result)
 }
 
 /// Douyin and Douyin stats: the body (signed), or the text as a `content`
 /// string inside a signed envelope.
 pub fn douyin(data: &[u8]) {
-    let Some((&selector, rest)) = data.split_first() else {
-        return;
-    };
+    let _ = douyin_outcome(data);
+}
+
+/// `douyin`, returning the intake's answer (`None` for empty input).
+pub fn douyin_outcome(data: &[u8]) -> Option<Result<Outcome, IntakeError>> {
+    let (&selector, rest) = data.split_first()?;
     let source = if selector & 1 == 0 {
         Source::Douyin
     } else {
@@ -272,14 +285,17 @@ pub fn douyin(data: &[u8]) {
         ),
         (douyin::MSG_ID_HEADER.to_string(), "fuzz-msg".to_string()),
     ]);
-    let _ = run(source, Method::Post, headers, HashMap::new(), body);
+    Some(run(source, Method::Post, headers, HashMap::new(), body))
 }
 
 /// Ocean Engine, vertical media and the OEM CRM: the body, signed.
 pub fn hmac_sources(data: &[u8]) {
-    let Some((&selector, body)) = data.split_first() else {
-        return;
-    };
+    let _ = hmac_sources_outcome(data);
+}
+
+/// `hmac_sources`, returning the intake's answer (`None` for empty input).
+pub fn hmac_sources_outcome(data: &[u8]) -> Option<Result<Outcome, IntakeError>> {
+    let (&selector, body) = data.split_first()?;
     let source = HMAC_SOURCES[usize::from(selector) % HMAC_SOURCES.len()];
     let ts = now().timestamp().to_string();
     let mut headers = HashMap::from([
@@ -296,42 +312,47 @@ pub fn hmac_sources(data: &[u8]) {
         hmac_sources::SIGNATURE_HEADER.to_string(),
         hmac_sources::signature(secret, &ts, body),
     );
-    let _ = run(source, Method::Post, headers, HashMap::new(), body);
+    Some(run(source, Method::Post, headers, HashMap::new(), body))
 }
 
 /// WeCom callbacks: the decrypted XML (encrypted and signed here), the echostr
 /// of a URL verification, or the raw outer body.
 pub fn wecom(data: &[u8]) {
-    let Some((&selector, rest)) = data.split_first() else {
-        return;
-    };
+    let _ = wecom_outcome(data);
+}
+
+/// `wecom`, returning the intake's answer (`None` for empty input).
+pub fn wecom_outcome(data: &[u8]) -> Option<Result<Outcome, IntakeError>> {
+    let (&selector, rest) = data.split_first()?;
     let ts = now().timestamp();
     let text = String::from_utf8_lossy(rest);
-    match selector % 3 {
+    Some(match selector % 3 {
         0 => {
             let (query, body) = wecom::signed_callback(&corp(), &text, ts, "nonce", [7; 16]);
-            let _ = run(
+            run(
                 Source::Wecom,
                 Method::Post,
                 HashMap::new(),
                 query.into_iter().collect(),
                 body.as_bytes(),
-            );
+            )
         }
         1 => {
             let query = wecom::signed_url_verification(&corp(), &text, ts, "nonce", [7; 16]);
-            match run(
+            let answer = run(
                 Source::Wecom,
                 Method::Get,
                 HashMap::new(),
                 query.into_iter().collect(),
                 &[],
-            ) {
+            );
+            match &answer {
                 Ok(Outcome::Handshake(reply)) => {
                     assert_eq!(reply.body, text, "echostr answered verbatim")
                 }
                 other => panic!("a signed echostr is answered: {other:?}"),
             }
+            answer
         }
         _ => {
             let query = HashMap::from([
@@ -339,9 +360,9 @@ pub fn wecom(data: &[u8]) {
                 ("timestamp".to_string(), ts.to_string()),
                 ("nonce".to_string(), "nonce".to_string()),
             ]);
-            let _ = run(Source::Wecom, Method::Post, HashMap::new(), query, rest);
+            run(Source::Wecom, Method::Post, HashMap::new(), query, rest)
         }
-    }
+    })
 }
 
 /// The WeCom decryptor on its own: arbitrary ciphertext bytes (base64-encoded

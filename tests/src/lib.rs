@@ -2,8 +2,9 @@
 //!
 //! The test command (`infra/test.sh`) starts the local stack (DynamoDB Local or
 //! moto for DynamoDB, moto for SQS), creates the template's tables and queues in it
-//! and exports the same environment variables the functions get in AWS. Without them a test skips locally, but fails under `CI=true`, so CI
-//! can never pass by silently testing nothing.
+//! and exports the same environment variables the functions get in AWS. Without
+//! them an emulator test fails, in any environment (CI or not): a test that
+//! returned early would count as passed while testing nothing.
 
 use leads_aws::{AwsClients, Settings};
 
@@ -31,7 +32,9 @@ pub struct Stack {
     pub clients: AwsClients,
 }
 
-/// The emulator-backed stack, or `None` (skip) outside CI when it is not running.
+/// The emulator-backed stack. Panics (the test fails) when it is not
+/// configured; never `None`. The `Option` stays so callers' `let Some(..) =
+/// stack().await else { return }` keeps compiling, but the `else` never runs.
 pub async fn stack() -> Option<Stack> {
     let endpoint = std::env::var("AWS_ENDPOINT_URL").ok();
     let settings = Settings::from_env();
@@ -40,17 +43,11 @@ pub async fn stack() -> Option<Stack> {
             settings,
             clients: AwsClients::from_env().await,
         }),
-        (endpoint, settings) => {
-            let why = format!(
-                "the local stack is not configured (AWS_ENDPOINT_URL={endpoint:?}, settings: {:?}); run the tests with infra/test.sh",
-                settings.err()
-            );
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("{why}");
-            }
-            eprintln!("skipping: {why}");
-            None
-        }
+        (endpoint, settings) => panic!(
+            "the local stack is not configured (AWS_ENDPOINT_URL={endpoint:?}, settings: {:?}): \
+             run the tests with infra/test.sh, or eval \"$(infra/local/stack.sh up)\" first",
+            settings.err()
+        ),
     }
 }
 

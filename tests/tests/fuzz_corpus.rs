@@ -4,11 +4,20 @@
 //! call (`fuzz/src/lib.rs`), with the same property checks. A crash that
 //! `infra/fuzz.sh` finds is fixed and its input added to the corpus, so this
 //! test keeps it fixed. No emulator needed.
+//!
+//! "Does not panic" holds for a parser that rejects everything, so the
+//! known-good deliveries in `fuzz/valid/<target>/` (one or more per source,
+//! signed by the entry points with the fuzz secrets) must also come out as the
+//! leads written by hand in `fuzz/valid/expected.json`.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use integration_tests::repo_path;
 use lead_demo::dataset::Rng;
+use leads_domain::directory::Platform;
+use leads_domain::intake::{IntakeError, IntakeMessage, Outcome};
+use leads_domain::lead::CanonicalLead;
 
 type Target = fn(&[u8]);
 
@@ -103,4 +112,74 @@ fn corpus_and_derived_inputs_pass_every_fuzz_target() {
             );
         }
     }
+}
+
+type Answer = fn(&[u8]) -> Option<Result<Outcome, IntakeError>>;
+
+const INTAKE_TARGETS: [(&str, Answer); 3] = [
+    ("douyin", leads_fuzz::douyin_outcome),
+    ("hmac_sources", leads_fuzz::hmac_sources_outcome),
+    ("wecom", leads_fuzz::wecom_outcome),
+];
+
+/// `lead <platform> <account> <E.164 or -> <natural|paid>`, the shape of
+/// `fuzz/valid/expected.json`.
+fn describe_lead(l: &CanonicalLead) -> String {
+    format!(
+        "lead {} {} {} {}",
+        l.platform.as_str(),
+        l.account_id,
+        l.phone.as_ref().map_or("-", |p| p.e164()),
+        leads_domain::wire_name(&l.traffic)
+    )
+}
+
+fn describe(answer: Result<Outcome, IntakeError>) -> Vec<String> {
+    match answer {
+        Ok(Outcome::Accepted { messages, .. }) => messages
+            .iter()
+            .map(|m| match m {
+                IntakeMessage::Lead(l) => describe_lead(l),
+                IntakeMessage::ContentStats(s) => format!("stats {}", s.platform_account),
+            })
+            .collect(),
+        Ok(Outcome::Handshake(_)) => vec!["handshake".into()],
+        Ok(Outcome::Ignored { .. }) => vec!["ignored".into()],
+        Err(e) => vec![format!("rejected {}: {e}", e.status())],
+    }
+}
+
+#[test]
+fn known_good_deliveries_of_every_source_are_accepted_as_the_expected_leads() {
+    let expected: BTreeMap<String, Vec<String>> = serde_json::from_str(
+        &std::fs::read_to_string(repo_path("fuzz/valid/expected.json")).unwrap(),
+    )
+    .unwrap();
+    let mut got: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, answer) in INTAKE_TARGETS {
+        for (path, data) in seeds(&format!("../valid/{name}")) {
+            let file = path.file_name().unwrap().to_string_lossy();
+            let out = answer(&data).expect("a non-empty input");
+            got.insert(format!("{name}/{file}"), describe(out));
+        }
+    }
+    for (path, data) in seeds("../valid/normalise") {
+        let file = path.file_name().unwrap().to_string_lossy();
+        let out = match leads_fuzz::normalise_outcome(&data).expect("a non-empty input") {
+            Ok(lead) => describe_lead(&lead),
+            Err(e) => format!("rejected {}: {e}", e.status()),
+        };
+        got.insert(format!("normalise/{file}"), vec![out]);
+    }
+    assert_eq!(got, expected, "known-good deliveries (got, expected)");
+    // Every platform has a delivery through the intake, and the stats feed too.
+    let seen: BTreeSet<&str> = got
+        .iter()
+        .filter(|(k, _)| !k.starts_with("normalise/"))
+        .flat_map(|(_, v)| v.iter())
+        .filter_map(|d| d.split(' ').nth(1).filter(|_| d.starts_with("lead ")))
+        .collect();
+    let all: BTreeSet<&str> = Platform::ALL.iter().map(|p| p.as_str()).collect();
+    assert_eq!(seen, all, "a known-good delivery per platform");
+    assert!(got.values().flatten().any(|d| d.starts_with("stats ")));
 }

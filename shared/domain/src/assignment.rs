@@ -285,6 +285,16 @@ mod tests {
     }
 
     #[test]
+    fn saturation_compares_open_over_cap_not_sums() {
+        // a: 1/10 = 0.1 beats b: 3/20 = 0.15 (sums would say 1+20 > 3+10).
+        let team = [sales("a", 1, 10), sales("b", 3, 20)];
+        assert_eq!(
+            assign(Saturation, &team, 0, None),
+            to("a", AssignReason::Saturation)
+        );
+    }
+
+    #[test]
     fn saturation_ties_go_to_fewer_open_then_staff_id() {
         // Both at half load; b has fewer open leads.
         let team = [sales("a", 4, 8), sales("b", 2, 4)];

@@ -271,6 +271,43 @@ mod tests {
     use chrono::TimeZone;
     use proptest::prelude::*;
 
+    #[test]
+    fn storage_keys_are_scoped_by_brand_and_kind_and_hold_only_the_hash() {
+        let phone = CustomerKey::Phone {
+            hash: crate::identity::PhoneHash("0123abcd".into()),
+        };
+        let wecom = CustomerKey::Wecom {
+            corp_id: "ww1".into(),
+            external_userid: "wmA".into(),
+        };
+        assert_eq!(customer_key("hongtu", &phone), "CUSTOMER#hongtu#P#0123abcd");
+        assert_eq!(customer_key("hongtu", &wecom), "CUSTOMER#hongtu#W#ww1#wmA");
+        assert_ne!(
+            customer_key("xinglan", &phone),
+            customer_key("hongtu", &phone)
+        );
+        // The report and the ranking read the pair back as "first#later".
+        assert_eq!(
+            overlap_pair(Platform::Douyin, Platform::Feiyu),
+            "douyin#feiyu"
+        );
+        assert_eq!(key_kind(&phone), "phone");
+        assert_eq!(key_kind(&wecom), "WeCom contact");
+    }
+
+    #[test]
+    fn a_lead_is_not_earlier_than_itself() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 24, 8, 0, 0).unwrap();
+        let a = LinkLead {
+            lead_id: "L1",
+            received_at: at,
+            status: LeadStatus::Assigned,
+        };
+        let b = LinkLead { lead_id: "L2", ..a };
+        assert!(!a.earlier_than(&a));
+        assert!(a.earlier_than(&b) && !b.earlier_than(&a), "ties by id");
+    }
+
     fn brand(days: u32) -> Brand {
         Brand {
             brand_id: "b".into(),

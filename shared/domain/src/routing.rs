@@ -104,6 +104,12 @@ pub fn route(
     candidates: &[RemoteCandidate],
     lead_key: &str,
 ) -> Route {
+    // The test-only fault (feature `fault-ignore-city`): route as if no city were known.
+    #[cfg(feature = "fault-ignore-city")]
+    let customer_city: Option<CityCode> = {
+        let _ = customer_city;
+        None
+    };
     // An unknown city gives a dealer account the benefit of the doubt.
     if let Some(dealer) = owner_dealer {
         if customer_city.is_none_or(|city| dealer.serves(city)) {
@@ -185,7 +191,11 @@ fn unit_hash(lead_key: &str, dealer_id: &str) -> f64 {
     first.copy_from_slice(&digest[..8]);
     // 52 bits so that x + 0.5 is exact in an f64: u is never 0 (ln would be
     // -inf) nor 1 (score 0 for every weight).
-    let x = u64::from_be_bytes(first) >> 12;
+    unit_from_bits(u64::from_be_bytes(first) >> 12)
+}
+
+/// The middle of the `x`-th of 2^52 equal slices of (0, 1).
+fn unit_from_bits(x: u64) -> f64 {
     (x as f64 + 0.5) / (1u64 << 52) as f64
 }
 
@@ -193,6 +203,15 @@ fn unit_hash(lead_key: &str, dealer_id: &str) -> f64 {
 mod tests {
     use super::*;
     use crate::directory::AssignmentStrategy;
+
+    #[test]
+    fn unit_stays_strictly_inside_zero_and_one_at_both_ends() {
+        let lowest = unit_from_bits(0);
+        let highest = unit_from_bits((1u64 << 52) - 1);
+        assert!(lowest > 0.0 && lowest < 1e-15, "{lowest}");
+        assert!(highest < 1.0 && highest > 1.0 - 1e-15, "{highest}");
+        assert!(lowest.ln().is_finite());
+    }
 
     const JINAN: CityCode = CityCode(370_100);
     const QINGDAO: CityCode = CityCode(370_200);

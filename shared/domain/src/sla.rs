@@ -242,6 +242,33 @@ mod tests {
     }
 
     #[test]
+    fn an_early_index_entry_waits_for_the_first_contact_deadline() {
+        // Swept before the deadline (entry due at 3, now 4, deadline 5): the
+        // next look is the deadline, not the end of exclusivity (15 days on).
+        let l = lead(LeadStatus::Assigned);
+        assert_eq!(check(&l, t(3), t(4)), SlaCheck::Wait { next: Some(t(5)) });
+    }
+
+    #[test]
+    fn a_closed_lead_is_never_overdue_whatever_its_dates() {
+        for s in [LeadStatus::Won, LeadStatus::Lost, LeadStatus::Invalid] {
+            let mut l = lead(LeadStatus::Assigned);
+            l.status = s;
+            let late = l.exclusive_until.unwrap() + Duration::days(1);
+            assert_eq!(
+                check(&l, t(5), t(6)),
+                SlaCheck::Wait { next: None },
+                "{s:?}"
+            );
+            assert_eq!(
+                check(&l, t(5), late),
+                SlaCheck::Wait { next: None },
+                "{s:?}"
+            );
+        }
+    }
+
+    #[test]
     fn index_ahead_of_now_waits() {
         assert_eq!(
             check(&lead(LeadStatus::Offered), t(10), t(9)),

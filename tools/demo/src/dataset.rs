@@ -7,13 +7,17 @@
 //! series; some live in another city (remote) or a city nobody serves; a live
 //! group-buy burst; platform redeliveries; a few forged, stale or malformed calls.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::OnceLock;
 
 use chrono::{DateTime, Duration, Utc};
-use leads_domain::directory::{AccountOwner, Platform};
+use leads_domain::directory::{AccountOwner, Dealer, Platform};
 use leads_domain::directory_file::Directory;
+use leads_domain::identity::PhoneHasher;
 use leads_domain::intake::secrets::IntakeSecrets;
 use leads_domain::intake::{douyin, hmac_sources, wecom, Source};
+use leads_domain::lead::CustomerKey;
+use leads_domain::{CityCode, Phone};
 
 /// What the intake should answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +35,54 @@ pub struct Webhook {
     pub headers: Vec<(String, String)>,
     pub body: String,
     pub expect: Expect,
+    /// Natural (not paid) traffic, by each platform's wire rule as sent.
+    pub natural: bool,
+}
+
+/// Where the rules must send a lead, by the generator's own reading of the
+/// directory (the dealer's served cities, the brand's other dealers).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub enum RouteTruth {
+    Local(String),
+    Remote(String),
+    Unroutable,
+}
+
+impl RouteTruth {
+    pub fn class(&self) -> &'static str {
+        match self {
+            RouteTruth::Local(_) => "local",
+            RouteTruth::Remote(_) => "remote (异地)",
+            RouteTruth::Unroutable => "unroutable -> brand CRM",
+        }
+    }
+}
+
+/// One accepted delivery of a customer (redelivered copies excluded).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeliveryTruth {
+    pub platform: Platform,
+    /// The dealer whose natural/paid counter a lead created by this delivery
+    /// counts on: the account's dealer, the WeCom consultant's dealer, none
+    /// for a brand-level account.
+    pub counted_on: Option<String>,
+    pub natural: bool,
+    /// Every route the rules allow when this delivery creates the lead (a
+    /// remote lead may go to any dealer of the brand serving the city).
+    pub routes: Vec<RouteTruth>,
+}
+
+/// What the rules must make of one customer, whichever of their deliveries
+/// the router happens to process first (that one creates the lead).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CustomerTruth {
+    /// The customer key intake derives (JSON of `CustomerKey`).
+    pub key: String,
+    pub brand_id: String,
+    pub deliveries: Vec<DeliveryTruth>,
+    /// A draw in [0, 1): the consultant calls this customer back in time iff
+    /// it is below the run's contact rate (the generator's own schedule).
+    pub call_back_draw: f64,
 }
 
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -44,6 +96,9 @@ pub struct Expected {
     /// Accepted deliveries beyond a customer's first: each must merge.
     pub merges: usize,
     pub stats: usize,
+    /// Messages the lead queue must carry: one per accepted webhook, none for
+    /// a redelivery.
+    pub lead_queue_messages: usize,
 }
 
 pub struct Dataset {
@@ -52,6 +107,93 @@ pub struct Dataset {
     /// The phone each WeCom contact (by external user id) gives the consultant
     /// in the chat: the event does not carry it.
     pub wecom_phones: HashMap<String, String>,
+    /// Per customer with an accepted delivery, what the rules must produce.
+    pub customers: Vec<CustomerTruth>,
+}
+
+/// Mobile prefixes (7 digits) per place name, from the public libphonenumber
+/// geocoding data the intake also ships: the generator gives a customer a
+/// number from their own city, so every delivery (with or without a declared
+/// city) points to the same city. Only prefixes no longer entry refines.
+fn phone_book() -> &'static HashMap<String, Vec<String>> {
+    static BOOK: OnceLock<HashMap<String, Vec<String>>> = OnceLock::new();
+    BOOK.get_or_init(|| {
+        let data = include_str!("../../../shared/domain/data/libphonenumber/geocoding-zh-86.txt");
+        let entries: BTreeMap<&str, &str> = data
+            .lines()
+            .filter_map(|l| l.split_once('|'))
+            .filter_map(|(k, v)| Some((k.strip_prefix("86")?, v)))
+            .filter(|(k, _)| k.starts_with('1'))
+            .collect();
+        let mut book: HashMap<String, Vec<String>> = HashMap::new();
+        for (prefix, place) in &entries {
+            let refined = entries
+                .range::<str, _>((
+                    std::ops::Bound::Excluded(*prefix),
+                    std::ops::Bound::Unbounded,
+                ))
+                .next()
+                .is_some_and(|(next, _)| next.starts_with(prefix));
+            if prefix.len() == 7 && !refined {
+                book.entry(place.to_string())
+                    .or_default()
+                    .push(prefix.to_string());
+            }
+        }
+        book
+    })
+}
+
+/// A mobile number from `city` (a short name such as 济南), or a 199 number
+/// (no prefix attribution: city unknown) when the data has none.
+fn phone_in(rng: &mut Rng, city: Option<&str>) -> (String, bool) {
+    let prefixes = city.and_then(|c| {
+        let suffixed = format!("{c}市");
+        let mut places: Vec<_> = phone_book()
+            .iter()
+            .filter(|(place, _)| place.ends_with(c) || place.ends_with(&suffixed))
+            .collect();
+        places.sort(); // HashMap order is random; a run must be repeatable
+        places.first().map(|(_, p)| *p)
+    });
+    match prefixes {
+        Some(p) => (
+            format!("{}{:04}", rng.pick(p), rng.next_u64() % 10_000),
+            true,
+        ),
+        None => (format!("199{:08}", rng.next_u64() % 100_000_000), false),
+    }
+}
+
+/// The routes the rules allow for a lead that arrives on `owner`'s account
+/// (none: a brand-level account) for a customer in `city`.
+fn routes(
+    directory: &Directory,
+    brand_id: &str,
+    owner: Option<&Dealer>,
+    city: Option<CityCode>,
+) -> Vec<RouteTruth> {
+    let serves = |d: &Dealer, c: CityCode| d.city == c || d.served_cities.contains(&c);
+    if let Some(o) = owner {
+        if city.is_none_or(|c| serves(o, c)) {
+            return vec![RouteTruth::Local(o.dealer_id.to_string())];
+        }
+    }
+    let Some(city) = city else {
+        return vec![RouteTruth::Unroutable];
+    };
+    let remote: Vec<RouteTruth> = directory
+        .dealers
+        .iter()
+        .filter(|d| d.brand_id.as_str() == brand_id && serves(d, city))
+        .filter(|d| owner.is_none_or(|o| o.dealer_id != d.dealer_id))
+        .map(|d| RouteTruth::Remote(d.dealer_id.to_string()))
+        .collect();
+    if remote.is_empty() {
+        vec![RouteTruth::Unroutable]
+    } else {
+        remote
+    }
 }
 
 /// SplitMix64: tiny, deterministic, good enough to shape test data.
@@ -88,6 +230,9 @@ struct Customer {
     name: String,
     city: Option<String>,
     series: Vec<String>,
+    /// The phone's prefix gives the customer's city (else it is a 199
+    /// number, and only deliveries declaring the city carry it).
+    phone_gives_city: bool,
 }
 
 /// Builds the batch. `customers` sets the size; `now` stamps the signatures.
@@ -102,6 +247,13 @@ pub fn generate(
     let mut out = Vec::new();
     let mut expected = Expected::default();
     let mut wecom_phones = HashMap::new();
+    let mut truths: Vec<CustomerTruth> = Vec::new();
+    let hasher = PhoneHasher::new(secrets.phone_hash_key.as_bytes().to_vec());
+    let dealer_by_id: HashMap<&str, &Dealer> = directory
+        .dealers
+        .iter()
+        .map(|d| (d.dealer_id.as_str(), d))
+        .collect();
     let accounts = |dealer: &str, platform: Platform| {
         directory
             .accounts
@@ -120,14 +272,16 @@ pub fn generate(
         event_seq += 1;
         format!("{prefix}-{seed}-{event_seq}")
     };
-    let cities_of: HashMap<&str, Vec<String>> = directory
+    let cities_of: HashMap<&str, Vec<(String, CityCode)>> = directory
         .dealers
         .iter()
         .map(|d| {
             let names = d
                 .served_cities
                 .iter()
-                .filter_map(|c| leads_domain::city::by_code(*c).map(|c| c.name.to_string()))
+                .filter_map(|c| {
+                    leads_domain::city::by_code(*c).map(|c| (c.name.to_string(), c.code))
+                })
                 .collect();
             (d.dealer_id.as_str(), names)
         })
@@ -155,36 +309,35 @@ pub fn generate(
             .collect();
         // Where the customer lives: mostly local, some remote, a few unserved.
         let roll = rng.below(100);
-        let city = if roll < 78 {
+        let city: Option<(String, CityCode)> = if roll < 78 {
             Some(rng.pick(&cities_of[dealer.dealer_id.as_str()]).clone())
         } else if roll < 93 && !same_brand.is_empty() {
             let other = rng.pick(&same_brand);
             Some(rng.pick(&cities_of[other.dealer_id.as_str()]).clone())
         } else if roll < 96 {
-            Some(rng.pick(&UNSERVED).to_string())
+            let name = rng.pick(&UNSERVED);
+            leads_domain::city::normalise(name).map(|c| (name.to_string(), c.code))
         } else {
-            None // unknown: phone prefix decides, else stays local
+            None // unknown: a 199 number (no prefix attribution), stays local
         };
+        let (phone, phone_gives_city) = phone_in(&mut rng, city.as_ref().map(|c| c.0.as_str()));
         let mut series = vec![rng.pick(&SERIES).to_string()];
         if rng.chance(0.2) {
             series.push(rng.pick(&SERIES).to_string());
             series.dedup();
         }
         let customer = Customer {
-            // 19x numbers have no prefix attribution (unknown city).
-            phone: Some(format!(
-                "1{}{:08}",
-                rng.pick(&["38", "39", "58", "86", "99", "37"]),
-                rng.next_u64() % 100_000_000
-            )),
+            phone: Some(phone),
+            phone_gives_city,
             name: format!(
                 "{}{}",
                 rng.pick(&SURNAMES),
                 if rng.chance(0.5) { "先生" } else { "女士" }
             ),
-            city,
+            city: city.as_ref().map(|c| c.0.clone()),
             series,
         };
+        let city_code = city.as_ref().map(|c| c.1);
 
         // The first channel, then the cross-channel overlap the brief measures.
         let first = match rng.below(100) {
@@ -206,6 +359,19 @@ pub fn generate(
             }
         }
         let chat_phone = customer.phone.clone();
+        let key = |phone: &Option<String>| {
+            let phone = Phone::parse(phone.as_deref()?).ok()?;
+            serde_json::to_string(&CustomerKey::Phone {
+                hash: hasher.hash(&phone),
+            })
+            .ok()
+        };
+        let mut truth = CustomerTruth {
+            key: key(&customer.phone).unwrap_or_default(),
+            brand_id: dealer.brand_id.to_string(),
+            deliveries: Vec::new(),
+            call_back_draw: 0.0,
+        };
         let customer = if first == Platform::Wecom {
             Customer {
                 phone: None,
@@ -226,6 +392,10 @@ pub fn generate(
                 p => accounts(&dealer.dealer_id, p),
             };
             let Some(account) = account else { continue };
+            let mut owner = match platform {
+                Platform::OemCrm | Platform::Wecom => None,
+                _ => Some(&dealer),
+            };
             let hook = match platform {
                 Platform::Douyin => {
                     douyin_lead(&mut rng, secrets, &account, &customer, next_id("dy"), now)
@@ -235,11 +405,44 @@ pub fn generate(
                     if let Some(phone) = &chat_phone {
                         wecom_phones.insert(format!("wm{id}"), phone.clone());
                     }
-                    wecom_contact(&mut rng, secrets, &account, &dealer.dealer_id, id, now)
+                    let contact = wecom_contact(
+                        &mut rng,
+                        secrets,
+                        &account,
+                        &dealer.dealer_id,
+                        id.clone(),
+                        now,
+                    );
+                    if let Some((_, corp, userid)) = &contact {
+                        // The contact belongs to the dealer of the consultant who added it.
+                        owner = directory
+                            .staff
+                            .iter()
+                            .find(|s| s.wecom_userid.as_deref() == Some(userid.as_str()))
+                            .and_then(|s| dealer_by_id.get(s.dealer_id.as_str()).copied());
+                        truth.key = serde_json::to_string(&CustomerKey::Wecom {
+                            corp_id: corp.clone(),
+                            external_userid: format!("wm{id}"),
+                        })
+                        .unwrap_or_default();
+                    }
+                    contact.map(|(hook, _, _)| hook)
                 }
                 p => hmac_lead(&mut rng, secrets, p, &account, &customer, next_id("h"), now),
             };
             let Some(hook) = hook else { continue };
+            truth.deliveries.push(DeliveryTruth {
+                platform,
+                counted_on: owner.map(|d| d.dealer_id.to_string()),
+                natural: hook.natural,
+                // A WeCom contact carries neither phone nor city.
+                routes: routes(
+                    directory,
+                    &dealer.brand_id,
+                    owner,
+                    city_code.filter(|_| platform != Platform::Wecom),
+                ),
+            });
             let arrivals = if live { &mut burst } else { &mut out };
             // Platforms redeliver when our answer was slow or lost.
             if rng.chance(0.05) {
@@ -253,6 +456,43 @@ pub fn generate(
         if accepted > 0 {
             expected.leads += 1;
             expected.merges += accepted - 1;
+            // A stream of its own, so the schedule does not shift the day.
+            truth.call_back_draw = Rng::new(seed ^ (i as u64).wrapping_mul(0x9E37_79B9)).next_u64()
+                as f64
+                / (u64::MAX as f64 + 1.0);
+            truths.push(truth);
+        }
+    }
+    // A dealer that could get more remote leads than its daily capacity may
+    // run out: then "unroutable" is allowed for the leads that could go there.
+    let mut could_receive: HashMap<String, usize> = HashMap::new();
+    for t in &truths {
+        let mut dealers: Vec<&String> = t
+            .deliveries
+            .iter()
+            .flat_map(|d| &d.routes)
+            .filter_map(|r| match r {
+                RouteTruth::Remote(d) => Some(d),
+                _ => None,
+            })
+            .collect();
+        dealers.sort();
+        dealers.dedup();
+        for d in dealers {
+            *could_receive.entry(d.clone()).or_default() += 1;
+        }
+    }
+    for t in &mut truths {
+        for d in &mut t.deliveries {
+            let may_fill = d.routes.iter().any(|r| match r {
+                RouteTruth::Remote(id) => dealer_by_id
+                    .get(id.as_str())
+                    .is_some_and(|x| could_receive[id] > x.daily_remote_capacity as usize),
+                _ => false,
+            });
+            if may_fill {
+                d.routes.push(RouteTruth::Unroutable);
+            }
         }
     }
 
@@ -264,6 +504,7 @@ pub fn generate(
             name: "x".into(),
             city: None,
             series: vec![],
+            phone_gives_city: true,
         };
         let account =
             accounts(&directory.dealers[0].dealer_id, Platform::Douyin).unwrap_or_default();
@@ -306,6 +547,7 @@ pub fn generate(
                 name: "y".into(),
                 city: None,
                 series: vec![],
+                phone_gives_city: true,
             };
             if let Some(mut hook) = hmac_lead(
                 &mut rng,
@@ -345,10 +587,13 @@ pub fn generate(
             Expect::Rejected(_) => expected.rejected += 1,
         }
     }
+    // One lead or stats message per accepted webhook; redeliveries add none.
+    expected.lead_queue_messages = expected.accepted;
     Dataset {
         webhooks: out,
         expected,
         wecom_phones,
+        customers: truths,
     }
 }
 
@@ -362,7 +607,14 @@ fn douyin_lead(
 ) -> Option<Webhook> {
     let (client_key, secret) = secrets.douyin.iter().next()?;
     let phone = c.phone.as_deref()?;
-    let (event, content) = match rng.below(10) {
+    // A private message carries no city: only for a customer whose phone gives it.
+    let roll = rng.below(10);
+    let roll = if c.city.is_some() && !c.phone_gives_city && roll <= 1 {
+        2
+    } else {
+        roll
+    };
+    let (event, content) = match roll {
         // A phone typed into a private message.
         0..=1 => (
             "im_receive_msg",
@@ -379,7 +631,9 @@ fn douyin_lead(
         ),
     };
     let mut content = content;
-    if rng.chance(0.25) {
+    // Natural unless the content names an ad (no flow_type is sent).
+    let paid = rng.chance(0.25);
+    if paid {
         content["ad_info"] = serde_json::json!({"ad_id": format!("ad-{}", rng.below(50))});
     }
     // `content` arrives as an object or as a JSON-encoded string: send both.
@@ -407,6 +661,7 @@ fn douyin_lead(
         ],
         body,
         expect: Expect::Accepted,
+        natural: !paid,
     })
 }
 
@@ -422,13 +677,20 @@ fn hmac_lead(
     let source = Source::parse(platform.as_str())?;
     let secret = secrets.hmac.get(&source)?.secrets.first()?.clone();
     let phone = c.phone.as_deref()?;
+    // Paid unless said otherwise: Ocean Engine's flow_type 1 is natural; the
+    // others are sent without a traffic field.
+    let mut natural = false;
     let body = match platform {
         // Ocean Engine clue push; flow_type 1 = natural traffic.
-        Platform::Feiyu => serde_json::json!({
-            "id": event_id, "advertiser_id": account, "name": c.name, "telphone": phone, "weixin": "",
-            "province_name": "", "city_name": c.city, "create_time": at.timestamp(), "clue_type": 0,
-            "clue_source": *rng.pick(&[5, 8]), "flow_type": *rng.pick(&[1, 1, 2, 3, 4]), "series": c.series
-        }),
+        Platform::Feiyu => {
+            let flow_type = *rng.pick(&[1, 1, 2, 3, 4]);
+            natural = flow_type == 1;
+            serde_json::json!({
+                "id": event_id, "advertiser_id": account, "name": c.name, "telphone": phone, "weixin": "",
+                "province_name": "", "city_name": c.city, "create_time": at.timestamp(), "clue_type": 0,
+                "clue_source": *rng.pick(&[5, 8]), "flow_type": flow_type, "series": c.series
+            })
+        }
         _ => serde_json::json!({
             "lead_id": event_id, "dealer_id": account, "mobile": phone, "name": c.name,
             "city": c.city, "series": c.series
@@ -450,6 +712,7 @@ fn hmac_lead(
         ],
         body,
         expect: Expect::Accepted,
+        natural,
     })
 }
 
@@ -460,21 +723,21 @@ fn wecom_contact(
     dealer_id: &str,
     id: String,
     now: DateTime<Utc>,
-) -> Option<Webhook> {
+) -> Option<(Webhook, String, String)> {
     let corp = secrets
         .wecom
         .iter()
         .find(|c| c.corp_id == corp_account)
         .or(secrets.wecom.first())?;
+    let userid = format!("{dealer_id}-s{}", 1 + rng.below(2));
     let inner = format!(
         "<xml><ToUserName><![CDATA[{corp}]]></ToUserName><FromUserName><![CDATA[sys]]></FromUserName>\
          <CreateTime>{t}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[change_external_contact]]></Event>\
-         <ChangeType><![CDATA[add_external_contact]]></ChangeType><UserID><![CDATA[{dealer_id}-s{s}]]></UserID>\
+         <ChangeType><![CDATA[add_external_contact]]></ChangeType><UserID><![CDATA[{userid}]]></UserID>\
          <ExternalUserID><![CDATA[wm{id}]]></ExternalUserID><State><![CDATA[live-qr-{q}]]></State>\
          <WelcomeCode><![CDATA[W]]></WelcomeCode></xml>",
         corp = corp.corp_id,
         t = now.timestamp(),
-        s = 1 + rng.below(2),
         q = rng.below(5),
     );
     let mut random = [0u8; 16];
@@ -486,13 +749,15 @@ fn wecom_contact(
         &format!("n{}", rng.below(1 << 30)),
         random,
     );
-    Some(Webhook {
+    let hook = Webhook {
         source: Source::Wecom,
         query: query.into_iter().collect(),
         headers: vec![("content-type".into(), "text/xml".into())],
         body,
         expect: Expect::Accepted,
-    })
+        natural: true, // a WeCom contact is natural traffic
+    };
+    Some((hook, corp.corp_id.clone(), userid))
 }
 
 fn stats(
@@ -531,5 +796,6 @@ fn stats(
         ],
         body,
         expect: Expect::Accepted,
+        natural: false,
     }
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use dataset::Expected;
+use dataset::{CustomerTruth, Expected};
 use functions::Played;
 use receiver::Delivery;
 use staff::FollowUp;
@@ -36,6 +36,8 @@ pub struct Sent {
 pub struct Run {
     pub started_at: DateTime<Utc>,
     pub expected: Expected,
+    /// Per customer, what the rules must produce (the generator's record).
+    pub customers: Vec<CustomerTruth>,
     pub sent: Sent,
     /// The leads as the router left them, before consultants and the sweep.
     pub routed: Vec<leads_domain::lead::LeadRecord>,
@@ -60,10 +62,15 @@ pub struct Run {
 }
 
 impl Run {
-    pub fn new(started_at: DateTime<Utc>, expected: Expected) -> Run {
+    pub fn new(
+        started_at: DateTime<Utc>,
+        expected: Expected,
+        customers: Vec<CustomerTruth>,
+    ) -> Run {
         Run {
             started_at,
             expected,
+            customers,
             sent: Sent::default(),
             routed: Vec::new(),
             router: Played::default(),

@@ -86,7 +86,12 @@ async fn main() -> DemoResult<()> {
     let now = chrono::Utc::now();
     let data = dataset::generate(&directory, &secrets, cli.customers, cli.seed, now);
     let started = Instant::now();
-    let mut run = Run::new(now, data.expected.clone());
+    let mut run = Run::new(now, data.expected.clone(), data.customers.clone());
+    let call_back_draws: std::collections::HashMap<String, f64> = data
+        .customers
+        .iter()
+        .map(|c| (c.key.clone(), c.call_back_draw))
+        .collect();
 
     step("replay: webhooks -> webhook-intake -> lead-router -> notifier");
     replay(
@@ -112,8 +117,11 @@ async fn main() -> DemoResult<()> {
         leads,
         api_secret.as_bytes(),
         &data.wecom_phones,
+        staff::CallBacks {
+            draws: &call_back_draws,
+            rate: cli.contact_rate,
+        },
         cli.seed,
-        cli.contact_rate,
     )
     .await?;
 

@@ -12,8 +12,9 @@ use leads_domain::directory_file::Directory;
 use leads_domain::lead::LeadRecord;
 use leads_domain::routing::Route;
 
-use crate::dataset::Expected;
+use crate::dataset::{CustomerTruth, DeliveryTruth, Expected, RouteTruth};
 use crate::Run;
+use leads_domain::lead::Traffic;
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -92,6 +93,37 @@ pub async fn leads_since(
         .collect())
 }
 
+/// Every lead against what the generator recorded for its customer.
+#[derive(Serialize, Default, Debug)]
+pub struct TruthCheck {
+    /// Per route class: leads routed so, and how many the generator expects
+    /// there for sure ("either" counts customers whose first delivery allows
+    /// two classes, e.g. a brand CRM push racing a dealer's own webhook).
+    pub routed: BTreeMap<String, usize>,
+    pub expected_routes: BTreeMap<String, usize>,
+    /// Leads whose route is not one the rules allow for their customer.
+    pub routing_mismatches: usize,
+    /// Customers with other than exactly one lead, leads of no generated customer.
+    pub customers_without_one_lead: usize,
+    pub leads_of_no_customer: usize,
+    /// First touch recorded natural/paid against what the platform sent.
+    pub traffic_mismatches: usize,
+    /// Dealer -> [natural, paid] counted by the router, and expected.
+    pub counters: BTreeMap<String, [u64; 2]>,
+    pub expected_counters: BTreeMap<String, [u64; 2]>,
+    /// Ranking rows whose natural leads differ from the generator's count.
+    pub ranking_input_mismatches: usize,
+    /// Brands whose ranking does not hold every one of their dealers.
+    pub ranking_dealer_mismatches: usize,
+    /// Assignees or offers outside the lead's dealer's on-duty sales group,
+    /// or a strategy not followed (offers at a non-claim dealer, direct
+    /// assignment at a claim dealer without a returning or WeCom consultant).
+    pub group_mismatches: usize,
+    /// Lead-queue messages the router got, expected one per accepted webhook.
+    pub lead_queue_messages: usize,
+    pub examples: Vec<String>,
+}
+
 /// The report's figures, as printed (and written as JSON for the demo test).
 #[derive(Debug, Default, Serialize)]
 pub struct Summary {
@@ -110,7 +142,13 @@ pub struct Summary {
     /// Consultants holding more open leads than their cap (must be 0).
     pub over_cap: usize,
     pub round_robin_spread: usize,
+    /// Round-robin dealers whose spread in turns exceeds 1 + the number of
+    /// their consultants who reached the cap + their leads that went to the
+    /// customer's own consultant (each shifts the rotation by one turn).
+    pub round_robin_unfair: Vec<String>,
     pub router_failures: usize,
+    /// The generator's record, checked lead by lead (see `check_truth`).
+    pub truth: TruthCheck,
     pub contacted: usize,
     pub claim_races: usize,
     pub claims_won: usize,
@@ -301,7 +339,10 @@ pub async fn print(
         run.log_lines_with_phone, run.log_lines
     );
 
-    s.problems = problems(&s, run);
+    let stats = scan(clients, &settings.tables.stats, "DEALER#").await?;
+    let mut problems = problems(&s, run);
+    problems.extend(check_truth(directory, run, &leads, &stats, &mut s));
+    s.problems = problems;
     if s.problems.is_empty() {
         println!("\n== report matches what was sent");
     } else {
@@ -384,6 +425,23 @@ fn print_assignment(
                 .collect();
             if let (Some(max), Some(min)) = (counts.iter().max(), counts.iter().min()) {
                 spread = spread.max(max - min);
+                // Each change of who can take a lead shifts the rotation by one
+                // turn, and so does a lead that goes to its own consultant (a
+                // returning customer, a WeCom contact): it draws a ticket too.
+                let reached_cap = staff.len() - counts.len();
+                let own_consultant = mine
+                    .iter()
+                    .filter(|l| l.staff_hint.is_some() || l.previous_assignee.is_some())
+                    .count();
+                if strategy == AssignmentStrategy::RoundRobin
+                    && max - min > 1 + reached_cap + own_consultant
+                {
+                    s.round_robin_unfair.push(format!(
+                        "{}: spread {} with {reached_cap} consultants at cap and {own_consultant} leads to their own consultant",
+                        d.dealer_id,
+                        max - min
+                    ));
+                }
             }
             for st in &staff {
                 let n = per_staff.get(st.staff_id.as_str()).copied().unwrap_or(0);
@@ -438,6 +496,366 @@ fn print_ranking(run: &Run, s: &mut Summary) {
             );
         }
     }
+}
+
+fn route_truth(route: &Option<Route>) -> Option<RouteTruth> {
+    Some(match route.as_ref()? {
+        Route::Local { dealer_id } => RouteTruth::Local(dealer_id.clone()),
+        Route::Remote { dealer_id, .. } => RouteTruth::Remote(dealer_id.clone()),
+        Route::Unroutable { .. } => RouteTruth::Unroutable,
+    })
+}
+
+/// Each lead against the generator's record of its customer: one lead per
+/// customer, the route (class and dealer), natural/paid of the first touch,
+/// the dealers' natural/paid counters and the ranking's natural leads, the
+/// consultant group per strategy. Prints the comparison; returns problems.
+fn check_truth(
+    directory: &Directory,
+    run: &Run,
+    leads: &[LeadRecord],
+    stats: &[Item],
+    s: &mut Summary,
+) -> Vec<String> {
+    let mut t = TruthCheck::default();
+    let mut problems = Vec::new();
+    let by_key: HashMap<&str, &CustomerTruth> =
+        run.customers.iter().map(|c| (c.key.as_str(), c)).collect();
+    let mut leads_per_customer: HashMap<&str, usize> = HashMap::new();
+    let mut expected_counters: BTreeMap<String, [u64; 2]> = directory
+        .dealers
+        .iter()
+        .map(|d| (d.dealer_id.to_string(), [0, 0]))
+        .collect();
+    let example = |t: &mut TruthCheck, what: String| {
+        if t.examples.len() < 8 {
+            t.examples.push(what);
+        }
+    };
+    for l in leads {
+        let key = serde_json::to_string(&l.customer).unwrap_or_default();
+        let Some((key, truth)) = by_key.get_key_value(key.as_str()) else {
+            t.leads_of_no_customer += 1;
+            example(
+                &mut t,
+                format!("lead {} is of no customer the generator sent", l.lead_id),
+            );
+            continue;
+        };
+        *leads_per_customer.entry(key).or_default() += 1;
+        let first: Option<&DeliveryTruth> = truth
+            .deliveries
+            .iter()
+            .find(|d| d.platform == l.first_touch.platform);
+        let Some(first) = first else {
+            t.routing_mismatches += 1;
+            example(
+                &mut t,
+                format!(
+                    "lead {}: first touch on {} was never sent for its customer",
+                    l.lead_id, l.first_touch.platform
+                ),
+            );
+            continue;
+        };
+        let actual = route_truth(&l.route);
+        let class = actual.as_ref().map_or("not routed", RouteTruth::class);
+        *t.routed.entry(class.to_string()).or_default() += 1;
+        let classes: std::collections::BTreeSet<&str> =
+            first.routes.iter().map(RouteTruth::class).collect();
+        let expected_class = match classes.len() {
+            1 => classes.into_iter().next().unwrap_or_default().to_string(),
+            _ => "either (capacity or a race)".to_string(),
+        };
+        *t.expected_routes.entry(expected_class).or_default() += 1;
+        if !actual.as_ref().is_some_and(|a| first.routes.contains(a)) {
+            t.routing_mismatches += 1;
+            example(
+                &mut t,
+                format!(
+                    "lead {} ({}): routed {actual:?}, the generator allows {:?}",
+                    l.lead_id, first.platform, first.routes
+                ),
+            );
+        }
+        if (l.first_touch.traffic == Traffic::Natural) != first.natural {
+            t.traffic_mismatches += 1;
+            example(
+                &mut t,
+                format!(
+                    "lead {}: first touch {:?}, the platform sent {}",
+                    l.lead_id,
+                    l.first_touch.traffic,
+                    if first.natural { "natural" } else { "paid" }
+                ),
+            );
+        }
+        if let Some(dealer) = &first.counted_on {
+            let c = expected_counters.entry(dealer.clone()).or_default();
+            c[usize::from(!first.natural)] += 1;
+        }
+    }
+    t.customers_without_one_lead = run
+        .customers
+        .iter()
+        .filter(|c| leads_per_customer.get(c.key.as_str()).copied().unwrap_or(0) != 1)
+        .count();
+
+    // What the router counted per dealer (the ranking's natural-lead input).
+    let mut counters: BTreeMap<String, [u64; 2]> = directory
+        .dealers
+        .iter()
+        .map(|d| (d.dealer_id.to_string(), [0, 0]))
+        .collect();
+    for item in stats {
+        let (Some(AttributeValue::S(pk)), Some(AttributeValue::S(sk))) =
+            (item.get("pk"), item.get("sk"))
+        else {
+            continue;
+        };
+        let (Some(dealer), true) = (pk.strip_prefix("DEALER#"), sk.starts_with("DAY#")) else {
+            continue;
+        };
+        let n = |field: &str| match item.get(field) {
+            Some(AttributeValue::N(n)) => n.parse::<u64>().unwrap_or(0),
+            _ => 0,
+        };
+        let c = counters.entry(dealer.to_string()).or_default();
+        c[0] += n("natural_leads");
+        c[1] += n("paid_leads");
+    }
+    let counter_diffs: Vec<String> = expected_counters
+        .iter()
+        .filter(|(d, e)| counters.get(*d) != Some(*e))
+        .map(|(d, e)| {
+            format!(
+                "{d} {:?} (expected {e:?})",
+                counters.get(d).copied().unwrap_or_default()
+            )
+        })
+        .collect();
+
+    // The ranking's inputs: natural leads per dealer, every dealer ranked.
+    for (brand_name, answer) in &run.top10 {
+        for row in answer["top"].as_array().into_iter().flatten() {
+            let dealer = row["dealer_id"].as_str().unwrap_or_default();
+            let natural = row["natural_leads"].as_u64().unwrap_or(u64::MAX);
+            let expected = expected_counters.get(dealer).map_or(0, |c| c[0]);
+            if natural != expected {
+                t.ranking_input_mismatches += 1;
+                example(&mut t, format!("ranking of {brand_name}: {dealer} has {natural} natural leads, expected {expected}"));
+            }
+        }
+        let brand_dealers = directory
+            .brands
+            .iter()
+            .find(|b| &b.name == brand_name)
+            .map_or(0, |b| {
+                directory
+                    .dealers
+                    .iter()
+                    .filter(|d| d.brand_id == b.brand_id)
+                    .count()
+            });
+        if answer["dealers"].as_u64() != Some(brand_dealers as u64) {
+            t.ranking_dealer_mismatches += 1;
+        }
+    }
+
+    // The consultant group per strategy, as the router left the leads.
+    for l in &run.routed {
+        let Some(dealer) = directory
+            .dealers
+            .iter()
+            .find(|d| Some(d.dealer_id.as_str()) == l.dealer_id.as_deref())
+        else {
+            continue;
+        };
+        let in_group = |staff_id: &str| {
+            directory.staff.iter().any(|st| {
+                st.staff_id == staff_id
+                    && st.dealer_id == dealer.dealer_id
+                    && st.role == StaffRole::Sales
+                    && st.on_duty
+            })
+        };
+        let own_consultant = l.staff_hint.is_some() || l.previous_assignee.is_some();
+        let wrong = l.assignee.as_deref().is_some_and(|a| !in_group(a))
+            || l.offered_to.iter().any(|o| !in_group(o))
+            || match dealer.strategy {
+                AssignmentStrategy::Claim => l.assignee.is_some() && !own_consultant,
+                _ => !l.offered_to.is_empty(),
+            };
+        if wrong {
+            t.group_mismatches += 1;
+            example(
+                &mut t,
+                format!(
+                    "lead {} at {} ({}): assignee {:?}, offered to {:?}",
+                    l.lead_id,
+                    dealer.dealer_id,
+                    leads_domain::wire_name(&dealer.strategy),
+                    l.assignee,
+                    l.offered_to
+                ),
+            );
+        }
+    }
+    t.lead_queue_messages = run.router.messages;
+
+    println!(
+        "
+== against the generator's record ({} customers)",
+        run.customers.len()
+    );
+    println!("  routing        routed  expected (for sure)");
+    let classes: std::collections::BTreeSet<&String> =
+        t.routed.keys().chain(t.expected_routes.keys()).collect();
+    for class in classes {
+        println!(
+            "  {class:<28} {:>4}  {:>4}",
+            t.routed.get(class).copied().unwrap_or(0),
+            t.expected_routes.get(class).copied().unwrap_or(0)
+        );
+    }
+    println!(
+        "  leads routed outside the rules' choice: {}  customers without exactly one lead: {}  leads of no customer: {}",
+        t.routing_mismatches, t.customers_without_one_lead, t.leads_of_no_customer
+    );
+    let total =
+        |m: &BTreeMap<String, [u64; 2]>| m.values().fold([0, 0], |a, c| [a[0] + c[0], a[1] + c[1]]);
+    println!(
+        "  natural/paid counted on dealers {:?} (expected {:?}), dealers differing: {}; first touches natural/paid wrong: {}",
+        total(&counters),
+        total(&expected_counters),
+        counter_diffs.len(),
+        t.traffic_mismatches
+    );
+    for d in counter_diffs.iter().take(5) {
+        println!("    {d}");
+    }
+    println!(
+        "  ranking rows with other natural leads than sent: {}  brands missing dealers: {}",
+        t.ranking_input_mismatches, t.ranking_dealer_mismatches
+    );
+    println!(
+        "  assignments outside the dealer's group or strategy: {}  round-robin dealers unfair beyond the cap shifts: {}",
+        t.group_mismatches,
+        s.round_robin_unfair.len()
+    );
+    println!(
+        "  lead-queue messages {} (expected {}: one per accepted webhook, none for a redelivery)",
+        t.lead_queue_messages, run.expected.lead_queue_messages
+    );
+    for e in &t.examples {
+        println!("    e.g. {e}");
+    }
+
+    let mut check = |ok: bool, what: String| {
+        if !ok {
+            problems.push(what);
+        }
+    };
+    check(
+        t.routing_mismatches == 0,
+        format!(
+            "{} leads routed where the rules do not send them",
+            t.routing_mismatches
+        ),
+    );
+    check(
+        t.customers_without_one_lead == 0 && t.leads_of_no_customer == 0,
+        format!(
+            "{} customers without exactly one lead, {} leads of no customer",
+            t.customers_without_one_lead, t.leads_of_no_customer
+        ),
+    );
+    check(
+        t.traffic_mismatches == 0,
+        format!(
+            "{} leads with natural/paid other than sent",
+            t.traffic_mismatches
+        ),
+    );
+    check(
+        counter_diffs.is_empty(),
+        format!(
+            "natural/paid counters differ on {} dealers",
+            counter_diffs.len()
+        ),
+    );
+    check(
+        t.ranking_input_mismatches == 0 && t.ranking_dealer_mismatches == 0,
+        format!(
+            "ranking: {} rows with other natural leads than sent, {} brands missing dealers",
+            t.ranking_input_mismatches, t.ranking_dealer_mismatches
+        ),
+    );
+    check(
+        t.group_mismatches == 0,
+        format!(
+            "{} assignments outside the dealer's group or strategy",
+            t.group_mismatches
+        ),
+    );
+    check(
+        s.round_robin_unfair.is_empty(),
+        format!("round robin unfair at {:?}", s.round_robin_unfair),
+    );
+    check(
+        t.lead_queue_messages == run.expected.lead_queue_messages,
+        format!(
+            "{} lead-queue messages, expected {}",
+            t.lead_queue_messages, run.expected.lead_queue_messages
+        ),
+    );
+    // Jobs by kind: one assignment, offer or "nobody available" per lead
+    // routed to a dealer, plus one per lead the sweep assigned; one warning
+    // per expected breach; one per reassignment.
+    let job = |k: &str| s.notification_jobs.get(k).copied().unwrap_or(0);
+    let swept = |k: &str| s.sla.get(k).and_then(|v| v.as_u64()).unwrap_or(0) as usize;
+    let to_dealer = t.routed.get("local").copied().unwrap_or(0)
+        + t.routed.get("remote (异地)").copied().unwrap_or(0);
+    let first_jobs = job("new_assignment") + job("claim_offer") + job("no_one_available");
+    check(
+        first_jobs == to_dealer + swept("assigned"),
+        format!(
+            "{first_jobs} assignment/offer/nobody-available jobs, expected {to_dealer} leads at a dealer + {} assigned by the sweep",
+            swept("assigned")
+        ),
+    );
+    check(
+        job("sla_warning") == s.expected_sla_breaches,
+        format!(
+            "{} sla_warning jobs, expected {}",
+            job("sla_warning"),
+            s.expected_sla_breaches
+        ),
+    );
+    check(
+        job("reassigned") == swept("reassigned"),
+        format!(
+            "{} reassigned jobs, the sweep reassigned {}",
+            job("reassigned"),
+            swept("reassigned")
+        ),
+    );
+    let unroutable = t
+        .routed
+        .get("unroutable -> brand CRM")
+        .copied()
+        .unwrap_or(0);
+    check(
+        s.crm_handoffs == unroutable,
+        format!(
+            "{} CRM hand-offs for {unroutable} unroutable leads",
+            s.crm_handoffs
+        ),
+    );
+    t.counters = counters;
+    t.expected_counters = expected_counters;
+    s.truth = t;
+    problems
 }
 
 /// What differs from what the generator sent or the system promises.

@@ -3,8 +3,10 @@
 //! deadline pass, which the SLA sweep then catches; leads on offer to a
 //! claim group are raced for by two consultants at once, and exactly one may
 //! win. A consultant whose WeCom contact gave a phone in the chat records it,
-//! which links the contact to the customer's phone. Who does what is decided
-//! by the seed, so a run is repeatable.
+//! which links the contact to the customer's phone. Who races is decided by
+//! the seed; who calls back is the generator's schedule (each customer's
+//! `call_back_draw` below the contact rate), so the SLA breaches it expects
+//! come from the generator, not from what the API answered.
 
 use std::collections::HashMap;
 
@@ -26,6 +28,8 @@ pub struct FollowUp {
     pub assigned: usize,
     /// Of those, called back before the deadline.
     pub contacted: usize,
+    /// Of those, the ones the generator's schedule leaves uncalled.
+    pub scheduled_uncalled: usize,
     /// Claim races run (two consultants at once) and races won.
     pub claim_races: usize,
     pub claims_won: usize,
@@ -37,10 +41,19 @@ pub struct FollowUp {
 }
 
 impl FollowUp {
-    /// Leads whose first contact will be overdue at the sweep.
+    /// Leads whose first contact will be overdue at the sweep: assigned, and
+    /// not called back by the generator's schedule.
     pub fn expected_breaches(&self) -> usize {
-        self.assigned - self.contacted
+        self.scheduled_uncalled
     }
+}
+
+/// The generator's call-back schedule: a customer (by key) is called back in
+/// time iff their draw is below `rate`.
+#[derive(Clone, Copy)]
+pub struct CallBacks<'a> {
+    pub draws: &'a HashMap<String, f64>,
+    pub rate: f64,
 }
 
 /// What one lead's consultants did.
@@ -48,6 +61,7 @@ impl FollowUp {
 struct Outcome {
     assigned: bool,
     contacted: bool,
+    uncalled: bool,
     raced: bool,
     won: bool,
     surprises: Vec<String>,
@@ -59,8 +73,8 @@ pub async fn follow_up(
     leads: &[LeadRecord],
     api_secret: &[u8],
     wecom_phones: &HashMap<String, String>,
+    call_backs: CallBacks<'_>,
     seed: u64,
-    contact_rate: f64,
 ) -> DemoResult<FollowUp> {
     let token = |staff_id: &str| token(directory, api_secret, staff_id);
     let outcomes: Vec<DemoResult<Outcome>> = stream::iter(leads)
@@ -101,9 +115,16 @@ pub async fn follow_up(
                     }
                 }
                 let open = matches!(lead.status, LeadStatus::Assigned | LeadStatus::Offered);
+                let customer = serde_json::to_string(&lead.customer).unwrap_or_default();
+                // A customer the generator did not send is never called (the report flags it).
+                let calls_back = call_backs
+                    .draws
+                    .get(&customer)
+                    .is_some_and(|draw| *draw < call_backs.rate);
                 if let (Some(staff), true) = (&assignee, open) {
                     out.assigned = true;
-                    if rng.chance(contact_rate) {
+                    out.uncalled = !calls_back;
+                    if calls_back {
                         let path = format!("/leads/{}/events", lead.lead_id);
                         let t = token(staff).unwrap_or_default();
                         let (status, body) = functions
@@ -154,6 +175,7 @@ pub async fn follow_up(
         let o = outcome?;
         follow_up.assigned += usize::from(o.assigned);
         follow_up.contacted += usize::from(o.contacted);
+        follow_up.scheduled_uncalled += usize::from(o.uncalled);
         follow_up.claim_races += usize::from(o.raced);
         follow_up.claims_won += usize::from(o.won);
         follow_up.surprises.extend(o.surprises);
