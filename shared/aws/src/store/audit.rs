@@ -127,4 +127,3 @@ impl DynamoAudit {
         Ok(events)
     }
 }
-
