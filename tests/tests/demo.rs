@@ -131,9 +131,14 @@ fn a_small_demo_reports_exactly_what_was_sent_and_leaves_nothing_running() {
     assert_eq!(s["truth"]["counters"], s["truth"]["expected_counters"]);
     assert_eq!(n("/truth/ranking_input_mismatches"), 0);
     assert_eq!(n("/truth/group_mismatches"), 0);
-    assert_eq!(
-        n("/truth/lead_queue_messages"),
-        n("/expected/lead_queue_messages")
+    // One message per accepted webhook, at most one more per redelivery (the
+    // intake re-sends a delivery its first attempt did not confirm within the
+    // claim lease; the router's delivery marker makes the copy a duplicate).
+    let messages = n("/truth/lead_queue_messages");
+    let accepted = n("/expected/lead_queue_messages");
+    assert!(
+        (accepted..=accepted + n("/expected/redeliveries")).contains(&messages),
+        "{messages} lead-queue messages for {accepted} accepted webhooks"
     );
     // The day has local and remote leads (else the routing check proves little).
     for class in ["local", "remote (异地)"] {

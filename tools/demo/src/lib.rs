@@ -43,8 +43,11 @@ pub struct Run {
     pub routed: Vec<leads_domain::lead::LeadRecord>,
     pub router: Played,
     pub notifier: Played,
-    /// Notification jobs handed to the notifier, by kind.
+    /// Notification jobs handed to the notifier, by kind: distinct job ids (a
+    /// duplicate delivery re-sends its lead's job with the same id, which the
+    /// notifier delivers once).
     pub jobs_by_kind: BTreeMap<String, usize>,
+    pub job_ids: std::collections::HashSet<String>,
     pub follow_up: FollowUp,
     /// `sla-sweeper`'s answer (its `SweepReport`).
     pub sweep: serde_json::Value,
@@ -76,6 +79,7 @@ impl Run {
             router: Played::default(),
             notifier: Played::default(),
             jobs_by_kind: BTreeMap::new(),
+            job_ids: Default::default(),
             follow_up: FollowUp::default(),
             sweep: serde_json::Value::Null,
             ranking_date: None,

@@ -268,9 +268,12 @@ async fn play_notifier(
     run: &mut Run,
 ) -> DemoResult<()> {
     let mut kinds = std::mem::take(&mut run.jobs_by_kind);
+    let mut ids = std::mem::take(&mut run.job_ids);
     let mut count = |body: &str| {
         if let Ok(job) = serde_json::from_str::<NotificationJob>(body) {
-            *kinds.entry(leads_domain::wire_name(&job.kind)).or_default() += 1;
+            if ids.insert(job.job_id.clone()) {
+                *kinds.entry(leads_domain::wire_name(&job.kind)).or_default() += 1;
+            }
         }
     };
     let queue = &settings.queues.notification;
@@ -285,6 +288,7 @@ async fn play_notifier(
         Played::default()
     };
     run.jobs_by_kind = kinds;
+    run.job_ids = ids;
     run.notifier += played;
     Ok(())
 }
