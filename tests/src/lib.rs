@@ -134,3 +134,58 @@ pub async fn drain(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<String> {
         }
     }
 }
+
+/// What the contention proxy counted so far (`GET /contention-stats`):
+/// `transaction_conflicts`, `write_conflicts`, `held_items`, `engine_lock_retries`.
+pub async fn contention_stats() -> serde_json::Value {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = contention_endpoint()
+        .trim_start_matches("http://")
+        .to_string();
+    let mut conn = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let request =
+        format!("GET /contention-stats HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).await.unwrap();
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+    serde_json::from_str(body).unwrap()
+}
+
+/// A fresh queue and its own DLQ (`maxReceiveCount` given), so a test can
+/// watch dead letters without racing others: `(queue URL, DLQ URL)`.
+pub async fn scratch_queue_with_dlq(
+    sqs: &aws_sdk_sqs::Client,
+    prefix: &str,
+    visibility_secs: Option<u32>,
+    max_receive_count: u32,
+) -> (String, String) {
+    use aws_sdk_sqs::types::QueueAttributeName as QA;
+    let dlq = sqs
+        .create_queue()
+        .queue_name(unique(&format!("{prefix}-dlq")))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let dlq_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&dlq)
+        .attribute_names(QA::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&QA::QueueArn]
+        .clone();
+    let mut create = sqs.create_queue().queue_name(unique(prefix)).attributes(
+        QA::RedrivePolicy,
+        serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count})
+            .to_string(),
+    );
+    if let Some(secs) = visibility_secs {
+        create = create.attributes(QA::VisibilityTimeout, secs.to_string());
+    }
+    (create.send().await.unwrap().queue_url.unwrap(), dlq)
+}

@@ -526,40 +526,13 @@ async fn queue_depth(sqs: &aws_sdk_sqs::Client, queue: &str) -> u64 {
 }
 
 async fn lead_queue_with_dlq(stack: &Stack) -> (String, String) {
-    let sqs = &stack.clients.sqs;
-    let dlq = sqs
-        .create_queue()
-        .queue_name(unique("reliability-dlq"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let dlq_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&dlq)
-        .attribute_names(QA::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&QA::QueueArn]
-        .clone();
-    let queue = sqs
-        .create_queue()
-        .queue_name(unique("reliability-leads"))
-        .attributes(QA::VisibilityTimeout, VISIBILITY_SECS.to_string())
-        .attributes(
-            QA::RedrivePolicy,
-            serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVE_COUNT})
-                .to_string(),
-        )
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    (queue, dlq)
+    integration_tests::scratch_queue_with_dlq(
+        &stack.clients.sqs,
+        "reliability-leads",
+        Some(VISIBILITY_SECS),
+        MAX_RECEIVE_COUNT,
+    )
+    .await
 }
 
 async fn scratch(stack: &Stack, prefix: &str) -> String {

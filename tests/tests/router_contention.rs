@@ -19,7 +19,7 @@ use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use chrono::Utc;
 use futures::StreamExt;
 use integration_tests::world::{lead, phone, world};
-use integration_tests::{contention_endpoint, drain, scratch_queue_like};
+use integration_tests::{contention_endpoint, contention_stats, drain, scratch_queue_like};
 use lead_router::Router;
 use leads_aws::AwsClients;
 use leads_domain::audit::AuditAction;
@@ -34,21 +34,6 @@ const CONSULTANTS: usize = 10;
 const CAP: u32 = 25;
 const INVOCATIONS: usize = 16;
 const BATCH: usize = 10;
-
-async fn contention_stats() -> serde_json::Value {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let address = contention_endpoint()
-        .trim_start_matches("http://")
-        .to_string();
-    let mut conn = tokio::net::TcpStream::connect(&address).await.unwrap();
-    let request =
-        format!("GET /contention-stats HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
-    conn.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    conn.read_to_string(&mut response).await.unwrap();
-    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
-    serde_json::from_str(body).unwrap()
-}
 
 /// The dealer's natural leads of `day`, as the nightly ranking reads them.
 async fn natural_leads(

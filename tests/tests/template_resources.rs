@@ -277,19 +277,9 @@ async fn contention_mode_conflicts_as_dynamodb_does() {
 
 /// How many items the contention proxy's transactions hold right now.
 async fn held_items() -> u64 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let address = contention_endpoint()
-        .trim_start_matches("http://")
-        .to_string();
-    let mut conn = tokio::net::TcpStream::connect(&address).await.unwrap();
-    let request =
-        format!("GET /contention-stats HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
-    conn.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    conn.read_to_string(&mut response).await.unwrap();
-    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
-    let stats: serde_json::Value = serde_json::from_str(body).unwrap();
-    stats["held_items"].as_u64().unwrap()
+    integration_tests::contention_stats().await["held_items"]
+        .as_u64()
+        .unwrap()
 }
 
 #[tokio::test]
@@ -431,7 +421,7 @@ async fn every_queue_from_the_template_delivers_and_has_a_dead_letter_queue() {
 /// stay in the DLQ.
 #[tokio::test]
 async fn redrive_moves_dead_letters_back_once_and_keeps_the_old_ones() {
-    use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName as QA};
+    use aws_sdk_sqs::types::MessageAttributeValue;
     use leads_aws::store::redrive::{dead_letter_queue_of, redrive, RedriveReport};
     use std::time::Duration;
 
@@ -444,36 +434,8 @@ async fn redrive_moves_dead_letters_back_once_and_keeps_the_old_ones() {
     assert!(lead_dlq.contains("LeadDeadLetterQueue"), "{lead_dlq}");
 
     // A scratch pair, so nobody else's messages are moved.
-    let dlq = sqs
-        .create_queue()
-        .queue_name(unique("redrive-dlq"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let dlq_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&dlq)
-        .attribute_names(QA::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&QA::QueueArn]
-        .clone();
-    let source = sqs
-        .create_queue()
-        .queue_name(unique("redrive-source"))
-        .attributes(
-            QA::RedrivePolicy,
-            serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 5}).to_string(),
-        )
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let (source, dlq) =
+        integration_tests::scratch_queue_with_dlq(sqs, "redrive-source", None, 5).await;
     assert_eq!(dead_letter_queue_of(sqs, &source).await.unwrap(), dlq);
     let sent: Vec<String> = (0..3).map(|i| format!("dead letter {i}")).collect();
     for body in &sent {
