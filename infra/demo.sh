@@ -29,15 +29,15 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 
-step "tools (pinned, project-local .venv) and a debug build of the functions ${features[*]}"
+step "tools (pinned, project-local .venv) and a debug build of lead-demo and the functions ${features[*]}"
 infra/local/bootstrap.sh
-cargo build --locked -p lead-demo
-# One build per function, exactly as `cargo lambda watch` runs them (`cargo run
-# --bin X`): features are unified per command, so building them together with
-# lead-demo would leave watch to rebuild the dependencies at the first invoke.
-for function in webhook-intake lead-router api notifier sla-sweeper brand-ranking; do
-  cargo build --locked --bin "$function" "${features[@]}"
-done
+functions=(webhook-intake lead-router api notifier sla-sweeper brand-ranking)
+# One build command for the demo and all six functions: cargo unifies features
+# per command, so the dependencies are compiled once, not once per feature set.
+pkgs=(-p lead-demo)
+for function in "${functions[@]}"; do pkgs+=(-p "$function"); done
+cargo build --locked --bins "${pkgs[@]}" "${features[@]}"
+target="${CARGO_TARGET_DIR:-$repo/target}"
 
 step "local stack (DynamoDB Local + moto on 127.0.0.1, tables and queues from template.yaml)"
 # A fresh stack of its own (state in .local/demo, or LEADS_DEMO_STATE), so a test
@@ -72,10 +72,28 @@ cleanup() {
 trap cleanup EXIT
 
 
-step "functions under cargo lambda watch on 127.0.0.1:$port (log: .local/demo/functions.log)"
-# Its own process group, so cleanup stops it and every function it started.
-setsid .venv/bin/cargo-lambda lambda watch -A 127.0.0.1 -P "$port" --ignore-changes "${features[@]}" \
-  >"$LEADS_LOCAL_STATE/functions.log" 2>&1 </dev/null &
+# Instances of the intake, the router and the notifier: Lambda runs several at
+# once when platforms push concurrently and SQS's event-source mapping scales
+# out, and so does the replay.
+instances="${DEMO_INSTANCES:-3}"
+step "functions under cargo lambda watch on 127.0.0.1:$port (log: $LEADS_LOCAL_STATE/functions.log)"
+# cargo-lambda's Lambda runtime and invoke APIs only; the binaries just built
+# poll it as Lambda's runtime would (AWS_LAMBDA_RUNTIME_API), $instances at once
+# for the intake, the router and the notifier. One process group, so cleanup stops them all.
+: >"$LEADS_LOCAL_STATE/functions.log"
+setsid bash -c '
+  log="$1" port="$2" target="$3" instances="$4"; shift 4
+  .venv/bin/cargo-lambda lambda watch --only-lambda-apis -A 127.0.0.1 -P "$port" >>"$log" 2>&1 </dev/null &
+  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+  for function in "$@"; do
+    n=1; case "$function" in webhook-intake|lead-router|notifier) n=$instances ;; esac
+    for _ in $(seq "$n"); do
+      AWS_LAMBDA_RUNTIME_API="http://127.0.0.1:$port/.rt/$function" AWS_LAMBDA_FUNCTION_NAME="$function" \
+        AWS_LAMBDA_FUNCTION_VERSION=1 AWS_LAMBDA_FUNCTION_MEMORY_SIZE=256 \
+        "$target/debug/$function" >>"$log" 2>&1 </dev/null &
+    done
+  done
+  wait' demo "$LEADS_LOCAL_STATE/functions.log" "$port" "$target" "$instances" "${functions[@]}" &
 watch_pid=$!
 for _ in $(seq 100); do
   (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
@@ -84,5 +102,5 @@ done
 
 step "the day: webhooks, router, notifier, consultants, SLA sweep, nightly ranking"
 [[ ${#args[@]} -gt 0 ]] || args=(--customers 240)
-"${CARGO_TARGET_DIR:-target}"/debug/lead-demo --endpoint "http://127.0.0.1:$port" \
+"$target"/debug/lead-demo --endpoint "http://127.0.0.1:$port" --consumers "$instances" \
   --receiver-port "$receiver_port" --functions-log "$LEADS_LOCAL_STATE/functions.log" "${args[@]}"

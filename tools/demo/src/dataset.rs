@@ -37,6 +37,72 @@ pub struct Webhook {
     pub expect: Expect,
     /// Natural (not paid) traffic, by each platform's wire rule as sent.
     pub natural: bool,
+    /// How the platform signs it when it sends it (see [`Webhook::signed_at`]).
+    pub signing: Signing,
+}
+
+/// A platform signs a delivery when it sends it: the HMAC sources and WeCom
+/// put the time in the signature, and the intake refuses one older than its
+/// freshness window. So the replay signs each webhook as it posts it; a
+/// region-scale replay takes longer than that window.
+#[derive(Clone)]
+pub enum Signing {
+    /// Signed once, with no time in it (Douyin), or deliberately broken.
+    Fixed,
+    /// `X-Timestamp` + HMAC over timestamp and body, `skew` from the send time
+    /// (negative: a stale call replayed later).
+    Hmac { secret: String, skew: Duration },
+    /// WeCom's encrypted callback: the query's timestamp and signature.
+    Wecom {
+        corp: Box<leads_domain::intake::secrets::WecomCorp>,
+        inner_xml: String,
+        nonce: String,
+        random: [u8; 16],
+    },
+}
+
+impl std::fmt::Debug for Signing {
+    // No secret in a debug print.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Signing::Fixed => "Fixed",
+            Signing::Hmac { .. } => "Hmac",
+            Signing::Wecom { .. } => "Wecom",
+        })
+    }
+}
+
+impl Webhook {
+    /// The webhook as its platform sends it at `now`: signed at that time.
+    pub fn signed_at(&self, now: DateTime<Utc>) -> Webhook {
+        let mut hook = self.clone();
+        match &self.signing {
+            Signing::Fixed => {}
+            Signing::Hmac { secret, skew } => {
+                let ts = (now + *skew).timestamp().to_string();
+                let signature = hmac_sources::signature(secret, &ts, hook.body.as_bytes());
+                for (k, v) in &mut hook.headers {
+                    if k == hmac_sources::TIMESTAMP_HEADER {
+                        v.clone_from(&ts);
+                    } else if k == hmac_sources::SIGNATURE_HEADER {
+                        v.clone_from(&signature);
+                    }
+                }
+            }
+            Signing::Wecom {
+                corp,
+                inner_xml,
+                nonce,
+                random,
+            } => {
+                let (query, body) =
+                    wecom::signed_callback(corp, inner_xml, now.timestamp(), nonce, *random);
+                hook.query = query.into_iter().collect();
+                hook.body = body;
+            }
+        }
+        hook
+    }
 }
 
 /// Where the rules must send a lead, by the generator's own reading of the
@@ -428,7 +494,15 @@ pub fn generate(
                     }
                     contact.map(|(hook, _, _)| hook)
                 }
-                p => hmac_lead(&mut rng, secrets, p, &account, &customer, next_id("h"), now),
+                p => hmac_lead(
+                    &mut rng,
+                    secrets,
+                    p,
+                    &account,
+                    &customer,
+                    next_id("h"),
+                    (now, Duration::zero()),
+                ),
             };
             let Some(hook) = hook else { continue };
             truth.deliveries.push(DeliveryTruth {
@@ -556,7 +630,7 @@ pub fn generate(
                 &account,
                 &c,
                 next_id("stale"),
-                now - Duration::minutes(10),
+                (now, -Duration::minutes(10)),
             ) {
                 hook.expect = Expect::Rejected(401);
                 out.push(hook);
@@ -662,6 +736,7 @@ fn douyin_lead(
         body,
         expect: Expect::Accepted,
         natural: !paid,
+        signing: Signing::Fixed,
     })
 }
 
@@ -672,8 +747,11 @@ fn hmac_lead(
     account: &str,
     c: &Customer,
     event_id: String,
-    at: DateTime<Utc>,
+    // When the generator stamps it, and how far before its send time the
+    // platform signs it (negative: a stale replay).
+    (now, skew): (DateTime<Utc>, Duration),
 ) -> Option<Webhook> {
+    let at = now + skew;
     let source = Source::parse(platform.as_str())?;
     let secret = secrets.hmac.get(&source)?.secrets.first()?.clone();
     let phone = c.phone.as_deref()?;
@@ -713,6 +791,7 @@ fn hmac_lead(
         body,
         expect: Expect::Accepted,
         natural,
+        signing: Signing::Hmac { secret, skew },
     })
 }
 
@@ -727,8 +806,9 @@ fn wecom_contact(
     let corp = secrets
         .wecom
         .iter()
-        .find(|c| c.corp_id == corp_account)
-        .or(secrets.wecom.first())?;
+        // A brand whose corp the intake has no keys for gets no WeCom contacts
+        // (another brand's corp would make them that brand's customers).
+        .find(|c| c.corp_id == corp_account)?;
     let userid = format!("{dealer_id}-s{}", 1 + rng.below(2));
     let inner = format!(
         "<xml><ToUserName><![CDATA[{corp}]]></ToUserName><FromUserName><![CDATA[sys]]></FromUserName>\
@@ -742,13 +822,8 @@ fn wecom_contact(
     );
     let mut random = [0u8; 16];
     random.iter_mut().for_each(|b| *b = rng.next_u64() as u8);
-    let (query, body) = wecom::signed_callback(
-        corp,
-        &inner,
-        now.timestamp(),
-        &format!("n{}", rng.below(1 << 30)),
-        random,
-    );
+    let nonce = format!("n{}", rng.below(1 << 30));
+    let (query, body) = wecom::signed_callback(corp, &inner, now.timestamp(), &nonce, random);
     let hook = Webhook {
         source: Source::Wecom,
         query: query.into_iter().collect(),
@@ -756,6 +831,12 @@ fn wecom_contact(
         body,
         expect: Expect::Accepted,
         natural: true, // a WeCom contact is natural traffic
+        signing: Signing::Wecom {
+            corp: Box::new(corp.clone()),
+            inner_xml: inner,
+            nonce,
+            random,
+        },
     };
     Some((hook, corp.corp_id.clone(), userid))
 }
@@ -797,5 +878,6 @@ fn stats(
         body,
         expect: Expect::Accepted,
         natural: false,
+        signing: Signing::Fixed,
     }
 }

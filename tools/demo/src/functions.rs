@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
 use leads_aws::AwsClients;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -109,16 +110,39 @@ impl Functions {
         Ok(serde_json::from_value(body)?)
     }
 
-    /// Plays the SQS trigger of `function` on `queue`. With `until_empty` it
-    /// long-polls until the queue stays empty, otherwise it stops at the first
-    /// empty receive. `seen` gets every message body handed to the function.
+    /// Plays the SQS trigger of `function` on `queue` with `consumers`
+    /// concurrent pollers (as the event-source mapping scales out; each
+    /// invocation goes to a free instance of the function). Each long-polls
+    /// (1 s); with `until_empty` it stops when the queue stays empty for two
+    /// polls, otherwise at its first empty one. `seen` gets every message body
+    /// handed to the function.
     pub async fn play_queue(
         &self,
         clients: &AwsClients,
         queue: &str,
         function: &str,
+        consumers: usize,
         until_empty: bool,
-        mut seen: impl FnMut(&str),
+        seen: &(dyn Fn(&str) + Sync),
+    ) -> DemoResult<Played> {
+        let polls = (0..consumers.max(1))
+            .map(|_| self.poll_queue(clients, queue, function, until_empty, seen));
+        let mut played = Played::default();
+        for result in futures::future::join_all(polls).await {
+            played += result?;
+        }
+        Ok(played)
+    }
+
+    /// One poller of [`Self::play_queue`]: receive up to 10, invoke, delete
+    /// all but the reported `batchItemFailures`.
+    async fn poll_queue(
+        &self,
+        clients: &AwsClients,
+        queue: &str,
+        function: &str,
+        until_empty: bool,
+        seen: &(dyn Fn(&str) + Sync),
     ) -> DemoResult<Played> {
         let mut played = Played::default();
         let mut empty_polls = 0;
@@ -128,7 +152,9 @@ impl Functions {
                 .receive_message()
                 .queue_url(queue)
                 .max_number_of_messages(10)
-                .wait_time_seconds(if until_empty { 1 } else { 0 })
+                // Long polling, as the event-source mapping does: an empty
+                // queue costs one request a second, not a busy loop.
+                .wait_time_seconds(1)
                 .send()
                 .await?;
             let messages = received.messages.unwrap_or_default();
@@ -164,18 +190,35 @@ impl Functions {
                 .map(|f| f.item_identifier.as_str())
                 .collect();
             played.failures += failed.len();
-            for m in &messages {
-                if failed.contains(&m.message_id.as_deref().unwrap_or_default()) {
-                    continue; // SQS makes it visible again after the timeout
-                }
-                if let Some(handle) = &m.receipt_handle {
-                    clients
-                        .sqs
-                        .delete_message()
-                        .queue_url(queue)
-                        .receipt_handle(handle)
-                        .send()
-                        .await?;
+            // What SQS's trigger does: one DeleteMessageBatch for the batch;
+            // the failed ones become visible again after the timeout.
+            let done: Vec<DeleteMessageBatchRequestEntry> = messages
+                .iter()
+                .enumerate()
+                .filter(|(_, m)| !failed.contains(&m.message_id.as_deref().unwrap_or_default()))
+                .filter_map(|(i, m)| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .set_receipt_handle(m.receipt_handle.clone())
+                        .build()
+                        .ok()
+                })
+                .collect();
+            if !done.is_empty() {
+                let out = clients
+                    .sqs
+                    .delete_message_batch()
+                    .queue_url(queue)
+                    .set_entries(Some(done))
+                    .send()
+                    .await?;
+                if !out.failed.is_empty() {
+                    return Err(format!(
+                        "{} messages not deleted: {:?}",
+                        out.failed.len(),
+                        out.failed
+                    )
+                    .into());
                 }
             }
         }

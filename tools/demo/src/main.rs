@@ -56,6 +56,10 @@ struct Cli {
     /// Webhooks in flight at once (platforms push concurrently).
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
+    /// Concurrent pollers per queue trigger (infra/demo.sh starts as many
+    /// instances of the router and the notifier).
+    #[arg(long, default_value_t = 1)]
+    consumers: usize,
     /// Share of assigned leads the consultants call back before the deadline.
     #[arg(long, default_value_t = 0.75)]
     contact_rate: f64,
@@ -103,8 +107,8 @@ async fn main() -> DemoResult<()> {
         &mut run,
     )
     .await?;
-    play_router(&functions, &clients, &settings, &mut run, true).await?;
-    play_notifier(&functions, &clients, &settings, &receiver, &mut run).await?;
+    play_router(&cli, &functions, &clients, &settings, &mut run, true).await?;
+    play_notifier(&cli, &functions, &clients, &settings, &receiver, &mut run).await?;
     run.replay_time = started.elapsed();
 
     step("consultants at work: claims and call-backs through the staff API");
@@ -135,8 +139,8 @@ async fn main() -> DemoResult<()> {
     schedule.source = Some("aws.events".into());
     schedule.time = sweep_at;
     run.sweep = functions.invoke("sla-sweeper", &schedule).await?;
-    play_router(&functions, &clients, &settings, &mut run, false).await?;
-    play_notifier(&functions, &clients, &settings, &receiver, &mut run).await?;
+    play_router(&cli, &functions, &clients, &settings, &mut run, false).await?;
+    play_notifier(&cli, &functions, &clients, &settings, &receiver, &mut run).await?;
 
     step("brand-ranking for today: schedule fan-out, per-brand jobs, top 10 via the API");
     run.ranking_date = Some(china_day(now));
@@ -149,7 +153,7 @@ async fn main() -> DemoResult<()> {
     run.ranking_jobs = fan_out["jobs_sent"].as_u64().unwrap_or(0) as usize;
     if let Some(queue) = config::optional("RANKING_QUEUE_URL") {
         run.ranking_played = functions
-            .play_queue(&clients, &queue, "brand-ranking", true, |_| {})
+            .play_queue(&clients, &queue, "brand-ranking", 1, true, &|_| {})
             .await?;
     }
     run.top10 = top10(&functions, &directory, api_secret.as_bytes(), &run).await?;
@@ -200,8 +204,9 @@ async fn seed_directory(
     Ok(directory)
 }
 
-/// Posts the webhooks a few at a time (platforms push concurrently), playing
-/// the router's and the notifier's triggers in between, as SQS would.
+/// Posts the webhooks a few at a time (platforms push concurrently), each
+/// signed as it is sent, while the router's trigger drains the lead queue
+/// beside it, as SQS would.
 async fn replay(
     cli: &Cli,
     functions: &Functions,
@@ -211,16 +216,45 @@ async fn replay(
     run: &mut Run,
 ) -> DemoResult<()> {
     let started = Instant::now();
-    for (i, chunk) in webhooks.chunks(cli.concurrency).enumerate() {
-        let answers = futures::future::join_all(chunk.iter().map(|w| functions.webhook(w))).await;
-        for (hook, answer) in chunk.iter().zip(answers) {
-            record_answer(&mut run.sent, hook, answer?);
+    let posted = std::sync::atomic::AtomicBool::new(false);
+    let sent = &mut run.sent;
+    let post = async {
+        for chunk in webhooks.chunks(cli.concurrency) {
+            let now = chrono::Utc::now();
+            let answers = futures::future::join_all(
+                chunk
+                    .iter()
+                    .map(|w| async move { functions.webhook(&w.signed_at(now)).await }),
+            )
+            .await;
+            for (hook, answer) in chunk.iter().zip(answers) {
+                record_answer(sent, hook, answer?);
+            }
+            progress(sent.posted, webhooks.len(), started);
         }
-        progress(run.sent.posted, webhooks.len(), started);
-        if i % 4 == 3 {
-            play_router(functions, clients, settings, run, false).await?;
+        posted.store(true, std::sync::atomic::Ordering::Relaxed);
+        DemoResult::Ok(())
+    };
+    let route = async {
+        let mut played = Played::default();
+        while !posted.load(std::sync::atomic::Ordering::Relaxed) {
+            let round = functions
+                .play_queue(
+                    clients,
+                    &settings.queues.lead,
+                    "lead-router",
+                    cli.consumers,
+                    false,
+                    &|_| {},
+                )
+                .await?;
+            played += round; // an empty round waited a second for messages
         }
-    }
+        DemoResult::Ok(played)
+    };
+    let (posting, routing) = tokio::join!(post, route);
+    posting?;
+    run.router += routing?;
     eprintln!();
     Ok(())
 }
@@ -240,6 +274,7 @@ fn record_answer(sent: &mut Sent, hook: &Webhook, status: u16) {
 }
 
 async fn play_router(
+    cli: &Cli,
     functions: &Functions,
     clients: &AwsClients,
     settings: &Settings,
@@ -251,8 +286,9 @@ async fn play_router(
             clients,
             &settings.queues.lead,
             "lead-router",
+            cli.consumers,
             until_empty,
-            |_| {},
+            &|_| {},
         )
         .await?;
     Ok(())
@@ -261,16 +297,21 @@ async fn play_router(
 /// Delivers the queued notification jobs (counting them by kind), or only
 /// counts and drains them when no receiver is configured.
 async fn play_notifier(
+    cli: &Cli,
     functions: &Functions,
     clients: &AwsClients,
     settings: &Settings,
     receiver: &Option<Receiver>,
     run: &mut Run,
 ) -> DemoResult<()> {
-    let mut kinds = std::mem::take(&mut run.jobs_by_kind);
-    let mut ids = std::mem::take(&mut run.job_ids);
-    let mut count = |body: &str| {
+    let counted = std::sync::Mutex::new((
+        std::mem::take(&mut run.jobs_by_kind),
+        std::mem::take(&mut run.job_ids),
+    ));
+    let count = |body: &str| {
         if let Ok(job) = serde_json::from_str::<NotificationJob>(body) {
+            let mut guard = counted.lock().unwrap_or_else(|p| p.into_inner());
+            let (kinds, ids) = &mut *guard;
             if ids.insert(job.job_id.clone()) {
                 *kinds.entry(leads_domain::wire_name(&job.kind)).or_default() += 1;
             }
@@ -279,7 +320,7 @@ async fn play_notifier(
     let queue = &settings.queues.notification;
     let played: Played = if receiver.is_some() {
         functions
-            .play_queue(clients, queue, "notifier", true, &mut count)
+            .play_queue(clients, queue, "notifier", cli.consumers, true, &count)
             .await?
     } else {
         for body in report::drain_jobs(clients, queue).await? {
@@ -287,8 +328,7 @@ async fn play_notifier(
         }
         Played::default()
     };
-    run.jobs_by_kind = kinds;
-    run.job_ids = ids;
+    (run.jobs_by_kind, run.job_ids) = counted.into_inner().unwrap_or_else(|p| p.into_inner());
     run.notifier += played;
     Ok(())
 }

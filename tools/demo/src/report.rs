@@ -324,10 +324,23 @@ pub async fn print(
         "  deliveries carrying a full phone number: {}",
         s.deliveries_with_full_phone
     );
-    s.crm_handoffs = drain_jobs(clients, &settings.queues.crm).await?.len();
+    // A hand-off is idempotent for the CRM (it names the lead); a redelivery
+    // of an unroutable lead's webhook sends it again, so leads are counted once.
+    let handoffs = drain_jobs(clients, &settings.queues.crm).await?;
+    let handed_leads: std::collections::HashSet<String> = handoffs
+        .iter()
+        .map(|body| {
+            let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+            v["lead_id"]
+                .as_str()
+                .map_or_else(|| body.clone(), str::to_owned)
+        })
+        .collect();
+    s.crm_handoffs = handed_leads.len();
     println!(
-        "  unroutable leads handed to the brand CRM queue: {}",
-        s.crm_handoffs
+        "  unroutable leads handed to the brand CRM queue: {} ({} messages)",
+        s.crm_handoffs,
+        handoffs.len()
     );
 
     print_ranking(run, &mut s);
