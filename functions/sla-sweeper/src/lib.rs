@@ -48,6 +48,16 @@ pub enum SweepError {
     Store(#[from] StoreError),
 }
 
+impl leads_aws::retry::IsConflict for SweepError {
+    fn is_conflict(&self) -> bool {
+        matches!(self, SweepError::Store(e) if leads_aws::retry::IsConflict::is_conflict(e))
+    }
+}
+
+/// How long one run may spend retrying a lead's write conflicts (the
+/// function's timeout is longer; the next run, 5 minutes on, retries anyway).
+const CONFLICT_BUDGET: Duration = Duration::from_secs(20);
+
 /// What one lead's sweep did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
@@ -125,6 +135,8 @@ pub struct Sweeper {
     steps: DynamoIdempotency,
     notifications: SqsQueue,
     max_per_brand: usize,
+    retry: leads_aws::retry::ConflictRetry,
+    conflicts_retried: std::sync::atomic::AtomicU64,
 }
 
 impl Sweeper {
@@ -152,7 +164,15 @@ impl Sweeper {
             ),
             notifications: SqsQueue::new(clients.sqs.clone(), &settings.queues.notification),
             max_per_brand: DEFAULT_MAX_PER_BRAND,
+            retry: leads_aws::retry::ConflictRetry::default(),
+            conflicts_retried: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Write conflicts retried in process over this sweeper's lifetime.
+    pub fn conflicts_retried(&self) -> u64 {
+        self.conflicts_retried
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Sweeps every brand in the directory.
@@ -196,7 +216,17 @@ impl Sweeper {
             ..SweepReport::default()
         };
         for lead_id in ids {
-            match self.sweep_lead(brand, &lead_id, now).await {
+            // A write conflict (a router or the API touching the lead or a
+            // consultant's counter at the same moment) is retried from the
+            // start: the step claim was released, the lead is read again.
+            let deadline = std::time::Instant::now() + CONFLICT_BUDGET;
+            let swept = self
+                .retry
+                .run(deadline, &self.conflicts_retried, || {
+                    Box::pin(self.sweep_lead(brand, &lead_id, now))
+                })
+                .await;
+            match swept {
                 Ok(swept) => report.count(&swept),
                 Err(err) => {
                     tracing::error!(%lead_id, error = %err, "lead sweep failed; the next run retries");
@@ -507,5 +537,20 @@ impl Sweeper {
             }
         }
         Err(last.expect("three attempts failed").into())
+    }
+}
+
+#[cfg(test)]
+mod conflict_tests {
+    use super::*;
+    use leads_aws::retry::IsConflict;
+
+    #[test]
+    fn only_a_write_conflict_is_retried() {
+        let conflict = SweepError::Store(StoreError::Conflict {
+            operation: "TransactWriteItems",
+        });
+        assert!(conflict.is_conflict());
+        assert!(!SweepError::Inconsistent("x".into()).is_conflict());
     }
 }
