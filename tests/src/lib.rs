@@ -9,6 +9,7 @@
 use leads_aws::{AwsClients, Settings};
 
 pub mod fault_proxy;
+pub mod request_table;
 pub mod world;
 
 /// The local endpoint of one service (`DYNAMODB`, `SQS`): its own

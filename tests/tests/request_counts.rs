@@ -1,8 +1,9 @@
 //! AWS requests per accepted webhook, per new lead and per merge, counted by an
-//! SDK interceptor against the emulator (`cargo test --test request_counts --
-//! --nocapture` prints the table the README quotes). The router's are pinned
-//! exactly, operation by operation, so a change that adds (or removes) a round
-//! trip is noticed; the others are bounds.
+//! SDK interceptor against the emulator. The router's, the intake's and the
+//! notifier's are pinned here exactly, operation by operation, so a change that
+//! adds (or removes) a round trip is noticed; and every measured row must equal
+//! its line in the README's generated table (`integration_tests::request_table`;
+//! `REQUEST_COUNTS_WRITE=1` regenerates it).
 
 use chrono::Utc;
 use integration_tests::world::{lead, phone, world};
@@ -13,7 +14,14 @@ use leads_domain::dedup::DedupOutcome;
 use leads_domain::directory::{AssignmentStrategy, Platform};
 
 fn show(what: &str, counter: &RequestCounter) -> u64 {
+    show_with_http(what, counter, 0)
+}
+
+/// Prints the requests since the last reset, checks them against the
+/// README's row `what` (with `http` outbound calls), resets; the total.
+fn show_with_http(what: &str, counter: &RequestCounter, http: u64) -> u64 {
     let counts = counter.snapshot();
+    integration_tests::request_table::row(what, &counts, http);
     let detail: Vec<String> = counts.iter().map(|(k, v)| format!("{k}={v}")).collect();
     println!(
         "{what:<32} {:>3} requests: {}",
@@ -486,8 +494,9 @@ async fn requests_per_notification_job() {
     let deadline = || tokio::time::Instant::now() + std::time::Duration::from_secs(20);
     let run = |label: &'static str| {
         let snapshot = counted(&counter);
-        show(label, &counter);
-        (snapshot, http.swap(0, Ordering::SeqCst))
+        let calls = http.swap(0, Ordering::SeqCst);
+        show_with_http(label, &counter, calls);
+        (snapshot, calls)
     };
 
     let first = job();
@@ -597,8 +606,9 @@ async fn requests_per_nobody_available_job_and_summary() {
     let deadline = || tokio::time::Instant::now() + std::time::Duration::from_secs(20);
     let run = |label: &'static str| {
         let snapshot = counted(&counter);
-        show(label, &counter);
-        (snapshot, http.swap(0, Ordering::SeqCst))
+        let calls = http.swap(0, Ordering::SeqCst);
+        show_with_http(label, &counter, calls);
+        (snapshot, calls)
     };
     notifier.handle_notice(&job(), deadline()).await.unwrap();
     let first = run("nobody available, first of its window");
