@@ -1376,6 +1376,48 @@ mod tests {
         );
     }
 
+    /// The README's worked example, number for number.
+    #[test]
+    fn the_readme_worked_example() {
+        let t = WindowTotals {
+            videos: 18,
+            live_sessions: 20,
+            effective_live_sessions: 18,
+            live_minutes: 60 * 60,
+            live_days: 15,
+            plays: 200_000,
+            likes: 3_000,
+            comments: 400,
+            shares: 800,
+            completed_plays: 50_000,
+            natural_leads: 28,
+            invalid_natural_leads: 2,
+            wecom_leads: 40,
+            ..WindowTotals::default()
+        };
+        let basis = RankingBasis {
+            window_days: 30,
+            natural_lead_k: 20.0,
+            ..basis()
+        };
+        let r = &rank_brand(&[dealer("d", t)], &basis, &HashMap::new())[0];
+        let c = r.components;
+        assert_eq!(
+            (c.videos, c.live_sessions, c.live_hours, c.like_rate),
+            (88.0, 58.8, 100.0, 55.0)
+        );
+        assert_eq!(
+            (c.comment_rate, c.share_rate, c.completion_rate),
+            (55.0, 85.0, 85.0)
+        );
+        assert_eq!(r.score.base, 73.61);
+        assert_eq!(r.score.natural, 58.33);
+        assert_eq!(r.score.total, 131.94);
+        assert_eq!(r.natural_leads, 28, "WeCom contacts not counted");
+        let gain = r.best_gain.as_ref().unwrap();
+        assert_eq!((gain.metric.as_str(), gain.points), ("like_rate", 3.0));
+    }
+
     #[test]
     fn no_plays_and_no_live_days_mean_zero_not_nan() {
         let m = Metrics::of(&WindowTotals::default(), 30, &RankingSettings::default());
