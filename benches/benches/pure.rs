@@ -24,7 +24,9 @@ use leads_domain::directory::{AccountOwner, Brand, Dealer};
 use leads_domain::identity::PhoneHasher;
 use leads_domain::intake::{self, IntakeMessage, IntakeRequest, Method, Normaliser, Outcome};
 use leads_domain::lead::CanonicalLead;
-use leads_domain::ranking::{self, DayStats, DealerInput, TierCutoffs, WindowTotals};
+use leads_domain::ranking::{
+    self, AccountDay, DealerInput, LeadCounts, StatsItem, TierCutoffs, WindowTotals,
+};
 use leads_domain::routing::{self, RemoteCandidate, Tier};
 use leads_domain::CityCode;
 
@@ -228,27 +230,51 @@ fn ranking_34000_dealers(c: &mut Criterion) {
         seed ^= seed << 17;
         seed % m
     };
-    let raw: Vec<Vec<DayStats>> = (0..DEALERS)
+    // Per dealer-day: one account's stats, a counter shard, 0-1 natural markers.
+    let first = chrono::NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
+    let raw: Vec<Vec<StatsItem>> = (0..DEALERS)
         .map(|_| {
             (0..DAYS)
-                .map(|_| {
+                .flat_map(|i| {
+                    let day = first + chrono::Days::new(i as u64);
                     let plays = next(20_000);
-                    DayStats {
-                        videos: next(3),
-                        live_sessions: next(3),
-                        live_minutes: next(300),
-                        plays,
-                        likes: plays * next(40) / 1_000,
-                        comments: plays * next(6) / 1_000,
-                        shares: plays * next(6) / 1_000,
-                        completed_plays: plays * next(40) / 100,
-                        natural_leads: next(4),
-                        paid_leads: next(3),
+                    let mut items = vec![
+                        StatsItem::Account {
+                            day,
+                            account: String::new(),
+                            stats: AccountDay {
+                                videos: next(3),
+                                live_sessions: next(3),
+                                live_minutes: next(300),
+                                plays,
+                                likes: plays * next(40) / 1_000,
+                                comments: plays * next(6) / 1_000,
+                                shares: plays * next(6) / 1_000,
+                                completed_plays: plays * next(40) / 100,
+                                ..AccountDay::default()
+                            },
+                        },
+                        StatsItem::Counter {
+                            day,
+                            counts: LeadCounts {
+                                paid_leads: next(3),
+                                ..LeadCounts::default()
+                            },
+                        },
+                    ];
+                    if next(2) == 1 {
+                        items.push(StatsItem::Natural {
+                            day,
+                            lead_id: format!("L{i}"),
+                        });
                     }
+                    items
                 })
                 .collect()
         })
         .collect();
+    let invalid = std::collections::HashSet::new();
+    let settings = ranking::RankingSettings::default();
     let ids: Vec<String> = (0..DEALERS).map(|i| format!("dealer-{i:05}")).collect();
     let previous: HashMap<String, u32> = ids
         .iter()
@@ -269,10 +295,11 @@ fn ranking_34000_dealers(c: &mut Criterion) {
                     .map(|(dealer_id, days)| DealerInput {
                         dealer_id,
                         name: String::new(),
-                        totals: WindowTotals::of(days),
+                        totals: WindowTotals::of_items(days, &invalid, &settings),
                     })
                     .collect();
-                let basis = ranking::basis_for(&inputs, None, TierCutoffs::default(), DAYS as u32);
+                let basis =
+                    ranking::basis_for(&inputs, None, None, TierCutoffs::default(), DAYS as u32);
                 black_box(ranking::rank_brand(&inputs, &basis, &previous))
             },
             BatchSize::LargeInput,

@@ -98,12 +98,16 @@ async fn seed_stats(stack: &Stack, brand: &str, last: NaiveDate, days: u64, boos
                         comments: plays * strength / 4_000,
                         shares: plays * strength / 5_000,
                         completed_plays: plays * (5 + strength) / 100,
-                        received_at: Utc::now(),
+                        ..stats_of(&format!("{brand}-dy-{i}"), date)
                     },
                 )
                 .await
                 .unwrap();
             if back % 5 == 0 {
+                let markers: Vec<String> = (0..strength)
+                    .map(|k| format!("{brand}-L{i}-{back}-{k}"))
+                    .collect();
+                natural_markers(stack, &dealer(brand, i), date, &markers).await;
                 stack
                     .clients
                     .dynamodb
@@ -113,15 +117,72 @@ async fn seed_stats(stack: &Stack, brand: &str, last: NaiveDate, days: u64, boos
                         "pk",
                         AttributeValue::S(format!("DEALER#{}", dealer(brand, i))),
                     )
-                    .key("sk", AttributeValue::S(format!("DAY#{date}")))
-                    .update_expression("ADD natural_leads :n, paid_leads :p")
-                    .expression_attribute_values(":n", AttributeValue::N(strength.to_string()))
+                    .key("sk", AttributeValue::S(format!("DAY#{date}#L0")))
+                    .update_expression("ADD paid_leads :p")
                     .expression_attribute_values(":p", AttributeValue::N("1".into()))
                     .send()
                     .await
                     .unwrap();
             }
         }
+    }
+}
+
+/// An account's empty day report (fields filled in by the caller).
+fn stats_of(account: &str, date: NaiveDate) -> ContentStats {
+    ContentStats {
+        platform_account: account.to_string(),
+        date,
+        videos: 0,
+        live_sessions: 0,
+        live_minutes: 0,
+        plays: 0,
+        likes: 0,
+        comments: 0,
+        shares: 0,
+        completed_plays: 0,
+        live_session_minutes: Vec::new(),
+        live_viewers: 0,
+        live_follows: 0,
+        live_comments: 0,
+        live_shares: 0,
+        received_at: Utc::now(),
+    }
+}
+
+/// Natural-lead markers of `lead_ids` on the dealer's `date`, in the
+/// router's layout (`DAY#<day>#N#<lead>`), in batches of 25.
+async fn natural_markers(stack: &Stack, dealer_id: &str, date: NaiveDate, lead_ids: &[String]) {
+    use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+    for chunk in lead_ids.chunks(25) {
+        let requests: Vec<WriteRequest> = chunk
+            .iter()
+            .map(|lead| {
+                let item = std::collections::HashMap::from([
+                    (
+                        "pk".to_string(),
+                        AttributeValue::S(format!("DEALER#{dealer_id}")),
+                    ),
+                    (
+                        "sk".to_string(),
+                        AttributeValue::S(format!("DAY#{date}#N#{lead}")),
+                    ),
+                    ("lead_id".to_string(), AttributeValue::S(lead.clone())),
+                    ("natural_leads".to_string(), AttributeValue::N("1".into())),
+                ]);
+                let put = PutRequest::builder().set_item(Some(item)).build().unwrap();
+                WriteRequest::builder().put_request(put).build()
+            })
+            .collect();
+        let out = stack
+            .clients
+            .dynamodb
+            .batch_write_item()
+            .request_items(&stack.settings.tables.stats, requests)
+            .send()
+            .await
+            .unwrap();
+        assert!(out.unprocessed_items.unwrap_or_default().is_empty());
     }
 }
 
@@ -264,22 +325,23 @@ async fn tiers_rank_change_and_the_routers_tier_follow_the_latest_date() {
     assert_eq!(stats.latest_tier(&top_dealer).await.unwrap(), Some(Tier::S));
     assert_eq!(stats.latest_tier(&weakest).await.unwrap(), Some(Tier::C));
 
-    // The next day d00 has a great day: a lot of content and natural leads.
+    // The next day d00 has a great day: a lot of content on a second
+    // account, and natural leads.
     seed_stats(&stack, &brand, second_day, 1, Some(0)).await;
-    stack
-        .clients
-        .dynamodb
-        .update_item()
-        .table_name(&stack.settings.tables.stats)
-        .key("pk", AttributeValue::S(format!("DEALER#{weakest}")))
-        .key("sk", AttributeValue::S(format!("DAY#{second_day}")))
-        .update_expression("ADD natural_leads :n, videos :v, live_sessions :l")
-        .expression_attribute_values(":n", AttributeValue::N("1000".into()))
-        .expression_attribute_values(":v", AttributeValue::N("30".into()))
-        .expression_attribute_values(":l", AttributeValue::N("40".into()))
-        .send()
+    stats
+        .put_content_stats(
+            &weakest,
+            &ContentStats {
+                videos: 30,
+                live_sessions: 40,
+                live_minutes: 40 * 60,
+                ..stats_of(&format!("{brand}-dy-second"), second_day)
+            },
+        )
         .await
         .unwrap();
+    let markers: Vec<String> = (0..300).map(|k| format!("{brand}-great-{k}")).collect();
+    natural_markers(&stack, &weakest, second_day, &markers).await;
     let second = ranking.rank(&brand, second_day).await.unwrap();
     assert_eq!(second.previous_date, Some(first_day));
 
@@ -570,6 +632,142 @@ async fn natural_leads_counted_by_the_router_feed_the_natural_lead_score() {
     // k = median(2, 0) = 1 -> 100 · 2 / 3.
     assert_eq!(body["dealer"]["score"]["natural"], 66.67);
     assert_eq!(body["dealer"]["rank"], 1);
+}
+
+/// The ranking's inputs as the router, the stats writer and the API leave
+/// them: each Douyin natural customer once (a merged Douyin touch counts,
+/// a redelivered touch does not add), WeCom / vertical / paid apart, a
+/// dealer's two accounts summed and a redelivered report replacing; then a
+/// lead marked invalid through the API and the date re-run: the corrected
+/// snapshot. Both runs send one RankingPublished per dealer, same job ids.
+#[tokio::test]
+async fn a_re_run_after_an_invalid_mark_gives_the_corrected_snapshot() {
+    use integration_tests::world::wecom_lead;
+    use leads_aws::store::DynamoRankings;
+    use leads_domain::lead::Traffic;
+    let Some(w) = world(AssignmentStrategy::RoundRobin, &[50]).await else {
+        return;
+    };
+    let jinan = format!("{}-jn", w.brand);
+    let now = Utc::now();
+    let today = leads_domain::dedup::china_day(now);
+    let route = |l: leads_domain::lead::CanonicalLead| {
+        let router = &w.router;
+        async move { router.handle_lead(&l, now).await.unwrap() }
+    };
+    let (a, b, c) = (phone(), phone(), phone());
+    // A: a Douyin natural lead, and the same customer again (merged): one.
+    route(lead(&w, Platform::Douyin, "dy-jn", &a, None)).await;
+    route(lead(&w, Platform::Douyin, "dy-jn", &a, None)).await;
+    // B: first on Autohome (a vertical-media lead), then a natural Douyin
+    // touch merges into it: B counts as a natural customer.
+    route(lead(&w, Platform::Autohome, "ah-jn", &b, None)).await;
+    route(lead(&w, Platform::Douyin, "dy-jn", &b, None)).await;
+    // C: natural, to be marked invalid.
+    let lead_c = route(lead(&w, Platform::Douyin, "dy-jn", &c, None))
+        .await
+        .lead_id
+        .unwrap();
+    // Not natural: a WeCom contact and a paid Douyin lead.
+    route(wecom_lead(&w, &unique("ext"))).await;
+    let mut paid = lead(&w, Platform::Douyin, "dy-jn", &phone(), None);
+    paid.traffic = Traffic::Paid;
+    route(paid).await;
+    // Two Douyin accounts report; the first one's report is redelivered corrected.
+    let stats = DynamoStats::new(
+        w.stack.clients.dynamodb.clone(),
+        &w.stack.settings.tables.stats,
+        &w.stack.settings.tables.rankings,
+    );
+    for (account, plays, likes) in [
+        ("dy-jn", 1_000, 10),
+        ("dy-jn", 2_000, 40),
+        ("dy-jn-2", 1_000, 10),
+    ] {
+        let report = ContentStats {
+            plays,
+            likes,
+            ..stats_of(&format!("{}-{account}", w.brand), today)
+        };
+        stats.put_content_stats(&jinan, &report).await.unwrap();
+    }
+
+    let mut settings = w.stack.settings.clone();
+    settings.queues.notification = w.notifications.clone();
+    let ranking = BrandRanking::new(&settings, &w.stack.clients, None, TierCutoffs::default());
+    let rankings = DynamoRankings::new(
+        w.stack.clients.dynamodb.clone(),
+        &w.stack.settings.tables.stats,
+        &w.stack.settings.tables.rankings,
+    );
+    let notices = || async {
+        let mut ids: Vec<String> = drain(&w.stack.clients.sqs, &w.notifications)
+            .await
+            .iter()
+            .map(|b| serde_json::from_str::<serde_json::Value>(b).unwrap())
+            .filter(|n| n["kind"] == "ranking_published")
+            .map(|n| n["job_id"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let expected_notices = {
+        let mut ids = vec![
+            format!("RANK#{0}#{0}-jn#{today}", w.brand),
+            format!("RANK#{0}#{0}-qd#{today}", w.brand),
+        ];
+        ids.sort();
+        ids
+    };
+
+    let first = ranking.rank(&w.brand, today).await.unwrap();
+    assert_eq!((first.dealers, first.invalid_leads), (2, 0));
+    assert_eq!(first.notices_sent, 2);
+    assert_eq!(notices().await, expected_notices, "one per ranked dealer");
+    let position = rankings.position(&jinan, today).await.unwrap().unwrap();
+    let t = position.dealer.totals;
+    assert_eq!(position.dealer.natural_leads, 3, "A, B and C: {t:?}");
+    assert_eq!((t.wecom_leads, t.vertical_leads, t.paid_leads), (1, 1, 1));
+    assert_eq!(
+        (t.plays, t.likes, t.accounts),
+        (3_000, 50, 2),
+        "2,000 replaced 1,000"
+    );
+    let meta = rankings.meta(&w.brand, today).await.unwrap().unwrap();
+    assert_eq!(meta.basis.natural_lead_k, 1.5, "median of 3 and 0");
+
+    // A manager marks C invalid; the re-run subtracts it.
+    let mut api_settings = w.stack.settings.clone();
+    api_settings.queues.notification = w.notifications.clone();
+    let api = Api::new(&api_settings, &w.stack.clients, SECRET.to_vec());
+    let manager = auth::issue(
+        SECRET,
+        &Claims {
+            staff_id: format!("{jinan}-mgr"),
+            dealer_id: jinan.clone(),
+            brand_id: w.brand.clone(),
+            role: StaffRole::Manager,
+            exp: Utc::now().timestamp() + 600,
+        },
+    );
+    let request: Request = lambda_http::http::Request::builder()
+        .method("POST")
+        .uri(format!("/leads/{lead_c}/events"))
+        .header("authorization", format!("Bearer {manager}"))
+        .body(Body::from(r#"{"event":"marked_invalid"}"#))
+        .unwrap();
+    let response = api.handle(request).await;
+    assert_eq!(response.status().as_u16(), 200, "{:?}", response.body());
+
+    let again = ranking.rank(&w.brand, today).await.unwrap();
+    assert_eq!(again.invalid_leads, 1);
+    let position = rankings.position(&jinan, today).await.unwrap().unwrap();
+    assert_eq!(position.dealer.natural_leads, 2, "C subtracted");
+    assert_eq!(position.dealer.totals.invalid_natural_leads, 1);
+    let meta = rankings.meta(&w.brand, today).await.unwrap().unwrap();
+    assert_eq!(meta.basis.natural_lead_k, 1.0, "median of 2 and 0");
+    // The same job ids again: the notifier delivers each once.
+    assert_eq!(notices().await, expected_notices);
 }
 
 /// Scale check against the emulator (ignored by default: it seeds

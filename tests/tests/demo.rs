@@ -182,6 +182,12 @@ fn a_small_demo_reports_exactly_what_was_sent_and_leaves_nothing_running() {
     // The nightly ranking ranked every brand, and every dealer in it.
     assert_eq!(n("/ranking_jobs"), 2);
     assert_eq!(n("/ranked/鸿途汽车") + n("/ranked/星澜汽车"), 9);
+    // One RankingPublished per ranked dealer, delivered to the managers of
+    // every ranked dealer that has one (all nine in the sample directory), once.
+    assert_eq!(n("/notification_jobs/ranking_published"), 9);
+    assert_eq!(n("/ranking_notice_dealers_expected"), 9);
+    assert_eq!(n("/ranking_notice_dealers"), 9);
+    assert_eq!(n("/ranking_notice_extra"), 0);
 
     // Privacy: the functions' own log lines were scanned and hold no phone.
     assert!(n("/log_lines") > 100, "the log scan saw the functions' log");

@@ -97,6 +97,7 @@ const USES: [(&str, &str, &[&str]); 6] = [
             "StatsTable",
             "RankingsTable",
             "RankingQueue",
+            "NotificationQueue",
         ],
     ),
 ];

@@ -882,6 +882,7 @@ async fn warnings_without_recipients_go_to_the_managers_and_rankings_too() {
 
     let ranking = RankingNotice {
         job_id: RankingNotice::job_id(
+            &s.w.brand,
             &format!("{}-jn", s.w.brand),
             NaiveDate::from_ymd_opt(2026, 11, 23).unwrap(),
         ),
@@ -894,6 +895,8 @@ async fn warnings_without_recipients_go_to_the_managers_and_rankings_too() {
         dealers: 12,
         tier: "S".into(),
         previous_rank: Some(4),
+        score: None,
+        best_gain: None,
         created_at: Utc::now(),
     };
     let body = serde_json::to_string(&Notice::Ranking(ranking)).unwrap();

@@ -97,11 +97,43 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         comments: plays * strength / 8_000,
                         shares: plays * (strength + 2) / 10_000,
                         completed_plays: plays * (6 + strength) / 100,
+                        live_session_minutes: Vec::new(),
+                        live_viewers: 0,
+                        live_follows: 0,
+                        live_comments: 0,
+                        live_shares: 0,
                         received_at: Utc::now(),
                     },
                 )
                 .await?;
             let natural = (strength + back) % 4 + boost * 2 - 2 + u64::from(strength > 12);
+            // Natural leads as the router records them: one marker per customer.
+            for k in 0..natural {
+                let lead = format!("{brand}-L{i}-{back}-{k}");
+                clients
+                    .dynamodb
+                    .update_item()
+                    .table_name(&settings.tables.stats)
+                    .key(
+                        "pk",
+                        aws_sdk_dynamodb::types::AttributeValue::S(format!("DEALER#{}", dealer(i))),
+                    )
+                    .key(
+                        "sk",
+                        aws_sdk_dynamodb::types::AttributeValue::S(format!("DAY#{day}#N#{lead}")),
+                    )
+                    .update_expression("SET lead_id = :lead, natural_leads = :one")
+                    .expression_attribute_values(
+                        ":lead",
+                        aws_sdk_dynamodb::types::AttributeValue::S(lead.clone()),
+                    )
+                    .expression_attribute_values(
+                        ":one",
+                        aws_sdk_dynamodb::types::AttributeValue::N("1".into()),
+                    )
+                    .send()
+                    .await?;
+            }
             clients
                 .dynamodb
                 .update_item()
@@ -112,13 +144,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 )
                 .key(
                     "sk",
-                    aws_sdk_dynamodb::types::AttributeValue::S(format!("DAY#{day}")),
+                    aws_sdk_dynamodb::types::AttributeValue::S(format!("DAY#{day}#L0")),
                 )
-                .update_expression("ADD natural_leads :n, paid_leads :p")
-                .expression_attribute_values(
-                    ":n",
-                    aws_sdk_dynamodb::types::AttributeValue::N(natural.to_string()),
-                )
+                .update_expression("ADD paid_leads :p")
                 .expression_attribute_values(
                     ":p",
                     aws_sdk_dynamodb::types::AttributeValue::N("1".into()),

@@ -12,8 +12,16 @@
 //! - SQS records whose bodies are `{"date", "brand_id"}` jobs.
 //!
 //! Re-running a date writes the identical snapshot: inputs are the stored
-//! daily items and the previous snapshot, the computation has no clock.
+//! daily items, the brand's leads marked invalid and the previous snapshot,
+//! the computation has no clock. A re-run after a lead was marked invalid
+//! gives the corrected snapshot.
+//!
+//! After writing a brand's newest snapshot it sends each ranked dealer's
+//! managers a `RankingPublished` notice (rank, tier, change, the metric that
+//! would gain most points) through the notification queue; its job id is
+//! fixed per brand, dealer and date, so a re-run is not delivered twice.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
@@ -23,6 +31,7 @@ use leads_aws::store::{
 };
 use leads_aws::{config, AwsClients, Settings, StoreError};
 use leads_domain::dedup::china_day;
+use leads_domain::notification::{Notice, RankingNotice};
 use leads_domain::ranking::{self, DealerInput, TierCutoffs, WINDOW_DAYS};
 use leads_domain::routing::Tier;
 use serde::{Deserialize, Serialize};
@@ -138,6 +147,11 @@ pub struct BrandSummary {
     pub stats_queries: usize,
     pub batch_writes: usize,
     pub latest_updated: bool,
+    /// `RankingPublished` notices sent (one per ranked dealer; none when
+    /// `date` is not the brand's newest ranking).
+    pub notices_sent: usize,
+    /// Leads of the brand marked invalid that the window subtracted from.
+    pub invalid_leads: usize,
     pub read_ms: u64,
     pub compute_ms: u64,
     pub write_ms: u64,
@@ -149,6 +163,8 @@ pub struct BrandRanking {
     /// Where the nightly run sends one job per brand; `None`: rank every
     /// brand in this invocation.
     jobs: Option<SqsQueue>,
+    /// Where the `RankingPublished` notices go (the notifier's queue).
+    notices: SqsQueue,
     cutoffs: TierCutoffs,
 }
 
@@ -186,6 +202,7 @@ impl BrandRanking {
             directory: DynamoDirectory::new(clients.dynamodb.clone(), &t.directory),
             rankings: DynamoRankings::new(clients.dynamodb.clone(), &t.stats, &t.rankings),
             jobs: job_queue_url.map(|url| SqsQueue::new(clients.sqs.clone(), url)),
+            notices: SqsQueue::new(clients.sqs.clone(), &settings.queues.notification),
             cutoffs,
         }
     }
@@ -281,9 +298,27 @@ impl BrandRanking {
         dealers.sort_by(|a, b| a.dealer_id.cmp(&b.dealer_id));
         let ids: Vec<String> = dealers.iter().map(|d| d.dealer_id.clone()).collect();
         let (from, to) = ranking::window(date, WINDOW_DAYS);
+        let settings = brand.ranking.unwrap_or_default().sanitised();
+        // A natural-lead marker in the window belongs to a lead received at
+        // most the brand's dedup window earlier.
+        let invalid = self
+            .rankings
+            .invalid_leads(
+                brand_id,
+                from - Days::new(u64::from(brand.protection_days) + 1),
+                to,
+            )
+            .await?;
+        let invalid_leads = invalid.len();
         let totals = self
             .rankings
-            .window_totals(&ids, from, to, READ_CONCURRENCY)
+            .window_totals(
+                &ids,
+                (from, to),
+                Arc::new(invalid),
+                settings,
+                READ_CONCURRENCY,
+            )
             .await?;
         let previous = self.rankings.previous_ranks(brand_id, date).await?;
         let read_ms = elapsed_ms(started);
@@ -304,6 +339,7 @@ impl BrandRanking {
         let basis = ranking::basis_for(
             &inputs,
             brand.score_weights.as_ref(),
+            Some(&settings),
             self.cutoffs,
             WINDOW_DAYS,
         );
@@ -334,7 +370,28 @@ impl BrandRanking {
             .rankings
             .write_snapshot(&snapshot, WRITE_CONCURRENCY)
             .await?;
+        // The newest ranking only: a re-run of an older date corrects its
+        // snapshot without telling managers about a past night.
+        let notices_sent = if written.latest_updated {
+            let ranked = u32::try_from(snapshot.dealers.len()).unwrap_or(u32::MAX);
+            let created_at = Utc::now();
+            let notices: Vec<Notice> = snapshot
+                .dealers
+                .iter()
+                .map(|d| {
+                    Notice::Ranking(RankingNotice::for_dealer(
+                        brand_id, date, ranked, d, created_at,
+                    ))
+                })
+                .collect();
+            self.notices.send_all(&notices).await?;
+            notices.len()
+        } else {
+            0
+        };
         let summary = BrandSummary {
+            notices_sent,
+            invalid_leads,
             brand_id: brand_id.to_string(),
             date,
             dealers: snapshot.dealers.len(),
@@ -354,6 +411,8 @@ impl BrandRanking {
             ?previous_date,
             stale_rows_deleted = written.stale_rows_deleted,
             latest_updated = written.latest_updated,
+            notices_sent,
+            invalid_leads,
             read_ms,
             compute_ms,
             write_ms = summary.write_ms,

@@ -352,7 +352,14 @@ impl Router {
                 Some(c) if c.window_until_s > now.timestamp() => {
                     match self
                         .leads
-                        .merge_into(&brand, lead, &customer_key, c, now)
+                        .merge_into(
+                            &brand,
+                            lead,
+                            owner_dealer.map(|d| d.dealer_id.as_str()),
+                            &customer_key,
+                            c,
+                            now,
+                        )
                         .await?
                     {
                         Some(Recorded::Merged {

@@ -317,6 +317,7 @@ mod tests {
             first_contact_minutes: 5,
             reassign_on_sla_breach: false,
             score_weights: None,
+            ranking: None,
         }
     }
 

@@ -30,6 +30,10 @@ pub struct Brand {
     /// (see `ranking::ScoreWeights`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub score_weights: Option<crate::ranking::ScoreWeights>,
+    /// The ranking's period, minimum effective live session and natural-lead
+    /// opt-ins; `None`: the defaults (see `ranking::RankingSettings`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ranking: Option<crate::ranking::RankingSettings>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -136,12 +136,45 @@ pub struct RankingNotice {
     pub tier: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_rank: Option<u32>,
+    /// Effect score (0-200).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
+    /// The metric whose next level would gain the most points.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_gain: Option<crate::ranking::BestGain>,
     pub created_at: DateTime<Utc>,
 }
 
 impl RankingNotice {
-    pub fn job_id(dealer_id: &str, date: NaiveDate) -> String {
-        format!("RANK#{dealer_id}#{date}")
+    /// One per brand, dealer and ranked date: a re-run of the date makes the
+    /// same id, so the notifier delivers it once.
+    pub fn job_id(brand_id: &str, dealer_id: &str, date: NaiveDate) -> String {
+        format!("RANK#{brand_id}#{dealer_id}#{date}")
+    }
+
+    /// The notice of one dealer's place in a snapshot of `dealers` ranked.
+    pub fn for_dealer(
+        brand_id: &str,
+        date: NaiveDate,
+        dealers: u32,
+        d: &crate::ranking::RankedDealer,
+        created_at: DateTime<Utc>,
+    ) -> Self {
+        RankingNotice {
+            job_id: Self::job_id(brand_id, &d.dealer_id, date),
+            kind: NotificationKind::RankingPublished,
+            brand_id: brand_id.to_string(),
+            dealer_id: d.dealer_id.clone(),
+            recipients: Vec::new(),
+            date,
+            rank: d.rank,
+            dealers,
+            tier: format!("{:?}", d.tier),
+            previous_rank: d.previous_rank,
+            score: Some(d.score.total),
+            best_gain: d.best_gain.clone(),
+            created_at,
+        }
     }
 }
 

@@ -136,11 +136,42 @@ fn render_ranking(r: &RankingNotice, link_base: &str) -> Message {
     Message {
         title: format!("经营排名已发布（{}）", r.date),
         body: format!(
-            "{} 品牌内排名：第{}名／共{}家，等级{}，{change}。",
-            r.date, r.rank, r.dealers, r.tier
+            "{} 品牌内排名：第{}名／共{}家，等级{}，{change}。{}{}",
+            r.date,
+            r.rank,
+            r.dealers,
+            r.tier,
+            r.score
+                .map(|s| format!("经营效果分{s:.2}。"))
+                .unwrap_or_default(),
+            r.best_gain
+                .as_ref()
+                .map(|g| format!(
+                    "提分建议：{}达到下一档可加{:.2}分。",
+                    metric_label(&g.metric),
+                    g.points
+                ))
+                .unwrap_or_default()
         ),
         url: format!("{}/rankings/{}", link_base.trim_end_matches('/'), r.date),
         button: "查看排名",
+    }
+}
+
+/// The ranking page's name of a base-score metric (`ranking::METRIC_NAMES`).
+fn metric_label(metric: &str) -> &str {
+    match metric {
+        "videos" => "发稿频次",
+        "live_sessions" => "有效直播频次",
+        "live_hours" => "开播时长",
+        "like_rate" => "点赞率",
+        "comment_rate" => "评论率",
+        "share_rate" => "转发率",
+        "completion_rate" => "完播率",
+        "live_follow_rate" => "直播关注率",
+        "live_comment_rate" => "直播评论率",
+        "live_share_rate" => "直播分享率",
+        other => other,
     }
 }
 
@@ -260,6 +291,8 @@ mod tests {
             dealers: 40,
             tier: "A".into(),
             previous_rank,
+            score: None,
+            best_gain: None,
             created_at: Utc.with_ymd_and_hms(2026, 11, 24, 1, 0, 0).unwrap(),
         }
     }
@@ -312,6 +345,22 @@ mod tests {
         assert!(body(Some(1)).contains("较上期下降2名"));
         assert!(body(Some(3)).contains("与上期持平"));
         assert!(body(None).contains("首次上榜"));
+        assert!(!body(None).contains("提分建议"));
+        let with_gain = RankingNotice {
+            score: Some(123.456),
+            best_gain: Some(crate::ranking::BestGain {
+                metric: "share_rate".into(),
+                points: 4.5,
+            }),
+            ..ranking(Some(3))
+        };
+        let m = render(&Notice::Ranking(with_gain), "https://x");
+        assert!(
+            m.body
+                .contains("经营效果分123.46。提分建议：转发率达到下一档可加4.50分。"),
+            "{}",
+            m.body
+        );
     }
 
     #[test]

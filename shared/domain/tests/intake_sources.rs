@@ -272,6 +272,58 @@ fn douyin_stats_become_content_stats() {
     }
 }
 
+#[test]
+fn douyin_stats_live_fields_and_a_session_list_that_does_not_add_up() {
+    let stats = |content: serde_json::Value| {
+        let body = serde_json::json!({
+            "event": "account_daily_stats", "client_key": DOUYIN_KEY, "to_user_id": "dy-ht-jn-01",
+            "content": content
+        })
+        .to_string();
+        run(
+            Source::DouyinStats,
+            &[(
+                "x-douyin-signature",
+                douyin_sig(DOUYIN_SECRET, body.as_bytes()),
+            )],
+            &body,
+        )
+    };
+    let out = stats(
+        serde_json::json!({"date": "2026-11-23", "live_sessions": 2, "live_minutes": 70,
+        "live_session_minutes": [20, 50], "live_viewers": 900, "live_follows": 15,
+        "live_comments": 40, "live_shares": 2}),
+    )
+    .unwrap();
+    let Outcome::Accepted { messages, .. } = out else {
+        panic!("{out:?}")
+    };
+    let [IntakeMessage::ContentStats(s)] = &messages[..] else {
+        panic!("{messages:?}")
+    };
+    assert_eq!(s.live_session_minutes, [20, 50]);
+    assert_eq!(
+        (
+            s.live_viewers,
+            s.live_follows,
+            s.live_comments,
+            s.live_shares
+        ),
+        (900, 15, 40, 2)
+    );
+    // Three lengths for two sessions: refused (422, like any stats that do
+    // not add up), nothing accepted.
+    let err = stats(serde_json::json!({"date": "2026-11-23", "live_sessions": 2,
+        "live_session_minutes": [20, 50, 10]}))
+    .unwrap_err();
+    assert_eq!(err.status(), 422);
+    assert!(
+        err.to_string()
+            .contains("live_session_minutes lists 3 sessions"),
+        "{err}"
+    );
+}
+
 // ---------------------------------------------------------------- feiyu / vertical / crm
 
 #[test]

@@ -30,7 +30,7 @@ use leads_domain::dedup::china_day;
 use leads_domain::directory::StaffRole;
 use leads_domain::directory_file::{Directory, DirectoryFile};
 use leads_domain::intake::IntakeSecrets;
-use leads_domain::notification::NotificationJob;
+use leads_domain::notification::Notice;
 
 #[derive(Parser)]
 #[command(about = "Replay a realistic day through the local functions and report")]
@@ -156,6 +156,8 @@ async fn main() -> DemoResult<()> {
             .play_queue(&clients, &queue, "brand-ranking", 1, true, &|_| {})
             .await?;
     }
+    // The RankingPublished notices to each ranked dealer's managers.
+    play_notifier(&cli, &functions, &clients, &settings, &receiver, &mut run).await?;
     run.top10 = top10(&functions, &directory, api_secret.as_bytes(), &run).await?;
     run.total_time = started.elapsed();
 
@@ -309,12 +311,17 @@ async fn play_notifier(
         std::mem::take(&mut run.job_ids),
     ));
     let count = |body: &str| {
-        if let Ok(job) = serde_json::from_str::<NotificationJob>(body) {
-            let mut guard = counted.lock().unwrap_or_else(|p| p.into_inner());
-            let (kinds, ids) = &mut *guard;
-            if ids.insert(job.job_id.clone()) {
-                *kinds.entry(leads_domain::wire_name(&job.kind)).or_default() += 1;
-            }
+        // Lead jobs and ranking notices (the managers' pool summaries are
+        // the notifier's own, not counted).
+        let (job_id, kind) = match Notice::from_json(body) {
+            Ok(Notice::Lead(job)) => (job.job_id, job.kind),
+            Ok(Notice::Ranking(r)) => (r.job_id, r.kind),
+            _ => return,
+        };
+        let mut guard = counted.lock().unwrap_or_else(|p| p.into_inner());
+        let (kinds, ids) = &mut *guard;
+        if ids.insert(job_id) {
+            *kinds.entry(leads_domain::wire_name(&kind)).or_default() += 1;
         }
     };
     let queue = &settings.queues.notification;

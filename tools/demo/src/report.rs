@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use leads_aws::{AwsClients, Settings};
-use leads_domain::directory::{AssignmentStrategy, StaffRole};
+use leads_domain::directory::{AssignmentStrategy, Platform, StaffRole};
 use leads_domain::directory_file::Directory;
 use leads_domain::lead::LeadRecord;
 use leads_domain::routing::Route;
@@ -164,6 +164,12 @@ pub struct Summary {
     pub ranking_jobs: usize,
     /// Brand name -> dealers ranked.
     pub ranked: BTreeMap<String, u64>,
+    /// `RankingPublished`: the ranked dealers that have a manager (the
+    /// directory's truth), those whose managers got the card, and cards
+    /// beyond one per (dealer, manager).
+    pub ranking_notice_dealers_expected: usize,
+    pub ranking_notice_dealers: usize,
+    pub ranking_notice_extra: usize,
     pub log_lines: usize,
     pub log_lines_with_full_phone: usize,
     /// Everything that differs from what was sent or promised; empty = pass.
@@ -343,7 +349,7 @@ pub async fn print(
         handoffs.len()
     );
 
-    print_ranking(run, &mut s);
+    print_ranking(run, directory, &mut s);
 
     s.log_lines = run.log_lines;
     s.log_lines_with_full_phone = run.log_lines_with_phone;
@@ -480,7 +486,7 @@ fn print_assignment(
     println!("  consultants above their cap: {}", s.over_cap);
 }
 
-fn print_ranking(run: &Run, s: &mut Summary) {
+fn print_ranking(run: &Run, directory: &Directory, s: &mut Summary) {
     s.ranking_jobs = run.ranking_jobs;
     println!(
         "\n== brand ranking for {} ({} brand jobs fanned out, {} played, {} failed)",
@@ -490,6 +496,54 @@ fn print_ranking(run: &Run, s: &mut Summary) {
         run.ranking_jobs,
         run.ranking_played.messages,
         run.ranking_played.failures
+    );
+    // RankingPublished: one card per manager of every ranked dealer, once.
+    let ranked_brands: std::collections::HashSet<&str> = run
+        .top10
+        .iter()
+        .filter_map(|(name, _)| directory.brands.iter().find(|b| &b.name == name))
+        .map(|b| b.brand_id.as_str())
+        .collect();
+    let managers: HashMap<&str, &str> = directory
+        .staff
+        .iter()
+        .filter(|st| st.role == StaffRole::Manager)
+        .filter_map(|st| Some((st.wecom_userid.as_deref()?, st.dealer_id.as_str())))
+        .collect();
+    let expected: std::collections::BTreeSet<&str> = directory
+        .dealers
+        .iter()
+        .filter(|d| ranked_brands.contains(d.brand_id.as_str()))
+        .filter(|d| managers.values().any(|m| *m == d.dealer_id.as_str()))
+        .map(|d| d.dealer_id.as_str())
+        .collect();
+    let mut cards: BTreeMap<(&str, String), usize> = BTreeMap::new();
+    for d in &run.deliveries {
+        let Ok(card) = serde_json::from_str::<serde_json::Value>(&d.body) else {
+            continue;
+        };
+        let title = card["textcard"]["title"].as_str().unwrap_or_default();
+        let to = card["touser"].as_str().unwrap_or_default().to_string();
+        if d.path == "/cgi-bin/message/send" && title.starts_with("经营排名已发布") {
+            if let Some(dealer) = managers.get(to.as_str()) {
+                *cards.entry((dealer, to)).or_default() += 1;
+            }
+        }
+    }
+    let reached: std::collections::BTreeSet<&str> = cards.keys().map(|(d, _)| *d).collect();
+    s.ranking_notice_dealers_expected = expected.len();
+    s.ranking_notice_dealers = reached.intersection(&expected).count();
+    s.ranking_notice_extra =
+        cards.values().map(|n| n - 1).sum::<usize>() + reached.difference(&expected).count();
+    println!(
+        "  ranking_published: {} jobs; cards reached the managers of {} of the {} ranked dealers with a manager, {} extra",
+        s.notification_jobs
+            .get("ranking_published")
+            .copied()
+            .unwrap_or(0),
+        s.ranking_notice_dealers,
+        s.ranking_notice_dealers_expected,
+        s.ranking_notice_extra
     );
     for (brand, answer) in &run.top10 {
         let dealers = answer["dealers"].as_u64().unwrap_or(0);
@@ -603,9 +657,21 @@ fn check_truth(
                 ),
             );
         }
-        if let Some(dealer) = &first.counted_on {
-            let c = expected_counters.entry(dealer.clone()).or_default();
-            c[usize::from(!first.natural)] += 1;
+        // Paid: the lead's creating delivery, on its account's dealer.
+        // Natural (the ranking's): each dealer whose Douyin or Ocean Engine
+        // account got a natural delivery of this customer, once, whichever
+        // delivery created the lead (merged touches count).
+        if let (Some(dealer), false) = (&first.counted_on, first.natural) {
+            expected_counters.entry(dealer.clone()).or_default()[1] += 1;
+        }
+        let natural_on: std::collections::BTreeSet<&String> = truth
+            .deliveries
+            .iter()
+            .filter(|d| d.natural && matches!(d.platform, Platform::Douyin | Platform::Feiyu))
+            .filter_map(|d| d.counted_on.as_ref())
+            .collect();
+        for dealer in natural_on {
+            expected_counters.entry(dealer.clone()).or_default()[0] += 1;
         }
     }
     t.customers_without_one_lead = run
@@ -946,6 +1012,21 @@ fn problems(s: &Summary, run: &Run) -> Vec<String> {
     check(
         run.ranking_played.failures == 0 && s.ranked.len() == run.ranking_jobs,
         format!("{} of {} brands ranked", s.ranked.len(), run.ranking_jobs),
+    );
+    let ranked_dealers: u64 = s.ranked.values().sum();
+    let ranking_jobs = s
+        .notification_jobs
+        .get("ranking_published")
+        .copied()
+        .unwrap_or(0);
+    check(
+        ranking_jobs as u64 == ranked_dealers
+            && s.ranking_notice_dealers == s.ranking_notice_dealers_expected
+            && s.ranking_notice_extra == 0,
+        format!(
+            "ranking_published: {ranking_jobs} jobs for {ranked_dealers} ranked dealers; managers of {} of {} dealers reached, {} extra",
+            s.ranking_notice_dealers, s.ranking_notice_dealers_expected, s.ranking_notice_extra
+        ),
     );
     check(
         s.log_lines_with_full_phone == 0,

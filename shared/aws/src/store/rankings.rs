@@ -14,16 +14,20 @@
 //! Writing the same snapshot again puts the same items (no timestamps), so a
 //! re-run of a date is idempotent.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
 use chrono::NaiveDate;
-use leads_domain::ranking::{DayStats, RankedDealer, RankingBasis, Score, WindowTotals};
+use leads_domain::ranking::{
+    AccountDay, LeadCounts, RankedDealer, RankingBasis, RankingSettings, Score, StatsItem,
+    WindowTotals,
+};
 use leads_domain::routing::Tier;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 
-use super::item::{from_item, query_all, to_item, write_chunk, Item, Keys};
+use super::item::{from_item, query_all, query_all_items, to_item, write_chunk, Item, Keys};
 use crate::error::applied;
 use crate::StoreError;
 
@@ -68,7 +72,13 @@ pub struct RankRow {
     pub name: String,
     pub tier: Tier,
     pub score: Score,
+    /// The natural leads scored (Douyin's; plus the brand's opt-ins).
     pub natural_leads: u64,
+    /// Shown beside them, scored only where the brand opts in.
+    #[serde(default)]
+    pub wecom_leads: u64,
+    #[serde(default)]
+    pub vertical_leads: u64,
     pub previous_rank: Option<u32>,
     pub rank_change: Option<i64>,
 }
@@ -158,24 +168,52 @@ impl DynamoRankings {
         }
     }
 
-    /// A dealer's daily stats items from `from` to `to` (both included): one
-    /// Query (30 small items fit in one page).
+    /// A dealer's stats items from `from` to `to` (both included): its
+    /// accounts' content stats, lead-counter shards and natural-lead markers,
+    /// in one Query (paginated past 1 MB).
     pub async fn dealer_days(
         &self,
         dealer_id: &str,
         from: NaiveDate,
         to: NaiveDate,
-    ) -> Result<Vec<DayStats>, StoreError> {
+    ) -> Result<Vec<StatsItem>, StoreError> {
         dealer_days(&self.client, &self.stats_table, dealer_id, from, to).await
     }
 
+    /// Lead ids of the brand's leads marked invalid that were received from
+    /// `from` to `to` (one Query, paginated).
+    pub async fn invalid_leads(
+        &self,
+        brand_id: &str,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<HashSet<String>, StoreError> {
+        let items = query_all_items(
+            self.client
+                .query()
+                .table_name(&self.stats_table)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
+                .expression_attribute_values(":pk", s(format!("INVALID#{brand_id}")))
+                .expression_attribute_values(":from", s(from.to_string()))
+                .expression_attribute_values(":to", s(format!("{to}#~")))
+                .projection_expression("lead_id"),
+        )
+        .await?;
+        Ok(items
+            .into_iter()
+            .filter_map(|i| i.get("lead_id")?.as_s().ok().cloned())
+            .collect())
+    }
+
     /// Window totals of each dealer (same order as `dealer_ids`), with up to
-    /// `concurrency` Queries in flight.
+    /// `concurrency` Queries in flight; `invalid` are the brand's leads
+    /// marked invalid (subtracted).
     pub async fn window_totals(
         &self,
         dealer_ids: &[String],
-        from: NaiveDate,
-        to: NaiveDate,
+        (from, to): (NaiveDate, NaiveDate),
+        invalid: Arc<HashSet<String>>,
+        settings: RankingSettings,
         concurrency: usize,
     ) -> Result<Vec<WindowTotals>, StoreError> {
         let mut totals = vec![WindowTotals::default(); dealer_ids.len()];
@@ -189,9 +227,11 @@ impl DynamoRankings {
                     dealer_ids[next].clone(),
                 );
                 let index = next;
+                let invalid = invalid.clone();
                 tasks.spawn(async move {
-                    let days = dealer_days(&client, &table, &id, from, to).await?;
-                    Ok::<_, StoreError>((index, WindowTotals::of(&days)))
+                    let items = dealer_days(&client, &table, &id, from, to).await?;
+                    let totals = WindowTotals::of_items(&items, &invalid, &settings);
+                    Ok::<_, StoreError>((index, totals))
                 });
                 next += 1;
             }
@@ -298,6 +338,8 @@ impl DynamoRankings {
                 tier: d.tier,
                 score: d.score,
                 natural_leads: d.natural_leads,
+                wecom_leads: d.totals.wecom_leads,
+                vertical_leads: d.totals.vertical_leads,
                 previous_rank: d.previous_rank,
                 rank_change: d.rank_change,
             };
@@ -492,8 +534,8 @@ async fn dealer_days(
     dealer_id: &str,
     from: NaiveDate,
     to: NaiveDate,
-) -> Result<Vec<DayStats>, StoreError> {
-    query_all(
+) -> Result<Vec<StatsItem>, StoreError> {
+    let items = query_all_items(
         client
             .query()
             .table_name(stats_table)
@@ -503,5 +545,46 @@ async fn dealer_days(
             // The day's own item and its lead-counter shards (`DAY#<day>#L<n>`).
             .expression_attribute_values(":to", s(format!("DAY#{to}#~"))),
     )
-    .await
+    .await?;
+    items.into_iter().filter_map(stats_item).collect()
+}
+
+/// One item of a dealer's stats partition by its sort key:
+/// `DAY#<day>#A#<account>` an account's content stats, `DAY#<day>#L<n>` a
+/// lead-counter shard, `DAY#<day>#N#<lead>` a natural-lead marker, and
+/// `DAY#<day>` the content stats of the layout before per-account items
+/// (read as one unnamed account). Anything else is skipped.
+fn stats_item(item: Item) -> Option<Result<StatsItem, StoreError>> {
+    let sk = item
+        .get("sk")?
+        .as_s()
+        .ok()?
+        .strip_prefix("DAY#")?
+        .to_string();
+    let (day, rest) = sk.split_at_checked(10)?;
+    let day: NaiveDate = day.parse().ok()?;
+    let parsed = if rest.is_empty() {
+        from_item::<AccountDay>(item).map(|stats| StatsItem::Account {
+            day,
+            account: String::new(),
+            stats,
+        })
+    } else if let Some(account) = rest.strip_prefix("#A#") {
+        let account = account.to_string();
+        from_item::<AccountDay>(item).map(|stats| StatsItem::Account {
+            day,
+            account,
+            stats,
+        })
+    } else if let Some(lead_id) = rest.strip_prefix("#N#") {
+        Ok(StatsItem::Natural {
+            day,
+            lead_id: lead_id.to_string(),
+        })
+    } else if rest.starts_with("#L") {
+        from_item::<LeadCounts>(item).map(|counts| StatsItem::Counter { day, counts })
+    } else {
+        return None;
+    };
+    Some(parsed)
 }

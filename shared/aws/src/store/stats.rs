@@ -9,6 +9,11 @@ use serde::Deserialize;
 use super::item::from_item;
 use crate::StoreError;
 
+/// The sort key of one account's content stats for a day.
+pub fn account_day_sk(date: chrono::NaiveDate, account: &str) -> String {
+    format!("DAY#{date}#A#{account}")
+}
+
 pub struct DynamoStats {
     client: aws_sdk_dynamodb::Client,
     stats_table: String,
@@ -28,28 +33,45 @@ impl DynamoStats {
         }
     }
 
-    /// Stores a day's content stats for a dealer. The platform sends day totals,
-    /// so this SETs (a redelivery writes the same values) and leaves the lead
-    /// counters on the same item alone.
+    /// Stores one account's content stats for a day, on its own item
+    /// (`DAY#<day>#A#<account>`): a dealer's several Douyin accounts each
+    /// keep theirs (the ranking sums them), and the platform sends day
+    /// totals, so this SETs every field: a redelivered or corrected report
+    /// of the same account and day replaces the earlier one.
     pub async fn put_content_stats(
         &self,
         dealer_id: &str,
         stats: &ContentStats,
     ) -> Result<(), StoreError> {
         let n = |v: u64| AttributeValue::N(v.to_string());
+        let sessions = stats
+            .live_session_minutes
+            .iter()
+            .map(|m| n((*m).into()))
+            .collect();
         self.client
             .update_item()
             .table_name(&self.stats_table)
             .key("pk", AttributeValue::S(format!("DEALER#{dealer_id}")))
-            .key("sk", AttributeValue::S(format!("DAY#{}", stats.date)))
+            .key(
+                "sk",
+                AttributeValue::S(account_day_sk(stats.date, &stats.platform_account)),
+            )
             .update_expression(
                 "SET videos = :videos, live_sessions = :live_sessions, live_minutes = :live_minutes, \
+                 live_session_minutes = :session_minutes, live_viewers = :live_viewers, \
+                 live_follows = :live_follows, live_comments = :live_comments, live_shares = :live_shares, \
                  plays = :plays, likes = :likes, comments = :comments, shares = :shares, \
                  completed_plays = :completed_plays, stats_account = :account",
             )
             .expression_attribute_values(":videos", n(stats.videos.into()))
             .expression_attribute_values(":live_sessions", n(stats.live_sessions.into()))
             .expression_attribute_values(":live_minutes", n(stats.live_minutes.into()))
+            .expression_attribute_values(":session_minutes", AttributeValue::L(sessions))
+            .expression_attribute_values(":live_viewers", n(stats.live_viewers))
+            .expression_attribute_values(":live_follows", n(stats.live_follows))
+            .expression_attribute_values(":live_comments", n(stats.live_comments))
+            .expression_attribute_values(":live_shares", n(stats.live_shares))
             .expression_attribute_values(":plays", n(stats.plays))
             .expression_attribute_values(":likes", n(stats.likes))
             .expression_attribute_values(":comments", n(stats.comments))

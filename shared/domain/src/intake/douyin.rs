@@ -207,6 +207,10 @@ fn lead_scene(event: &str, content: &Value) -> Option<Scene> {
     })
 }
 
+/// Live sessions a day's report may list one by one (an account streams a
+/// few a day; the list is stored with the day).
+const MAX_LIVE_SESSIONS_LISTED: usize = 200;
+
 fn content_stats(
     to_user_id: &str,
     content: &Value,
@@ -233,6 +237,16 @@ fn content_stats(
         shares: u64,
         #[serde(default)]
         completed_plays: u64,
+        #[serde(default)]
+        live_session_minutes: Vec<u32>,
+        #[serde(default)]
+        live_viewers: u64,
+        #[serde(default)]
+        live_follows: u64,
+        #[serde(default)]
+        live_comments: u64,
+        #[serde(default)]
+        live_shares: u64,
     }
     let raw: Raw = serde_json::from_value(content.clone()).map_err(|e| {
         IntakeError::NotALead(format!("content is not daily stats: {}", json_error(&e)))
@@ -244,6 +258,20 @@ fn content_stats(
     };
     if account.is_empty() {
         return Err(IntakeError::NotALead("stats without an account id".into()));
+    }
+    if !raw.live_session_minutes.is_empty()
+        && raw.live_session_minutes.len() != raw.live_sessions as usize
+    {
+        return Err(IntakeError::NotALead(format!(
+            "live_session_minutes lists {} sessions, live_sessions says {}",
+            raw.live_session_minutes.len(),
+            raw.live_sessions
+        )));
+    }
+    if raw.live_session_minutes.len() > MAX_LIVE_SESSIONS_LISTED {
+        return Err(IntakeError::NotALead(format!(
+            "more than {MAX_LIVE_SESSIONS_LISTED} live sessions in a day"
+        )));
     }
     if raw.completed_plays > raw.plays {
         return Err(IntakeError::NotALead(
@@ -261,6 +289,11 @@ fn content_stats(
         comments: raw.comments,
         shares: raw.shares,
         completed_plays: raw.completed_plays,
+        live_session_minutes: raw.live_session_minutes,
+        live_viewers: raw.live_viewers,
+        live_follows: raw.live_follows,
+        live_comments: raw.live_comments,
+        live_shares: raw.live_shares,
         received_at: req.now,
     })
 }

@@ -114,6 +114,19 @@ pub struct ContentStats {
     pub shares: u64,
     /// Plays watched to the end (completion rate = completed_plays / plays).
     pub completed_plays: u64,
+    /// Each live session's length in minutes, if the report lists them (an
+    /// effective session lasts the brand's minimum).
+    #[serde(default)]
+    pub live_session_minutes: Vec<u32>,
+    /// Live interaction: viewers, and the follows, comments and shares they made.
+    #[serde(default)]
+    pub live_viewers: u64,
+    #[serde(default)]
+    pub live_follows: u64,
+    #[serde(default)]
+    pub live_comments: u64,
+    #[serde(default)]
+    pub live_shares: u64,
     pub received_at: DateTime<Utc>,
 }
 

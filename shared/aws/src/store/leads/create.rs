@@ -269,7 +269,7 @@ impl DynamoLeads {
             self.put(to_item(&keys::touchpoint(lead_id, &touch), &touch)?, None),
         );
         if let Some(dealer) = &record.account_dealer {
-            push(Part::DailyCount, self.count_lead(dealer, lead));
+            push(Part::DailyCount, self.count_lead(dealer, lead, lead_id));
         }
         if let (Some((staff_id, cap)), Some(dealer)) = (&contended.staff, &record.dealer_id) {
             push(

@@ -92,6 +92,30 @@ impl DynamoLeads {
                     .build(),
             );
         }
+        // Marked invalid: the ranking subtracts it (from its brand's list,
+        // so a re-run of any date gives the corrected count).
+        if valid == Some(false) {
+            items.push(
+                TransactWriteItem::builder()
+                    .update(
+                        Update::builder()
+                            .table_name(&self.stats_table)
+                            .set_key(Some(
+                                keys::invalid_lead(
+                                    &lead.brand_id,
+                                    dedup::china_day(lead.first_touch.at),
+                                    &lead.lead_id,
+                                )
+                                .primary(),
+                            ))
+                            .update_expression("SET lead_id = :lead")
+                            .expression_attribute_values(":lead", s(&lead.lead_id))
+                            .build()
+                            .expect("table and key are set"),
+                    )
+                    .build(),
+            );
+        }
         let result = self.transact(items).await;
         match result {
             Ok(_) => Ok(StatusResult::Applied),

@@ -33,6 +33,20 @@ pub fn dealer_day_shard(dealer_id: &str, day: chrono::NaiveDate, delivery: &str)
         % LEAD_COUNTER_SHARDS;
     Keys::new(format!("DEALER#{dealer_id}"), format!("DAY#{day}#L{shard}"))
 }
+/// A Douyin natural lead or merged touch of the customer whose lead is
+/// `lead_id`, on the dealer's account on `day` (read by the ranking with
+/// the day's other items).
+pub fn natural_marker(dealer_id: &str, day: chrono::NaiveDate, lead_id: &str) -> Keys {
+    Keys::new(
+        format!("DEALER#{dealer_id}"),
+        format!("DAY#{day}#N#{lead_id}"),
+    )
+}
+/// A lead marked invalid, in its brand's list (by the day it was received):
+/// the ranking subtracts it from every dealer it counted for.
+pub fn invalid_lead(brand_id: &str, day: chrono::NaiveDate, lead_id: &str) -> Keys {
+    Keys::new(format!("INVALID#{brand_id}"), format!("{day}#{lead_id}"))
+}
 /// A dealer's remote leads received on a day (its own item: the remote
 /// capacity check does not contend with the lead counters or content stats).
 pub fn remote_day(dealer_id: &str, day: chrono::NaiveDate) -> Keys {

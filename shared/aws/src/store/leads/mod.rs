@@ -13,7 +13,8 @@ use chrono::{DateTime, Utc};
 use leads_domain::assignment::StaffLoad;
 use leads_domain::dedup::{self, DedupOutcome, KeyHolder, LinkDecision, LinkLead, LinkOutcome};
 use leads_domain::directory::{Brand, Platform, Staff};
-use leads_domain::lead::{CanonicalLead, CustomerKey, LeadRecord, LeadStatus, Touchpoint, Traffic};
+use leads_domain::lead::{CanonicalLead, CustomerKey, LeadRecord, LeadStatus, Touchpoint};
+use leads_domain::ranking::LeadCounter;
 use leads_domain::routing::Route;
 use leads_domain::{status, wire_name, Phone};
 use serde::{Deserialize, Serialize};
@@ -270,11 +271,17 @@ impl DynamoLeads {
         to_item(&keys::lead(&lead.lead_id), lead)
     }
 
-    /// Counts a created lead on the receiving dealer's day (natural or paid).
-    fn count_lead(&self, dealer_id: &str, lead: &CanonicalLead) -> TransactWriteItem {
-        let field = match lead.traffic {
-            Traffic::Natural => "natural_leads",
-            Traffic::Paid => "paid_leads",
+    /// Counts a created lead on the receiving dealer's day: a Douyin natural
+    /// lead as its customer's marker (the ranking counts each customer
+    /// once), any other on the counter of its kind (`ranking::LeadCounter`).
+    fn count_lead(
+        &self,
+        dealer_id: &str,
+        lead: &CanonicalLead,
+        lead_id: &str,
+    ) -> TransactWriteItem {
+        let Some(field) = LeadCounter::of(lead.platform, lead.traffic).field() else {
+            return self.natural_marker(dealer_id, dedup::china_day(lead.received_at), lead_id);
         };
         let update = Update::builder()
             .table_name(&self.stats_table)
@@ -287,6 +294,31 @@ impl DynamoLeads {
                 .primary(),
             ))
             .update_expression(format!("ADD {field} :one"))
+            .expression_attribute_values(":one", n(1))
+            .build()
+            .expect("table and key are set");
+        TransactWriteItem::builder().update(update).build()
+    }
+
+    /// The marker of a Douyin natural lead or merged touch of the customer
+    /// whose lead is `lead_id`, on `dealer_id`'s account on `day`: the same
+    /// key whenever it is written again (a redelivery, a second touch that
+    /// day), so writing it is idempotent; the ranking counts distinct lead
+    /// ids in its window. `natural_leads = 1` keeps a day's plain sum right
+    /// for tools that add the day's items up.
+    fn natural_marker(
+        &self,
+        dealer_id: &str,
+        day: chrono::NaiveDate,
+        lead_id: &str,
+    ) -> TransactWriteItem {
+        let update = Update::builder()
+            .table_name(&self.stats_table)
+            .set_key(Some(
+                keys::natural_marker(dealer_id, day, lead_id).primary(),
+            ))
+            .update_expression("SET lead_id = :lead, natural_leads = :one")
+            .expression_attribute_values(":lead", s(lead_id))
             .expression_attribute_values(":one", n(1))
             .build()
             .expect("table and key are set");
@@ -310,7 +342,8 @@ impl DynamoLeads {
             let known = self.customer(&customer_key).await?;
             let recorded = match known {
                 Some(c) if c.window_until_s > now.timestamp() => {
-                    self.try_merge(brand, lead, &customer_key, c, now).await?
+                    self.try_merge(brand, lead, account_dealer, &customer_key, c, now)
+                        .await?
                 }
                 previous => {
                     self.try_create(brand, lead, account_dealer, &customer_key, previous, now)
@@ -390,7 +423,7 @@ impl DynamoLeads {
             self.put(to_item(&keys::touchpoint(&lead_id, &touch), &touch)?, None),
         ];
         if let Some(dealer) = account_dealer {
-            items.push(self.count_lead(dealer, lead));
+            items.push(self.count_lead(dealer, lead, &lead_id));
         }
         let result = self.transact(items).await;
         match result {
@@ -409,15 +442,19 @@ impl DynamoLeads {
 
     /// Merges a delivery into the customer's open lead (`customer` as read):
     /// `None` when the identity changed meanwhile (decide again).
+    /// `account_dealer`: the dealer whose account the delivery came in on; a
+    /// Douyin natural touch counts for it (once per customer, see
+    /// `natural_marker`).
     pub async fn merge_into(
         &self,
         brand: &Brand,
         lead: &CanonicalLead,
+        account_dealer: Option<&str>,
         customer_key: &str,
         customer: CustomerItem,
         now: DateTime<Utc>,
     ) -> Result<Option<Recorded>, StoreError> {
-        self.try_merge(brand, lead, customer_key, customer, now)
+        self.try_merge(brand, lead, account_dealer, customer_key, customer, now)
             .await
     }
 
@@ -425,6 +462,7 @@ impl DynamoLeads {
         &self,
         brand: &Brand,
         lead: &CanonicalLead,
+        account_dealer: Option<&str>,
         customer_key: &str,
         customer: CustomerItem,
         now: DateTime<Utc>,
@@ -488,6 +526,12 @@ impl DynamoLeads {
             ),
         ];
         let mut items = items;
+        // A merged Douyin natural touch still counts for the account's dealer.
+        if let (Some(dealer), LeadCounter::DouyinNatural) =
+            (account_dealer, LeadCounter::of(lead.platform, lead.traffic))
+        {
+            items.push(self.natural_marker(dealer, day, &lead_id));
+        }
         // The audit entry of the merge, in the merge.
         if let Some(audit_table) = &self.audit_table {
             let event =
