@@ -113,7 +113,14 @@ pub struct Router {
     retry: ConflictRetry,
     /// Write conflicts retried in process since this router was built.
     conflicts_retried: AtomicU64,
+    /// Round-robin tickets taken for leads not yet written, by lead id: a
+    /// lead re-decided after a write conflict keeps its turn instead of
+    /// drawing a new ticket (a burned ticket skips a consultant's turn).
+    held_tickets: std::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
+
+/// Held tickets kept at most (leads whose retries ran out keep theirs).
+const MAX_HELD_TICKETS: usize = 1_000;
 
 impl Router {
     pub async fn from_env() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
@@ -138,7 +145,36 @@ impl Router {
             crm: SqsQueue::new(clients.sqs.clone(), &settings.queues.crm),
             retry: ConflictRetry::default(),
             conflicts_retried: AtomicU64::new(0),
+            held_tickets: Default::default(),
         }
+    }
+
+    /// The round-robin ticket of `lead_id` at `dealer_id`: the one it drew
+    /// before a conflict, else a new one (held until [`Self::release_ticket`]).
+    async fn ticket_for(&self, lead_id: &str, dealer_id: &str) -> Result<u64, StoreError> {
+        let key = format!("{dealer_id}#{lead_id}");
+        if let Some(t) = self.held().get(&key) {
+            return Ok(*t);
+        }
+        let ticket = self.leads.next_ticket(dealer_id).await?;
+        let mut held = self.held();
+        if held.len() >= MAX_HELD_TICKETS {
+            held.clear();
+        }
+        held.insert(key, ticket);
+        Ok(ticket)
+    }
+
+    /// The lead is written (or needs no ticket any more): its turn is used.
+    fn release_ticket(&self, lead_id: &str) {
+        let suffix = format!("#{lead_id}");
+        self.held().retain(|k, _| !k.ends_with(&suffix));
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, u64>> {
+        self.held_tickets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// How long directory reads are reused (default [`DIRECTORY_TTL`]).
@@ -442,6 +478,11 @@ impl Router {
             .leads
             .create_decided(brand, lead, customer_key, identity, &plan, &contended, now)
             .await?;
+        // A conflict (the `?` above) or a stale read re-decides with the same
+        // ticket; any other outcome used it or needs none.
+        if !matches!(result, CreateResult::Stale) {
+            self.release_ticket(&lead_id);
+        }
         match result {
             CreateResult::Created => {
                 let record = &plan.lead;
@@ -522,7 +563,7 @@ impl Router {
         // An atomic counter outside the transaction: turns are taken in the
         // order tickets are issued, and no two leads contend for it.
         let ticket = match dealer.strategy {
-            AssignmentStrategy::RoundRobin => self.leads.next_ticket(dealer_id).await?,
+            AssignmentStrategy::RoundRobin => self.ticket_for(&record.lead_id, dealer_id).await?,
             _ => 0,
         };
         let assignment = choose(record, &dealer, &staff, &loads, ticket);
