@@ -311,13 +311,14 @@ async fn tiers_rank_change_and_the_routers_tier_follow_the_latest_date() {
 fn token(brand: &str, dealer: &str) -> String {
     auth::issue(
         SECRET,
-        &Claims {
-            staff_id: format!("{dealer}-s"),
-            dealer_id: dealer.to_string(),
-            brand_id: brand.to_string(),
-            role: StaffRole::Sales,
-            exp: Utc::now().timestamp() + 600,
-        },
+        &Claims::staff(
+            &format!("{dealer}-s"),
+            dealer,
+            brand,
+            StaffRole::Sales,
+            Utc::now(),
+            600,
+        ),
     )
 }
 

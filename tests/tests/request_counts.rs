@@ -323,13 +323,14 @@ async fn requests_per_phone_link_and_link_merge() {
     let record_phone = |w: &World, lead_id: &str, staff: &str, number: &str| {
         let token = auth::issue(
             SECRET,
-            &Claims {
-                staff_id: staff.to_string(),
-                dealer_id: format!("{}-jn", w.brand),
-                brand_id: w.brand.clone(),
-                role: StaffRole::Sales,
-                exp: Utc::now().timestamp() + 600,
-            },
+            &Claims::staff(
+                staff,
+                &format!("{}-jn", w.brand),
+                &w.brand.clone(),
+                StaffRole::Sales,
+                Utc::now(),
+                600,
+            ),
         );
         lambda_http::http::Request::builder()
             .method("POST")
