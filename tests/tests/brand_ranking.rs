@@ -563,7 +563,18 @@ async fn natural_leads_counted_by_the_router_feed_the_natural_lead_score() {
     let (status, body) = call(
         &api,
         &format!("/rankings/{}/{today}/dealers/{jinan}", w.brand),
-        Some(&token(&w.brand, &jinan)),
+        // A consultant of the world's directory (the API checks it).
+        Some(&auth::issue(
+            SECRET,
+            &Claims::staff(
+                &format!("{jinan}-s0"),
+                &jinan,
+                &w.brand,
+                StaffRole::Sales,
+                Utc::now(),
+                600,
+            ),
+        )),
     )
     .await;
     assert_eq!(status, 200, "{body}");
