@@ -288,6 +288,11 @@ impl Api {
             || claims.role == StaffRole::Manager;
         if !may_call {
             lead.phone = None;
+            // A name that is (or holds) a phone is masked like the phone.
+            lead.customer_name = lead
+                .customer_name
+                .as_deref()
+                .map(leads_domain::phone::mask_phones);
         }
         let touchpoints = self.leads.touchpoints(lead_id).await?;
         tracing::info!(lead_id, staff_id = %claims.staff_id, full_phone_shown = may_call && lead.phone.is_some(), "lead read");
