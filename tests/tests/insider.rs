@@ -760,3 +760,91 @@ async fn f7_a_phone_as_the_customer_name_is_masked_for_others() {
         );
     }
 }
+
+/// Finding 2, the brand CRM: a push signed with one brand's `oem_crm`
+/// secret creates no lead for another brand's account (and counts nothing).
+#[tokio::test]
+async fn f2_a_brand_crm_secret_creates_leads_only_for_its_brand() {
+    use integration_tests::{drain, scratch_queue_like};
+    use leads_domain::intake::{hmac_sources, IntakeMessage, IntakeSecrets};
+    let w = world(AssignmentStrategy::RoundRobin, &[50]).await.unwrap();
+    let mut secrets = IntakeSecrets {
+        phone_hash_key: "insider-phone-hash-key".into(),
+        ..Default::default()
+    };
+    secrets
+        .oem_crm_brands
+        .insert("other-brand".into(), vec!["other-brand-crm-secret".into()]);
+    secrets
+        .oem_crm_brands
+        .insert(w.brand.clone(), vec!["own-brand-crm-secret".into()]);
+    let mut settings = w.stack.settings.clone();
+    settings.queues.lead = scratch_queue_like(&w.stack.clients.sqs, &settings.queues.lead).await;
+    let intake = webhook_intake::Intake::new(&settings, &w.stack.clients, secrets);
+    let push = |brand: &str, secret: &str, number: &str| {
+        let body = format!(
+            r#"{{"lead_id":"{}","dealer_id":"{}-crm","phone":"{number}","traffic":"natural"}}"#,
+            unique("crm"),
+            w.brand
+        );
+        let ts = Utc::now().timestamp().to_string();
+        lambda_http::http::Request::builder()
+            .method("POST")
+            .uri("/webhooks/oem_crm")
+            .header(hmac_sources::TIMESTAMP_HEADER, &ts)
+            .header(
+                hmac_sources::SIGNATURE_HEADER,
+                hmac_sources::signature(secret, &ts, body.as_bytes()),
+            )
+            .header(hmac_sources::BRAND_HEADER, brand)
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let (theirs, mine) = (phone(), phone());
+    for (brand, secret, number) in [
+        ("other-brand", "other-brand-crm-secret", &theirs),
+        (w.brand.as_str(), "own-brand-crm-secret", &mine),
+    ] {
+        assert_eq!(
+            intake.handle(push(brand, secret, number)).await.status(),
+            200
+        );
+    }
+    let mut created = Vec::new();
+    for body in drain(&w.stack.clients.sqs, &settings.queues.lead).await {
+        let IntakeMessage::Lead(lead) = serde_json::from_str(&body).unwrap() else {
+            panic!("{body}")
+        };
+        let processed = w.router.handle_lead(&lead, Utc::now()).await.unwrap();
+        created.push((lead.phone.clone().unwrap(), processed.lead_id));
+    }
+    created.sort_by_key(|(p, _)| p.national() != theirs.as_str());
+    assert_eq!(created.len(), 2);
+    assert_eq!(created[0].0.national(), theirs.as_str());
+    assert_eq!(created[0].1, None, "another brand's CRM created no lead");
+    assert_eq!(created[1].0.national(), mine.as_str());
+    assert!(created[1].1.is_some(), "the brand's own CRM did");
+    // Nothing of the refused push is known: its phone has no identity (the
+    // accepted one's has: the key is right).
+    let identity = |number: String| {
+        let key = leads_domain::dedup::customer_key(
+            &w.brand,
+            // The intake's hash key, as the lead's customer key was made.
+            &leads_domain::lead::CustomerKey::Phone {
+                hash: PhoneHasher::new(b"insider-phone-hash-key".to_vec())
+                    .hash(&leads_domain::Phone::parse(&number).unwrap()),
+            },
+        );
+        w.stack
+            .clients
+            .dynamodb
+            .get_item()
+            .table_name(&w.stack.settings.tables.leads)
+            .key("pk", AttributeValue::S(key))
+            .key("sk", AttributeValue::S("IDENTITY".into()))
+            .consistent_read(true)
+            .send()
+    };
+    assert!(identity(theirs.clone()).await.unwrap().item.is_none());
+    assert!(identity(mine.clone()).await.unwrap().item.is_some());
+}

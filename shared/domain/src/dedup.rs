@@ -548,6 +548,7 @@ mod tests {
             channel_tag: None,
             received_at: at(0),
             raw_payload_ref: "RAW#x".into(),
+            signer_brand: None,
         };
         let mut r = LeadRecord::new(id.into(), "b", &lead, None);
         r.assignee = assignee.map(str::to_string);

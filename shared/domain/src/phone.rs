@@ -278,10 +278,11 @@ pub fn mask_phones(text: &str) -> String {
 /// above (the notifier's pre-send leak guard).
 pub fn contains_phone(text: &str) -> bool {
     let chars: Vec<char> = text.chars().collect();
-    digit_runs(&chars).iter().any(|(_, _, digits)| {
-        let n = national(digits);
-        mobile_digits(n) || digits.windows(11).any(mobile_digits)
-    })
+    // The whole run, not any 11 of its digits: ids like `brand-14396-74620873`
+    // are long runs that merely contain a mobile-looking stretch.
+    digit_runs(&chars)
+        .iter()
+        .any(|(_, _, digits)| mobile_digits(national(digits)))
 }
 
 #[cfg(test)]

@@ -24,6 +24,8 @@ pub const TIMESTAMP_HEADER: &str = "x-timestamp";
 pub const SIGNATURE_HEADER: &str = "x-signature";
 pub const ACCOUNT_HEADER: &str = "x-account-id";
 pub const EVENT_ID_HEADER: &str = "x-event-id";
+/// `oem_crm`: the brand whose own secret signs (`oem_crm_brands`).
+pub const BRAND_HEADER: &str = "x-brand-id";
 /// How far a request's timestamp may be from now, either way.
 pub const TOLERANCE_SECS: i64 = 300;
 /// Most leads accepted in one delivery.
@@ -119,6 +121,10 @@ pub fn handle(
                 IntakeError::NotALead(m) => IntakeError::NotALead(format!("lead {i}: {m}")),
                 other => other,
             })?;
+        let mut lead = lead;
+        if let Signer::Brand(brand) = &signer {
+            lead.signer_brand = Some(brand.clone());
+        }
         messages.push(IntakeMessage::Lead(Box::new(lead)));
     }
     Ok(Outcome::Accepted {
@@ -135,6 +141,8 @@ enum Signer {
     Account(String),
     /// A secret of the whole source (the platform's own).
     Source,
+    /// One brand's own CRM secret (`oem_crm_brands`).
+    Brand(String),
 }
 
 fn authenticate(req: &IntakeRequest<'_>, secrets: &IntakeSecrets) -> Result<Signer, IntakeError> {
@@ -158,9 +166,14 @@ fn authenticate(req: &IntakeRequest<'_>, secrets: &IntakeSecrets) -> Result<Sign
     let configured = secrets.hmac.get(&req.source);
     let account = req.header(ACCOUNT_HEADER);
     let account_secrets = account.and_then(|a| Some((a, configured?.accounts.get(a)?)));
-    let (signer, candidates) = match account_secrets {
-        Some((a, s)) => (Signer::Account(a.to_string()), s),
-        None => (
+    let brand_secrets = req
+        .header(BRAND_HEADER)
+        .filter(|_| req.source == Source::OemCrm)
+        .and_then(|b| Some((b, secrets.oem_crm_brands.get(b)?)));
+    let (signer, candidates) = match (brand_secrets, account_secrets) {
+        (Some((b, s)), _) => (Signer::Brand(b.to_string()), s),
+        (None, Some((a, s))) => (Signer::Account(a.to_string()), s),
+        (None, None) => (
             Signer::Source,
             configured.map(|c| &c.secrets).ok_or_else(|| {
                 IntakeError::Unauthorized("no secret configured for this source".into())

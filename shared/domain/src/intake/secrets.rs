@@ -9,6 +9,7 @@
 //!   "hmac": {
 //!     "autohome": { "secrets": ["current", "previous"], "accounts": { "<account id>": ["…"] } }
 //!   },
+//!   "oem_crm_brands": { "<brand id>": ["…"] },
 //!   "wecom": [ { "corp_id": "ww…", "token": "…", "encoding_aes_key": "<43 chars>" } ]
 //! }
 //! ```
@@ -37,6 +38,11 @@ pub struct IntakeSecrets {
     /// HMAC-signed sources (feiyu, vertical media, OEM CRM).
     #[serde(default)]
     pub hmac: HashMap<Source, HmacSecrets>,
+    /// The brand CRM's secrets per brand (`oem_crm` with `X-Brand-Id`): a
+    /// delivery signed with one brand's secret creates leads only for that
+    /// brand's accounts (the router checks).
+    #[serde(default)]
+    pub oem_crm_brands: HashMap<String, Vec<String>>,
     /// WeCom corps whose callbacks we accept.
     #[serde(default)]
     pub wecom: Vec<WecomCorp>,
