@@ -429,9 +429,10 @@ async fn requests_per_phone_link_and_link_merge() {
     router.handle_lead(&push, Utc::now()).await.unwrap();
     let crm_both = show("new lead with a second key", &counter);
 
-    assert!(linked <= 6, "{linked}");
-    assert!(merged <= 10, "{merged}");
-    assert!(repeated <= 6, "{repeated}");
+    // Warm: the directory check (roster, dealer) is served from the snapshot.
+    assert!(linked <= 5, "{linked}");
+    assert!(merged <= 9, "{merged}");
+    assert!(repeated <= 5, "{repeated}");
     assert!(crm_both <= 19, "{crm_both}");
 }
 
