@@ -624,12 +624,28 @@ mod tests {
             "<xml><A>1</B13812345678></xml>",
             "<xml><13812345678>",
             "<xml><A attr=\"13812345678>",
+            // Issue #14, finding 8: an entity name, before any signature check.
+            "<xml><Encrypt>&13812345678;</Encrypt></xml>",
+            "<xml><A>&x13812345678;</A></xml>",
+            "<xml><A>&#13812345678;</A></xml>",
         ] {
             let Err(err) = XmlFields::parse(xml) else {
                 panic!("{xml} parsed");
             };
             assert!(!err.contains("13812345678"), "{err}");
         }
+    }
+
+    /// quick-xml 0.41 reports references as their own events: the five
+    /// predefined entities and character references are resolved by us.
+    #[test]
+    fn predefined_entities_and_character_references_are_resolved() {
+        let fields = XmlFields::parse(
+            "<xml><A>a &amp; b &lt;c&gt; &quot;&apos; &#49;&#x32;</A><B><![CDATA[x&amp;]]></B></xml>",
+        )
+        .unwrap();
+        assert_eq!(fields.get("A"), Some("a & b <c> \"' 12"));
+        assert_eq!(fields.get("B"), Some("x&amp;"));
     }
     use crate::identity::PhoneHasher;
     use crate::lead::CustomerKey;
