@@ -53,7 +53,7 @@ port="$(free_port)"
 # The notifier talks to lead-demo's stand-in for WeCom, the SMS gateway and the
 # brand CRM on this port (local values; in AWS they come from the template).
 receiver_port="$(free_port)"
-export WECOM_BASE_URL="http://127.0.0.1:$receiver_port" WECOM_CORP_ID=ww-demo-corp \
+export NOTIFY_ALLOW_LOOPBACK_HTTP=1 WECOM_BASE_URL="http://127.0.0.1:$receiver_port" WECOM_CORP_ID=ww-demo-corp \
   WECOM_CORP_SECRET=demo-corp-secret WECOM_AGENT_ID=1000002 \
   SMS_GATEWAY_URL="http://127.0.0.1:$receiver_port/sms" SMS_API_KEY=demo-sms-key \
   CRM_WEBHOOK_URL="http://127.0.0.1:$receiver_port/crm" CRM_WEBHOOK_SECRET=demo-crm-secret

@@ -106,6 +106,7 @@ pub fn lead(
         channel_tag: None,
         received_at: Utc::now(),
         raw_payload_ref: "RAW#test".into(),
+        signer_brand: None,
     }
 }
 
@@ -129,6 +130,7 @@ pub fn wecom_lead(w: &World, external_userid: &str) -> CanonicalLead {
         channel_tag: None,
         received_at: Utc::now(),
         raw_payload_ref: "RAW#test".into(),
+        signer_brand: None,
     }
 }
 

@@ -33,13 +33,14 @@ fn token(w: &World, staff: &str, dealer: &str, role: StaffRole) -> String {
 fn staff_token(w: &World, staff_id: &str, dealer: &str, role: StaffRole) -> String {
     auth::issue(
         SECRET,
-        &Claims {
-            staff_id: staff_id.to_string(),
-            dealer_id: format!("{}-{dealer}", w.brand),
-            brand_id: w.brand.clone(),
+        &Claims::staff(
+            staff_id,
+            &format!("{}-{dealer}", w.brand),
+            &w.brand,
             role,
-            exp: Utc::now().timestamp() + 600,
-        },
+            Utc::now(),
+            600,
+        ),
     )
 }
 

@@ -338,13 +338,14 @@ async fn racing_claims_under_contention_answer_200_and_409_never_a_failure() {
     let token = |short: &str| {
         auth::issue(
             SECRET,
-            &Claims {
-                staff_id: format!("{}-jn-{short}", w.brand),
-                dealer_id: format!("{}-jn", w.brand),
-                brand_id: w.brand.clone(),
-                role: StaffRole::Sales,
-                exp: Utc::now().timestamp() + 600,
-            },
+            &Claims::staff(
+                &format!("{}-jn-{short}", w.brand),
+                &format!("{}-jn", w.brand),
+                &w.brand.clone(),
+                StaffRole::Sales,
+                Utc::now(),
+                600,
+            ),
         )
     };
     let claim = |id: &str, who: &str| {

@@ -346,13 +346,14 @@ fn api(w: &World) -> Api {
 fn token(w: &World, short: &str) -> String {
     auth::issue(
         SECRET,
-        &Claims {
-            staff_id: staff_id(w, short),
-            dealer_id: format!("{}-jn", w.brand),
-            brand_id: w.brand.clone(),
-            role: StaffRole::Sales,
-            exp: Utc::now().timestamp() + 600,
-        },
+        &Claims::staff(
+            &staff_id(w, short),
+            &format!("{}-jn", w.brand),
+            &w.brand.clone(),
+            StaffRole::Sales,
+            Utc::now(),
+            600,
+        ),
     )
 }
 

@@ -149,12 +149,17 @@ async fn accepted_webhook_is_stored_enqueued_once_and_redelivery_is_acknowledged
     let leads = leads_in(&drain(&stack.clients.sqs, &queue).await);
     assert_eq!(leads.len(), 1, "enqueued exactly once");
     let lead = &leads[0];
-    assert_eq!(lead.source_event_id, format!("douyin:{msg_id}"));
+    // The delivery key is the signed log_id (the Msg-Id header is unsigned).
+    let log_id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["log_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(lead.source_event_id, format!("douyin:{log_id}"));
     assert_eq!(lead.phone.as_ref().unwrap().masked(), "138****2345");
 
     // The raw body is kept under the lead's reference, byte for byte; the same
     // item is the delivery's claim.
-    assert_eq!(lead.raw_payload_ref, format!("RAW#douyin#{msg_id}"));
+    assert_eq!(lead.raw_payload_ref, format!("RAW#douyin#{log_id}"));
     let raw = raw_record(&stack, &lead.raw_payload_ref)
         .await
         .expect("raw payload stored");
@@ -259,8 +264,16 @@ async fn a_claim_left_by_a_dead_attempt_is_taken_over_and_enqueued() {
     let Some(stack) = stack().await else { return };
     let (intake, queue) = intake(&stack).await;
     let event_id = unique("crash");
-    let body = r#"{"lead_id":"crm-2","dealer_id":"ht-jn-01","phone":"13705318888","city":"济南"}"#;
-    let reference = format!("RAW#oem_crm#{event_id}");
+    // Unique per run: the delivery key is the signed body's hash (the
+    // X-Event-Id header is unsigned and ignored for dedup).
+    let body = format!(
+        r#"{{"lead_id":"crm-2","dealer_id":"ht-jn-01","phone":"13705318888","city":"济南","note":"{event_id}"}}"#
+    );
+    let body = body.as_str();
+    let reference = format!(
+        "RAW#oem_crm#{}",
+        leads_domain::intake::body_hash(body.as_bytes())
+    );
     abandoned_claim(&stack, &reference, body).await;
 
     // The platform retries (it never got an answer): the retry must enqueue.

@@ -1,13 +1,20 @@
 //! The read/update API for dealers' staff. Every call carries a bearer token
-//! (`leads_domain::auth`); a caller sees and changes only their own dealer's
-//! leads, and only the assignee (or the dealer's manager) sees the full phone.
+//! (`leads_domain::auth`: a live key id, this API's audience, at most 12 h);
+//! the caller is then looked up in the directory (a snapshot cached for
+//! [`DIRECTORY_TTL`]): a staff id that is not on its dealer's roster is
+//! refused, and the role and brand are the directory's, not the token's. A
+//! caller sees and changes only their own dealer's leads, and only the
+//! assignee (or the dealer's manager) sees the full phone. A ranking-page
+//! token (audience `rankings`) reads rankings and nothing else.
 //!
 //! - `GET  /leads/{id}`          the lead, its touchpoints
 //! - `GET  /leads/{id}/audit`    its audit trail
 //! - `POST /leads/{id}/events`   `{"event": "contacted" | "invited" | "visited" | "won" |
 //!                                "lost" | "marked_valid" | "marked_invalid" | "claim"}`
 //! - `POST /leads/{id}/events`   `{"event": "phone", "phone": "138..."}`: the phone a
-//!   WeCom contact gave in the chat, linked to the customer (may merge two leads)
+//!   WeCom contact gave in the chat, on a WeCom-contact lead without a phone,
+//!   linked to the customer (may merge two leads of the caller's dealer; a
+//!   phone of another dealer's live lead: one generic 409, audited)
 //! - `GET  /rankings/{brand}/{date}?top=N`  the brand's top N (default 10, at
 //!   most 100) for a date (`YYYY-MM-DD` or `latest`); any staff of that brand
 //! - `GET  /rankings/{brand}/{date}/dealers/{dealer}`  one dealer's position,
@@ -25,9 +32,9 @@ use leads_aws::store::{
 use leads_aws::{config, AwsClients, Settings, StoreError};
 use leads_domain::assignment::StaffLoad;
 use leads_domain::audit::{Actor, AuditAction, AuditEvent};
-use leads_domain::auth::{self, Claims};
+use leads_domain::auth::{self, Claims, Keyring};
 use leads_domain::dedup::{self, LinkOutcome};
-use leads_domain::directory::StaffRole;
+use leads_domain::directory::{Dealer, Staff, StaffRole};
 use leads_domain::identity::PhoneHasher;
 use leads_domain::intake::IntakeSecrets;
 use leads_domain::lead::{CustomerKey, LeadRecord, LeadStatus};
@@ -35,8 +42,18 @@ use leads_domain::status::{self, StatusEvent};
 use leads_domain::Phone;
 use serde::Deserialize;
 
+/// How long the API reuses a directory read (a dealer's roster, a dealer):
+/// a consultant removed from the directory, or a demoted manager, loses
+/// access within this time.
+pub const DIRECTORY_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+type Cached<V> = std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, V)>>;
+
 pub struct Api {
-    token_secret: Vec<u8>,
+    keyring: Keyring,
+    directory_ttl: std::time::Duration,
+    rosters: Cached<Vec<Staff>>,
+    dealers: Cached<Option<Dealer>>,
     directory: DynamoDirectory,
     leads: DynamoLeads,
     audit: DynamoAudit,
@@ -94,7 +111,7 @@ struct EventBody {
 impl Api {
     pub async fn from_env() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let settings = Settings::from_env()?;
-        let secret = config::required("API_TOKEN_SECRET")?;
+        let keyring = Keyring::parse(&config::required("API_TOKEN_SECRET")?)?;
         // The intake's phone hash key: `PHONE_HASH_KEY` in AWS (the secret's
         // `phone_hash_key`), else from the whole intake secret (local stack).
         let hash_key = match config::optional("PHONE_HASH_KEY") {
@@ -104,12 +121,11 @@ impl Api {
         if hash_key.len() < 16 {
             return Err("PHONE_HASH_KEY must be at least 16 characters (the intake's key)".into());
         }
-        Ok(Self::new(
-            &settings,
-            &AwsClients::from_env().await,
-            secret.into_bytes(),
+        Ok(
+            Self::new(&settings, &AwsClients::from_env().await, Vec::new())
+                .with_keyring(keyring)
+                .with_phone_hasher(PhoneHasher::new(hash_key.into_bytes())),
         )
-        .with_phone_hasher(PhoneHasher::new(hash_key.into_bytes())))
     }
 
     /// The key that turns a recorded phone into the customer's dedup key; it
@@ -119,10 +135,26 @@ impl Api {
         self
     }
 
+    /// The token keys (replacing the one `new` was given).
+    pub fn with_keyring(mut self, keyring: Keyring) -> Self {
+        self.keyring = keyring;
+        self
+    }
+
+    /// How long directory reads are reused (default [`DIRECTORY_TTL`]).
+    pub fn with_directory_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.directory_ttl = ttl;
+        self
+    }
+
+    /// `token_secret`: the only token key, `k1` (see [`Self::with_keyring`]).
     pub fn new(settings: &Settings, clients: &AwsClients, token_secret: Vec<u8>) -> Self {
         let t = &settings.tables;
         Api {
-            token_secret,
+            keyring: Keyring::single("k1", &token_secret),
+            directory_ttl: DIRECTORY_TTL,
+            rosters: Default::default(),
+            dealers: Default::default(),
             directory: DynamoDirectory::new(clients.dynamodb.clone(), &t.directory),
             leads: DynamoLeads::new(clients.dynamodb.clone(), &t.leads, &t.stats),
             audit: DynamoAudit::new(clients.dynamodb.clone(), &t.audit),
@@ -170,9 +202,19 @@ impl Api {
             .headers()
             .get("authorization")
             .and_then(|v| v.to_str().ok());
-        let claims = auth::bearer(header)
-            .and_then(|t| auth::verify(&self.token_secret, t, Utc::now()))
-            .map_err(|e| ApiError(401, "unauthorized", e.to_string()))?;
+        let now = Utc::now();
+        let token = auth::bearer(header).map_err(unauthorized)?;
+        // A ranking-page token is only good for the two ranking reads.
+        let (claims, rankings_only) = match self.keyring.verify(token, auth::AUD_STAFF, now) {
+            Err(auth::AuthError::WrongAudience) => (
+                self.keyring
+                    .verify(token, auth::AUD_RANKINGS, now)
+                    .map_err(unauthorized)?,
+                true,
+            ),
+            verified => (verified.map_err(unauthorized)?, false),
+        };
+        let claims = self.authorise(claims).await?;
         let path = request.uri().path().trim_end_matches('/');
         let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
         // Stage prefixes (`/prod/leads/...`) are tolerated.
@@ -180,6 +222,13 @@ impl Api {
             Some(i) => &parts[i..],
             None => return Err(ApiError(404, "not_found", "no such route".into())),
         };
+        if rankings_only && !(request.method() == "GET" && parts[0] == "rankings") {
+            return Err(ApiError(
+                403,
+                "forbidden",
+                "a ranking-page token only reads rankings".into(),
+            ));
+        }
         match (request.method().as_str(), parts) {
             ("GET", ["rankings", brand, date]) => {
                 let top = top_param(request.uri().query())?;
@@ -234,10 +283,16 @@ impl Api {
 
     async fn lead(&self, claims: &Claims, lead_id: &str) -> Result<serde_json::Value, ApiError> {
         let mut lead = self.visible_lead(claims, lead_id).await?;
+        // The role is the directory's (see `authorise`).
         let may_call = lead.assignee.as_deref() == Some(claims.staff_id.as_str())
             || claims.role == StaffRole::Manager;
         if !may_call {
             lead.phone = None;
+            // A name that is (or holds) a phone is masked like the phone.
+            lead.customer_name = lead
+                .customer_name
+                .as_deref()
+                .map(leads_domain::phone::mask_phones);
         }
         let touchpoints = self.leads.touchpoints(lead_id).await?;
         tracing::info!(lead_id, staff_id = %claims.staff_id, full_phone_shown = may_call && lead.phone.is_some(), "lead read");
@@ -352,6 +407,8 @@ impl Api {
                 "only the assignee or a manager may update this lead".into(),
             ));
         }
+        // Only a WeCom contact lacks a phone; a phone already recorded is
+        // not replaced (repeating the same one is a no-op).
         // The messages never contain the input.
         let phone = match phone {
             Some(serde_json::Value::String(text)) => Phone::parse(&text).map_err(|e| e.to_string()),
@@ -359,6 +416,14 @@ impl Api {
             Some(_) => Err("\"phone\" must be a JSON string".to_string()),
         }
         .map_err(|message| ApiError(422, "invalid_phone", message))?;
+        let wecom_contact = matches!(lead.customer, CustomerKey::Wecom { .. });
+        if !wecom_contact || lead.phone.as_ref().is_some_and(|p| *p != phone) {
+            return Err(ApiError(
+                409,
+                "not_a_wecom_contact",
+                "a phone is recorded only on a WeCom-contact lead that has none".into(),
+            ));
+        }
         let hasher = self.phone_hasher.as_ref().ok_or_else(|| {
             tracing::error!("PHONE_HASH_KEY is not configured; cannot record phones");
             ApiError(500, "internal", "phone linking is not configured".into())
@@ -374,7 +439,7 @@ impl Api {
         let now = Utc::now();
         let outcome = self
             .leads
-            .link(&brand, &lead, &key, Some(&phone), now)
+            .link_for_staff(&brand, &lead, &key, Some(&phone), now)
             .await?;
         let events = dedup::link_audit(&outcome, &key, &Actor::Staff(claims.staff_id.clone()), now);
         if !events.is_empty() {
@@ -382,6 +447,15 @@ impl Api {
         }
         if let Some(job) = dedup::link_notification(&outcome, now) {
             self.notifications.send(&job).await?;
+        }
+        if let LinkOutcome::Refused { holder_lead_id, .. } = &outcome {
+            tracing::warn!(lead_id, staff_id = %claims.staff_id, %holder_lead_id, "phone refused: another dealer's live lead has it");
+            // The same answer whatever the other lead is: no id, name or city.
+            return Err(ApiError(
+                409,
+                "phone_unavailable",
+                "this phone cannot be recorded on this lead".into(),
+            ));
         }
         let customer_lead = &outcome.lead().lead_id;
         tracing::info!(lead_id, staff_id = %claims.staff_id, outcome = outcome.as_str(), %customer_lead, "phone recorded");
@@ -404,18 +478,47 @@ impl Api {
     }
 
     /// The caller as a member of the dealer's staff (tokens outlive changes).
-    async fn caller(&self, claims: &Claims) -> Result<leads_domain::directory::Staff, ApiError> {
-        let staff = self.directory.staff_of(&claims.dealer_id).await?;
+    async fn caller(&self, claims: &Claims) -> Result<Staff, ApiError> {
+        let staff = self.roster(&claims.dealer_id).await?;
         staff
             .into_iter()
             .find(|s| s.staff_id == claims.staff_id)
-            .ok_or_else(|| {
-                ApiError(
-                    403,
-                    "forbidden",
-                    "caller is not on this dealer's staff".into(),
-                )
-            })
+            .ok_or_else(not_on_staff)
+    }
+
+    /// The verified claims checked against the directory: the staff member
+    /// is on the roster of the token's dealer, and the role and brand are
+    /// the directory's (a demoted manager is a consultant at once, within
+    /// the snapshot's TTL).
+    async fn authorise(&self, mut claims: Claims) -> Result<Claims, ApiError> {
+        let me = self.caller(&claims).await?;
+        let dealer = self
+            .dealer(&claims.dealer_id)
+            .await?
+            .ok_or_else(not_on_staff)?;
+        if me.dealer_id != claims.dealer_id || dealer.brand_id != claims.brand_id {
+            return Err(not_on_staff());
+        }
+        claims.role = me.role;
+        Ok(claims)
+    }
+
+    async fn roster(&self, dealer_id: &str) -> Result<Vec<Staff>, ApiError> {
+        if let Some(v) = fresh(&self.rosters, dealer_id, self.directory_ttl) {
+            return Ok(v);
+        }
+        let v = self.directory.staff_of(dealer_id).await?;
+        keep(&self.rosters, dealer_id, v.clone());
+        Ok(v)
+    }
+
+    async fn dealer(&self, dealer_id: &str) -> Result<Option<Dealer>, ApiError> {
+        if let Some(v) = fresh(&self.dealers, dealer_id, self.directory_ttl) {
+            return Ok(v);
+        }
+        let v = self.directory.dealer(dealer_id).await?;
+        keep(&self.dealers, dealer_id, v.clone());
+        Ok(v)
     }
 
     async fn claim(
@@ -580,6 +683,31 @@ impl Api {
             "dealer": position.dealer,
         }))
     }
+}
+
+fn unauthorized(e: auth::AuthError) -> ApiError {
+    ApiError(401, "unauthorized", e.to_string())
+}
+
+fn not_on_staff() -> ApiError {
+    ApiError(
+        403,
+        "forbidden",
+        "caller is not on this dealer's staff".into(),
+    )
+}
+
+fn fresh<V: Clone>(cache: &Cached<V>, key: &str, ttl: std::time::Duration) -> Option<V> {
+    let cache = cache.lock().expect("cache lock");
+    let (at, v) = cache.get(key)?;
+    (at.elapsed() < ttl).then(|| v.clone())
+}
+
+fn keep<V>(cache: &Cached<V>, key: &str, value: V) {
+    cache
+        .lock()
+        .expect("cache lock")
+        .insert(key.to_string(), (std::time::Instant::now(), value));
 }
 
 /// `top=N` from a query string: default 10, 1..=100.

@@ -163,13 +163,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let token = |i: u64| {
         auth::issue(
             secret.as_bytes(),
-            &Claims {
-                staff_id: format!("{}-s", dealer(i)),
-                dealer_id: dealer(i),
-                brand_id: brand.clone(),
-                role: StaffRole::Sales,
-                exp: Utc::now().timestamp() + 3_600,
-            },
+            &Claims::staff(
+                &format!("{}-s", dealer(i)),
+                &dealer(i),
+                &brand.clone(),
+                StaffRole::Sales,
+                Utc::now(),
+                3_600,
+            ),
         )
     };
     println!(

@@ -335,6 +335,22 @@ impl Router {
                 assignee: None,
             });
         };
+        if lead
+            .signer_brand
+            .as_ref()
+            .is_some_and(|b| *b != brand.brand_id)
+        {
+            // One brand's CRM secret signed a lead for another brand's
+            // account: not that CRM's to create. Nothing is written (the raw
+            // payload stays for the investigation, under its TTL).
+            tracing::warn!(platform = %lead.platform, account = %lead.account_id, source_event_id = %lead.source_event_id, "lead signed by another brand's secret dropped");
+            return Ok(Processed {
+                lead_id: None,
+                outcome: None,
+                route: None,
+                assignee: None,
+            });
+        }
         let owner_dealer = match (&account.owner, &lead.staff_hint) {
             (AccountOwner::Dealer { dealer_id }, _) => self.directory.dealer(dealer_id).await?,
             // The brand's WeCom corp: the customer was added by one of the

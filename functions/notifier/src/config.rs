@@ -71,8 +71,52 @@ pub struct NotifierConfig {
     pub delivery_lease: Duration,
 }
 
+/// An endpoint URL the notifier may send to: `https://` only. `http://` only
+/// to `127.0.0.1` and only when `allow_loopback_http` (the local stack's
+/// stand-ins; `NOTIFY_ALLOW_LOOPBACK_HTTP=1`, never set in `template.yaml`).
+/// The error never quotes the URL (it may carry a key).
+pub fn check_url(
+    name: &'static str,
+    url: &str,
+    allow_loopback_http: bool,
+) -> Result<(), ConfigError> {
+    let lower = url.to_ascii_lowercase();
+    let ok = match lower.strip_prefix("https://") {
+        Some(rest) => !rest.is_empty(),
+        None => {
+            allow_loopback_http
+                && lower.strip_prefix("http://127.0.0.1").is_some_and(|rest| {
+                    rest.is_empty() || rest.starts_with(':') || rest.starts_with('/')
+                })
+        }
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid {
+            name,
+            reason: "must be an https:// URL".into(),
+        })
+    }
+}
+
 impl NotifierConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
+        let config = Self::from_env_unchecked()?;
+        let loopback = config::optional("NOTIFY_ALLOW_LOOPBACK_HTTP").as_deref() == Some("1");
+        if let Some(w) = &config.wecom {
+            check_url("WECOM_BASE_URL", &w.base_url, loopback)?;
+        }
+        if let Some(s) = &config.sms {
+            check_url("SMS_GATEWAY_URL", &s.url, loopback)?;
+        }
+        if let Some(w) = &config.webhook {
+            check_url("CRM_WEBHOOK_URL", &w.url, loopback)?;
+        }
+        Ok(config)
+    }
+
+    fn from_env_unchecked() -> Result<Self, ConfigError> {
         let wecom = match all_or_none(&["WECOM_CORP_ID", "WECOM_CORP_SECRET", "WECOM_AGENT_ID"])? {
             None => None,
             Some(v) => Some(WecomConfig {
@@ -136,6 +180,31 @@ fn all_or_none(names: &[&'static str]) -> Result<Option<Vec<String>>, ConfigErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_https_urls_and_loopback_http_when_allowed() {
+        for ok in [
+            "https://qyapi.weixin.qq.com",
+            "https://crm.example.com/hook?k=1",
+        ] {
+            assert!(check_url("U", ok, false).is_ok(), "{ok}");
+        }
+        for local in ["http://127.0.0.1:8080/hook", "http://127.0.0.1"] {
+            assert!(check_url("U", local, true).is_ok(), "{local}");
+            assert!(check_url("U", local, false).is_err(), "{local}");
+        }
+        for bad in [
+            "http://crm.example.com/hook",
+            "http://127.0.0.1.evil.example/hook",
+            "http://127.0.0.1@evil.example/",
+            "ftp://x",
+            "https://",
+            "crm.example.com",
+        ] {
+            let err = check_url("U", bad, true).unwrap_err().to_string();
+            assert!(!err.contains("example") && !err.contains("evil"), "{err}");
+        }
+    }
 
     #[test]
     fn secrets_do_not_print() {

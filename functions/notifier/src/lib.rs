@@ -166,7 +166,10 @@ impl Notifier {
         clients: &AwsClients,
         config: NotifierConfig,
     ) -> Result<Self, reqwest::Error> {
+        // A redirect is never followed: an endpoint that answers 3xx would
+        // otherwise send the message (and its credentials) somewhere else.
         let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(config.request_timeout)
             .connect_timeout(config.request_timeout.min(Duration::from_secs(3)))
             .build()?;

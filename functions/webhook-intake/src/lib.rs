@@ -61,6 +61,12 @@ impl Intake {
     pub async fn from_env() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let settings = Settings::from_env()?;
         let secrets = IntakeSecrets::from_json(&config::required("INTAKE_SECRETS")?)?;
+        for app in secrets.unbound_douyin_apps() {
+            tracing::warn!(
+                client_key = app,
+                "Douyin app has no douyin_accounts entry: it may deliver for any account"
+            );
+        }
         let clients = AwsClients::from_env().await;
         Ok(Self::new(&settings, &clients, secrets))
     }
@@ -81,14 +87,17 @@ impl Intake {
 
     pub async fn handle(&self, request: Request) -> Response<Body> {
         let source_name = source_of(&request);
-        let result = match Source::parse(&source_name) {
-            None => Err(IntakeError::UnknownSource(source_name.clone())),
+        let source = Source::parse(&source_name);
+        let result = match source {
+            None => Err(IntakeError::UnknownSource),
             Some(source) => self.process(source, &request).await,
         };
         match result {
             Ok(response) => response,
             Err(err) => {
-                tracing::warn!(source = %source_name, status = err.status(), code = err.code(), reason = %err, "webhook rejected");
+                // The source as we know it, never the path as sent.
+                let source = source.map_or("unknown", Source::as_str);
+                tracing::warn!(source, status = err.status(), code = err.code(), reason = %err, "webhook rejected");
                 error_response(err.status(), err.code(), &err.to_string())
             }
         }

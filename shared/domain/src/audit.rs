@@ -12,6 +12,10 @@ pub enum AuditAction {
     /// Another key of the customer (a phone for a WeCom contact) now points here.
     Linked,
     Merged,
+    /// A staff link refused: the key belongs to another dealer's live lead.
+    LinkRefused,
+    /// The customer's personal data was erased (PIPL).
+    Erased,
     Routed,
     Assigned,
     Notified,

@@ -191,6 +191,7 @@ mod tests {
             channel_tag: None,
             received_at: at,
             raw_payload_ref: "RAW#1".into(),
+            signer_brand: None,
         };
         LeadRecord::new("L1".into(), "b", &canonical, Some("d".into()))
     }

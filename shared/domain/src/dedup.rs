@@ -79,6 +79,8 @@ pub struct LinkLead<'a> {
     pub lead_id: &'a str,
     pub received_at: DateTime<Utc>,
     pub status: LeadStatus,
+    /// The dealer that has the lead (None: not routed to one).
+    pub dealer_id: Option<&'a str>,
 }
 
 impl LinkLead<'_> {
@@ -117,6 +119,9 @@ pub enum LinkDecision {
     /// The anchor is closed and the key belongs to a live lead: leave both
     /// alone (a closed lead never absorbs or is absorbed).
     KeepApart,
+    /// A staff member's link ([`decide_staff_link`]): the key belongs to a
+    /// live lead of another dealer. Nothing is linked, merged or copied.
+    HeldByOtherDealer,
 }
 
 /// Decides a link of a key to `anchor`, given what the key's identity says.
@@ -142,6 +147,26 @@ pub fn decide_link(
     }
 }
 
+/// Decides a link a staff member asked for (the `phone` event): as
+/// [`decide_link`], except that a key held by a live lead of another dealer
+/// inside its window is refused. A consultant can neither merge another
+/// dealer's lead (into theirs or theirs into it) nor learn anything of it.
+pub fn decide_staff_link(
+    anchor: &LinkLead<'_>,
+    holder: Option<&KeyHolder<'_>>,
+    now: DateTime<Utc>,
+) -> LinkDecision {
+    let decision = decide_link(anchor, holder, now);
+    match (decision, holder) {
+        (LinkDecision::Merge { .. } | LinkDecision::KeepApart, Some(h))
+            if h.lead.dealer_id.is_none() || h.lead.dealer_id != anchor.dealer_id =>
+        {
+            LinkDecision::HeldByOtherDealer
+        }
+        _ => decision,
+    }
+}
+
 /// What a link did, as the store reports it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LinkOutcome {
@@ -164,6 +189,12 @@ pub enum LinkOutcome {
         lead: Box<LeadRecord>,
         holder_lead_id: String,
     },
+    /// A staff link refused: the key belongs to a live lead of another
+    /// dealer (`holder_lead_id`, for the audit only; never in an answer).
+    Refused {
+        lead: Box<LeadRecord>,
+        holder_lead_id: String,
+    },
 }
 
 impl LinkOutcome {
@@ -172,7 +203,8 @@ impl LinkOutcome {
         match self {
             LinkOutcome::Linked { lead }
             | LinkOutcome::AlreadyLinked { lead, .. }
-            | LinkOutcome::KeptApart { lead, .. } => lead,
+            | LinkOutcome::KeptApart { lead, .. }
+            | LinkOutcome::Refused { lead, .. } => lead,
             LinkOutcome::Merged { survivor, .. } => survivor,
         }
     }
@@ -184,6 +216,7 @@ impl LinkOutcome {
             LinkOutcome::AlreadyLinked { .. } => "already_linked",
             LinkOutcome::Merged { .. } => "merged",
             LinkOutcome::KeptApart { .. } => "kept_apart",
+            LinkOutcome::Refused { .. } => "refused",
         }
     }
 }
@@ -235,6 +268,29 @@ pub fn link_audit(
                     "merged into lead {} ({}): same customer ({} linked)",
                     survivor.lead_id,
                     survivor.first_touch.platform,
+                    key_kind(key)
+                ),
+            ),
+        ],
+        // Both dealers' trails record the attempt; neither names the other
+        // lead, its dealer or the key.
+        LinkOutcome::Refused {
+            lead,
+            holder_lead_id,
+        } => vec![
+            event(
+                &lead.lead_id,
+                AuditAction::LinkRefused,
+                format!(
+                    "{} refused: it belongs to a live lead of another dealer",
+                    key_kind(key)
+                ),
+            ),
+            event(
+                holder_lead_id,
+                AuditAction::LinkRefused,
+                format!(
+                    "another dealer's staff recorded this customer's {} on their lead: refused",
                     key_kind(key)
                 ),
             ),
@@ -302,6 +358,7 @@ mod tests {
             lead_id: "L1",
             received_at: at,
             status: LeadStatus::Assigned,
+            dealer_id: Some("d1"),
         };
         let b = LinkLead { lead_id: "L2", ..a };
         assert!(!a.earlier_than(&a));
@@ -361,7 +418,55 @@ mod tests {
             lead_id: id,
             received_at: at(minutes),
             status,
+            dealer_id: Some("d1"),
         }
+    }
+
+    #[test]
+    fn a_staff_link_never_touches_another_dealers_live_lead() {
+        let mine = side("W", 10, LeadStatus::Assigned);
+        let now = at(60);
+        let theirs = |status, dealer| KeyHolder {
+            lead: LinkLead {
+                dealer_id: dealer,
+                ..side("D", 0, status)
+            },
+            window_until: at(10_000),
+        };
+        for status in [LeadStatus::New, LeadStatus::Assigned, LeadStatus::Contacted] {
+            for dealer in [Some("d2"), None] {
+                let h = theirs(status, dealer);
+                assert_eq!(
+                    decide_staff_link(&mine, Some(&h), now),
+                    LinkDecision::HeldByOtherDealer
+                );
+                // The router's link (a source's two keys) still merges.
+                assert!(matches!(
+                    decide_link(&mine, Some(&h), now),
+                    LinkDecision::Merge { .. }
+                ));
+            }
+            // Same dealer: merged as before.
+            let h = theirs(status, Some("d1"));
+            assert!(matches!(
+                decide_staff_link(&mine, Some(&h), now),
+                LinkDecision::Merge { .. }
+            ));
+        }
+        // Another dealer's closed lead, or its window over: the key is free.
+        let closed = theirs(LeadStatus::Won, Some("d2"));
+        assert_eq!(
+            decide_staff_link(&mine, Some(&closed), now),
+            LinkDecision::Link
+        );
+        let old = KeyHolder {
+            window_until: at(30),
+            ..theirs(LeadStatus::Assigned, Some("d2"))
+        };
+        assert_eq!(
+            decide_staff_link(&mine, Some(&old), now),
+            LinkDecision::Link
+        );
     }
 
     #[test]
@@ -444,6 +549,7 @@ mod tests {
             channel_tag: None,
             received_at: at(0),
             raw_payload_ref: "RAW#x".into(),
+            signer_brand: None,
         };
         let mut r = LeadRecord::new(id.into(), "b", &lead, None);
         r.assignee = assignee.map(str::to_string);
@@ -536,8 +642,21 @@ mod tests {
                 LinkDecision::KeepApart => {
                     prop_assert!(window_left > 0 && other.alive() && !anchor.alive());
                 }
-                LinkDecision::AlreadyLinked => prop_assert!(false, "different ids"),
+                LinkDecision::AlreadyLinked | LinkDecision::HeldByOtherDealer => {
+                    prop_assert!(false, "different ids; the router's link never refuses")
+                }
             }
+            // A staff link: the router's decision, except that another
+            // dealer's live lead inside its window is refused, never merged.
+            let theirs = KeyHolder { lead: LinkLead { dealer_id: Some("d2"), ..other }, ..holder };
+            let staff = decide_staff_link(&anchor, Some(&theirs), now);
+            match decide_link(&anchor, Some(&theirs), now) {
+                LinkDecision::Merge { .. } | LinkDecision::KeepApart => {
+                    prop_assert_eq!(staff, LinkDecision::HeldByOtherDealer)
+                }
+                d => prop_assert_eq!(staff, d),
+            }
+            prop_assert_eq!(decide_staff_link(&anchor, Some(&holder), now), decision);
         }
 
         #[test]

@@ -85,6 +85,11 @@ pub struct CanonicalLead {
     pub received_at: DateTime<Utc>,
     /// Key of the raw payload kept (with a TTL) for traceability.
     pub raw_payload_ref: String,
+    /// The brand whose own secret signed the delivery (the brand CRM's
+    /// per-brand `oem_crm` secret): the router takes the lead only for an
+    /// account of that brand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer_brand: Option<String>,
 }
 
 impl CanonicalLead {

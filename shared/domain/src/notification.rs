@@ -112,7 +112,8 @@ impl NotificationJob {
             dealer_id: lead.dealer_id.clone(),
             recipients,
             phone_masked: lead.phone_masked.clone(),
-            customer_name: lead.customer_name.clone(),
+            // A name that is (or holds) a phone never travels in full.
+            customer_name: lead.customer_name.as_deref().map(crate::phone::mask_phones),
             series_interest: lead.series_interest.clone(),
             created_at,
         }

@@ -151,6 +151,140 @@ impl From<Phone> for String {
     }
 }
 
+// ------------------------------------------------------------ in free text
+//
+// One matcher for every place a phone may hide in text: masking what a
+// person sees (a customer name, an echoed field), and the notifier's
+// pre-send leak guard. A "digit" is ASCII, fullwidth or a Chinese numeral
+// (〇零一二三四五六七八九, 幺 for 1); between two digits any short run (up
+// to 3 characters) of separators is allowed: spaces (double, ideographic),
+// `- . _ , / ( ) + *`, their fullwidth forms, `、` and `·`. So `138_1234_5678`,
+// `138,1234,5678`, `138/1234/5678`, `(138)12345678`, `１３８ １２３４ ５６７８`
+// and `一三八一二三四五六七八` are all one run of 11 digits.
+
+/// The digit a character stands for in a phone written in text.
+fn text_digit(c: char) -> Option<u8> {
+    match c {
+        '0'..='9' => Some(c as u8 - b'0'),
+        '０'..='９' => Some((c as u32 - '０' as u32) as u8),
+        '〇' | '零' => Some(0),
+        '一' | '幺' => Some(1),
+        '二' => Some(2),
+        '三' => Some(3),
+        '四' => Some(4),
+        '五' => Some(5),
+        '六' => Some(6),
+        '七' => Some(7),
+        '八' => Some(8),
+        '九' => Some(9),
+        _ => None,
+    }
+}
+
+fn text_separator(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(
+            c,
+            '-' | '.' | '_' | ',' | '/' | '(' | ')' | '+' | '*' | '\u{2010}'
+                ..='\u{2015}'
+                    | '－'
+                    | '．'
+                    | '＿'
+                    | '，'
+                    | '／'
+                    | '（'
+                    | '）'
+                    | '＋'
+                    | '、'
+                    | '·'
+                    | '。'
+        )
+}
+
+/// Most separators allowed between two digits of one run.
+const MAX_GAP: usize = 3;
+
+/// Runs of digits in `chars`: (first char index, end char index, digits).
+fn digit_runs(chars: &[char]) -> Vec<(usize, usize, Vec<u8>)> {
+    let mut runs = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let Some(first) = text_digit(chars[i]) else {
+            i += 1;
+            continue;
+        };
+        let start = i;
+        let mut digits = vec![first];
+        let mut end = i + 1;
+        let mut j = i + 1;
+        loop {
+            let mut k = j;
+            while k < chars.len() && k - j < MAX_GAP && text_separator(chars[k]) {
+                k += 1;
+            }
+            match chars.get(k).and_then(|c| text_digit(*c)) {
+                Some(d) => {
+                    digits.push(d);
+                    end = k + 1;
+                    j = k + 1;
+                }
+                None => break,
+            }
+        }
+        runs.push((start, end, digits));
+        i = end;
+    }
+    runs
+}
+
+/// The national part of a run (a leading `86` or `0086` dropped when what
+/// follows is 11 digits).
+fn national(digits: &[u8]) -> &[u8] {
+    match digits {
+        [8, 6, rest @ ..] if rest.len() == 11 => rest,
+        [0, 0, 8, 6, rest @ ..] if rest.len() == 11 => rest,
+        _ => digits,
+    }
+}
+
+fn mobile_digits(n: &[u8]) -> bool {
+    n.len() == 11 && n[0] == 1 && (3..=9).contains(&n[1])
+}
+
+/// Masks every run of 7 or more digits (any of the forms above) as
+/// `138****5678`: a mobile or landline number in a free-text field or a name
+/// is never shown whole. Shorter runs ("H5", "2025款") are left alone.
+pub fn mask_phones(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for (start, end, digits) in digit_runs(&chars) {
+        let n = national(&digits);
+        if n.len() < 7 {
+            continue;
+        }
+        out.extend(&chars[at..start]);
+        let shown = |d: &[u8]| d.iter().map(|d| char::from(b'0' + d)).collect::<String>();
+        out.push_str(&shown(&n[..3]));
+        out.push_str("****");
+        out.push_str(&shown(&n[n.len() - 4..]));
+        at = end;
+    }
+    out.extend(&chars[at..]);
+    out
+}
+
+/// True if `text` holds a full mainland mobile number in any of the forms
+/// above (the notifier's pre-send leak guard).
+pub fn contains_phone(text: &str) -> bool {
+    let chars: Vec<char> = text.chars().collect();
+    // The whole run, not any 11 of its digits: ids like `brand-14396-74620873`
+    // are long runs that merely contain a mobile-looking stretch.
+    digit_runs(&chars)
+        .iter()
+        .any(|(_, _, digits)| mobile_digits(national(digits)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -348,6 +482,94 @@ mod tests {
             if let Ok(p) = Phone::parse(&s) {
                 prop_assert!(is_mobile(p.national()));
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod text_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const FORMS: [&str; 14] = [
+        "13812345678",
+        "138 1234 5678",
+        "138  1234  5678",
+        "138_1234_5678",
+        "138,1234,5678",
+        "138/1234/5678",
+        "138-1234-5678",
+        "(138)12345678",
+        "（138）1234 5678",
+        "+86 138 1234 5678",
+        "１３８１２３４５６７８",
+        "一三八一二三四五六七八",
+        "幺三八 幺二三四 五六七八",
+        "138\u{3000}1234\u{3000}5678",
+    ];
+
+    #[test]
+    fn every_form_from_the_issue_is_found_and_masked() {
+        for form in FORMS {
+            let text = format!("客户说：{form}，尽快联系");
+            assert!(contains_phone(&text), "{form}");
+            let masked = mask_phones(&text);
+            assert!(!contains_phone(&masked), "{form} -> {masked}");
+            assert!(masked.contains("****"), "{form} -> {masked}");
+            // No 5 digits of the middle survive.
+            assert!(!masked.contains("1234"), "{form} -> {masked}");
+        }
+        assert_eq!(mask_phones("(138)12345678"), "(138****5678");
+        // Short runs, dates and model names stay.
+        for plain in ["鸿途H5 2025款", "第一次来", "S7", "二〇二五年"] {
+            assert_eq!(mask_phones(plain), plain);
+            assert!(!contains_phone(plain));
+        }
+    }
+
+    fn digit_form(d: u8, style: u8) -> char {
+        match style % 3 {
+            0 => char::from(b'0' + d),
+            1 => char::from_u32('０' as u32 + u32::from(d)).unwrap(),
+            _ => ['〇', '一', '二', '三', '四', '五', '六', '七', '八', '九'][usize::from(d)],
+        }
+    }
+
+    const SEPARATORS: [&str; 12] = [
+        " ", "  ", "-", "_", ",", "/", ".", "\u{3000}", "、", "－", ") ", "，",
+    ];
+
+    proptest! {
+        /// Any mobile number written with any digits and separators (at
+        /// most 3 characters between two digits), inside any text without
+        /// digits, is found, and masking leaves no full number.
+        #[test]
+        fn any_written_form_is_found_and_masked(
+            second in 3u8..=9,
+            rest in proptest::collection::vec(0u8..=9, 9),
+            styles in proptest::collection::vec(0u8..3, 11),
+            gaps in proptest::collection::vec(proptest::option::of(0usize..SEPARATORS.len()), 10),
+            before in "[a-zA-Z客户电话：]{0,8}",
+            after in "[a-zA-Z，谢谢]{0,8}",
+        ) {
+            let digits: Vec<u8> = [1, second].into_iter().chain(rest).collect();
+            let mut form = String::new();
+            for (i, d) in digits.iter().enumerate() {
+                form.push(digit_form(*d, styles[i]));
+                if let Some(Some(g)) = gaps.get(i) {
+                    if i < 10 {
+                        form.push_str(SEPARATORS[*g]);
+                    }
+                }
+            }
+            let text = format!("{before}{form}{after}");
+            prop_assert!(contains_phone(&text), "{}", text);
+            let masked = mask_phones(&text);
+            prop_assert!(!contains_phone(&masked), "{} -> {}", text, masked);
+            let middle: String = digits[3..7].iter().map(|d| char::from(b'0' + d)).collect();
+            let shown: String = masked.chars().filter_map(text_digit).map(|d| char::from(b'0' + d)).collect();
+            prop_assert!(!shown.contains(&middle) || shown.len() < 11, "{} -> {}", text, masked);
+            prop_assert_eq!(shown.len(), 7, "{} -> {}", text, masked);
         }
     }
 }

@@ -175,72 +175,15 @@ fn metric_label(metric: &str) -> &str {
     }
 }
 
-fn digit(c: char) -> Option<char> {
-    match c {
-        '0'..='9' => Some(c),
-        '０'..='９' => char::from_digit(c as u32 - '０' as u32, 10),
-        _ => None,
-    }
-}
-
-fn separator(c: char) -> bool {
-    matches!(c, ' ' | '-' | '.' | '\u{3000}' | '－')
-}
-
-/// Masks every run of 7 or more digits (ASCII or fullwidth, single spaces,
-/// dashes or dots allowed between them) as `138****5678`: a mobile or
-/// landline number typed into a free-text field is never shown whole.
-/// Shorter runs ("H5", "2025款") are left alone.
+/// Masks phones in free text: see [`crate::phone::mask_phones`].
 pub fn mask_phones(text: &str) -> String {
-    let chars: Vec<char> = text.chars().collect();
-    let mut out = String::with_capacity(text.len());
-    let mut i = 0;
-    while i < chars.len() {
-        if digit(chars[i]).is_none() {
-            out.push(chars[i]);
-            i += 1;
-            continue;
-        }
-        // A run: digits, with one separator allowed between two digits.
-        let start = i;
-        let mut end = i;
-        let mut digits = String::new();
-        let mut j = i;
-        while j < chars.len() {
-            if let Some(d) = digit(chars[j]) {
-                digits.push(d);
-                end = j + 1;
-                j += 1;
-            } else if separator(chars[j]) && chars.get(j + 1).and_then(|c| digit(*c)).is_some() {
-                j += 1;
-            } else {
-                break;
-            }
-        }
-        // A country code is not part of what the masked form shows.
-        let national = match digits.len() {
-            13 if digits.starts_with("86") => &digits[2..],
-            15 if digits.starts_with("0086") => &digits[4..],
-            _ => &digits[..],
-        };
-        if national.len() >= 7 {
-            out.push_str(&national[..3]);
-            out.push_str("****");
-            out.push_str(&national[national.len() - 4..]);
-        } else {
-            out.extend(&chars[start..end]);
-        }
-        i = end;
-    }
-    out
+    crate::phone::mask_phones(text)
 }
 
-/// True if `text` holds a full mainland mobile number, as the regex
-/// `1[3-9]\d{9}` would find it: eleven ASCII digits in a row starting 13-19.
+/// True if `text` holds a full mainland mobile number in any written form
+/// (the notifier's leak guard): see [`crate::phone::contains_phone`].
 pub fn contains_full_phone(text: &str) -> bool {
-    let b = text.as_bytes();
-    b.windows(11)
-        .any(|w| w[0] == b'1' && (b'3'..=b'9').contains(&w[1]) && w.iter().all(u8::is_ascii_digit))
+    crate::phone::contains_phone(text)
 }
 
 /// The longest prefix of `s` within `max` bytes, ending on a character
@@ -386,16 +329,21 @@ mod tests {
     }
 
     #[test]
-    fn full_phone_detection_is_the_regex() {
+    fn full_phone_detection_covers_every_written_form() {
         assert!(contains_full_phone("call 13812345678 now"));
         assert!(contains_full_phone("x19912345678"));
         assert!(!contains_full_phone("12812345678"), "12x is not mobile");
         assert!(!contains_full_phone("1381234567"), "10 digits");
         assert!(!contains_full_phone("138****5678"));
-        assert!(
-            !contains_full_phone("１３８１２３４５６７８"),
-            "fullwidth is not \\d in the regex"
-        );
+        // Issue #14: more than the regex `1[3-9]\\d{9}` would find.
+        for form in [
+            "１３８１２３４５６７８",
+            "138_1234_5678",
+            "一三八一二三四五六七八",
+            "(138)12345678",
+        ] {
+            assert!(contains_full_phone(form), "{form}");
+        }
     }
 
     #[test]

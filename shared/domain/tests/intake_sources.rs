@@ -149,8 +149,12 @@ fn douyin_private_message_with_phone_is_a_natural_lead() {
     assert_eq!(lead.traffic, Traffic::Natural);
     assert_eq!(lead.phone, Some(Phone::parse("13805312345").unwrap()));
     assert!(matches!(lead.customer, CustomerKey::Phone { .. }));
-    assert_eq!(lead.source_event_id, "douyin:msg-1");
-    assert_eq!(lead.raw_payload_ref, "RAW#douyin#msg-1");
+    // The signed log_id is the delivery key; the unsigned Msg-Id is ignored
+    // (a replay with another Msg-Id is the same delivery).
+    assert_eq!(lead.source_event_id, "douyin:2026112408000001");
+    assert_eq!(lead.raw_payload_ref, "RAW#douyin#2026112408000001");
+    let replay = only_lead(douyin(body, "msg-2").unwrap());
+    assert_eq!(replay.source_event_id, lead.source_event_id);
 }
 
 #[test]

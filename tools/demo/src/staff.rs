@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 
-use chrono::{Duration, Utc};
+use chrono::Utc;
 use futures::stream::{self, StreamExt};
 use leads_domain::auth::{self, Claims};
 use leads_domain::directory_file::Directory;
@@ -192,13 +192,14 @@ pub fn token(directory: &Directory, api_secret: &[u8], staff_id: &str) -> Option
         .find(|d| d.dealer_id == staff.dealer_id)?;
     Some(auth::issue(
         api_secret,
-        &Claims {
-            staff_id: staff.staff_id.to_string(),
-            dealer_id: dealer.dealer_id.to_string(),
-            brand_id: dealer.brand_id.to_string(),
-            role: staff.role,
-            exp: (Utc::now() + Duration::hours(12)).timestamp(),
-        },
+        &Claims::staff(
+            &staff.staff_id,
+            &dealer.dealer_id,
+            &dealer.brand_id,
+            staff.role,
+            Utc::now(),
+            auth::MAX_LIFETIME_S,
+        ),
     ))
 }
 

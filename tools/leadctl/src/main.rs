@@ -45,9 +45,12 @@ enum Command {
         brand: String,
         #[arg(long, value_enum, default_value_t = Role::Sales)]
         role: Role,
-        /// Validity in hours.
+        /// Validity in hours (1 to 12).
         #[arg(long, default_value_t = 12)]
         hours: i64,
+        /// A token for the ranking page link: it can only read rankings.
+        #[arg(long)]
+        rankings_page: bool,
     },
     /// Move a queue's dead letters back to it (where SQS's managed redrive is not
     /// available). Messages first sent before the idempotency retention
@@ -113,20 +116,34 @@ async fn run(cli: Cli) -> Result<(), String> {
             brand,
             role,
             hours,
+            rankings_page,
         } => {
-            let secret = config::required("API_TOKEN_SECRET").map_err(|e| e.to_string())?;
-            let claims = leads_domain::auth::Claims {
-                staff_id: staff,
-                dealer_id: dealer,
-                brand_id: brand,
-                role: match role {
-                    Role::Sales => leads_domain::directory::StaffRole::Sales,
-                    Role::Manager => leads_domain::directory::StaffRole::Manager,
-                    Role::Dcc => leads_domain::directory::StaffRole::Dcc,
-                },
-                exp: chrono::Utc::now().timestamp() + hours * 3600,
+            let keyring = leads_domain::auth::Keyring::parse(
+                &config::required("API_TOKEN_SECRET").map_err(|e| e.to_string())?,
+            )
+            .map_err(|e| e.to_string())?;
+            if !(1..=12).contains(&hours) {
+                return Err("--hours must be 1 to 12 (tokens live at most 12 hours)".into());
+            }
+            let role = match role {
+                Role::Sales => leads_domain::directory::StaffRole::Sales,
+                Role::Manager => leads_domain::directory::StaffRole::Manager,
+                Role::Dcc => leads_domain::directory::StaffRole::Dcc,
             };
-            println!("{}", leads_domain::auth::issue(secret.as_bytes(), &claims));
+            let claims = leads_domain::auth::Claims::staff(
+                &staff,
+                &dealer,
+                &brand,
+                role,
+                chrono::Utc::now(),
+                hours * 3600,
+            );
+            let claims = if rankings_page {
+                claims.for_rankings()
+            } else {
+                claims
+            };
+            println!("{}", keyring.issue(&claims));
             Ok(())
         }
     }

@@ -98,17 +98,20 @@ pub fn handle(
         )));
     }
 
-    let delivery_key = req
-        .header(MSG_ID_HEADER)
+    // From signed content only: the body's `log_id`, else the body's hash.
+    // The `Msg-Id` header is not signed (a replay with new ones would count
+    // as new deliveries) and is ignored.
+    let delivery_key = Some(envelope.log_id.clone())
         .filter(|id| !id.is_empty())
-        .map(str::to_string)
-        .or_else(|| Some(envelope.log_id.clone()).filter(|id| !id.is_empty()))
         .unwrap_or_else(|| body_hash(req.body));
     let raw_ref = raw_payload_ref(req.source, &delivery_key);
     let reply = Reply::json(serde_json::json!({ "code": 0, "message": "success" }));
 
     if req.source == Source::DouyinStats {
         let stats = content_stats(&envelope.to_user_id, &content, req)?;
+        if !secrets.douyin_may_speak_for(&client_key, &stats.platform_account) {
+            return Err(not_its_account());
+        }
         return Ok(Outcome::Accepted {
             delivery_key,
             messages: vec![IntakeMessage::ContentStats(stats)],
@@ -150,6 +153,9 @@ pub fn handle(
         .filter(|s| !s.is_empty())
         .or_else(|| text_field(&content, &["account_id"]))
         .unwrap_or_default();
+    if !secrets.douyin_may_speak_for(&client_key, &account_id) {
+        return Err(not_its_account());
+    }
     let raw = RawLead {
         source_event_id: format!("douyin:{delivery_key}"),
         account_id,
@@ -168,6 +174,10 @@ pub fn handle(
         messages: vec![IntakeMessage::Lead(Box::new(lead))],
         reply,
     })
+}
+
+fn not_its_account() -> IntakeError {
+    IntakeError::Unauthorized("this app may not deliver for the account the body names".into())
 }
 
 /// Finds the app whose secret signed the body.

@@ -3,8 +3,9 @@
 //! brand's CRM (`oem_crm`).
 //!
 //! Headers: `X-Timestamp` (Unix seconds, within 5 minutes of now), `X-Signature`
-//! (hex HMAC), optional `X-Account-Id` (selects a per-account secret) and
-//! `X-Event-Id` (the platform's delivery id; else the body hash is used).
+//! (hex HMAC), optional `X-Account-Id` (selects a per-account secret: the
+//! delivery may then only name that account) and `X-Event-Id` (unsigned, so
+//! ignored for dedup: the delivery key is the hash of the signed body).
 
 use hmac::{Hmac, Mac};
 use serde_json::Value;
@@ -23,6 +24,8 @@ pub const TIMESTAMP_HEADER: &str = "x-timestamp";
 pub const SIGNATURE_HEADER: &str = "x-signature";
 pub const ACCOUNT_HEADER: &str = "x-account-id";
 pub const EVENT_ID_HEADER: &str = "x-event-id";
+/// `oem_crm`: the brand whose own secret signs (`oem_crm_brands`).
+pub const BRAND_HEADER: &str = "x-brand-id";
 /// How far a request's timestamp may be from now, either way.
 pub const TOLERANCE_SECS: i64 = 300;
 /// Most leads accepted in one delivery.
@@ -50,15 +53,20 @@ pub fn handle(
     if req.method != Method::Post {
         return Err(IntakeError::MethodNotAllowed);
     }
-    authenticate(req, secrets)?;
-    let body: Value = serde_json::from_slice(req.body)
-        .map_err(|e| IntakeError::Malformed(format!("body is not JSON: {e}")))?;
+    let signer = authenticate(req, secrets)?;
+    let body: Value = serde_json::from_slice(req.body).map_err(|e| {
+        // Position only: serde's message can quote the body.
+        IntakeError::Malformed(format!(
+            "body is not JSON (line {}, column {})",
+            e.line(),
+            e.column()
+        ))
+    })?;
     let reply = Reply::json(serde_json::json!({ "code": 0, "message": "success" }));
-    let delivery_key = req
-        .header(EVENT_ID_HEADER)
-        .filter(|id| !id.is_empty())
-        .map(str::to_string)
-        .unwrap_or_else(|| body_hash(req.body));
+    // `X-Event-Id` is not signed: a replay with a new one would be a new
+    // delivery. The signed body is the key (the timestamp is left out, so a
+    // platform's retry with a fresh timestamp is still the same delivery).
+    let delivery_key = body_hash(req.body);
     let raw_ref = raw_payload_ref(req.source, &delivery_key);
 
     if req.source == Source::OemCrm
@@ -95,6 +103,17 @@ pub fn handle(
             return Err(IntakeError::NotALead(format!("lead {i} is not an object")));
         }
         let lead = parse_lead(req, item, header_account.as_deref(), &delivery_key, i)
+            .and_then(|parsed| {
+                // A per-account secret speaks for its own account only.
+                match &signer {
+                    Signer::Account(account) if parsed.3.account_id != *account => {
+                        Err(IntakeError::Unauthorized(
+                            "the body names an account this secret does not sign for".into(),
+                        ))
+                    }
+                    _ => Ok(parsed),
+                }
+            })
             .and_then(|(platform, scene, traffic, raw)| {
                 normaliser.lead(platform, scene, traffic, raw, req.now, &raw_ref)
             })
@@ -102,6 +121,10 @@ pub fn handle(
                 IntakeError::NotALead(m) => IntakeError::NotALead(format!("lead {i}: {m}")),
                 other => other,
             })?;
+        let mut lead = lead;
+        if let Signer::Brand(brand) = &signer {
+            lead.signer_brand = Some(brand.clone());
+        }
         messages.push(IntakeMessage::Lead(Box::new(lead)));
     }
     Ok(Outcome::Accepted {
@@ -111,7 +134,18 @@ pub fn handle(
     })
 }
 
-fn authenticate(req: &IntakeRequest<'_>, secrets: &IntakeSecrets) -> Result<(), IntakeError> {
+/// Which configured secret signed a delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Signer {
+    /// The per-account secret of this account (`X-Account-Id`).
+    Account(String),
+    /// A secret of the whole source (the platform's own).
+    Source,
+    /// One brand's own CRM secret (`oem_crm_brands`).
+    Brand(String),
+}
+
+fn authenticate(req: &IntakeRequest<'_>, secrets: &IntakeSecrets) -> Result<Signer, IntakeError> {
     let timestamp = req
         .header(TIMESTAMP_HEADER)
         .ok_or_else(|| IntakeError::Unauthorized("missing X-Timestamp".into()))?;
@@ -130,18 +164,28 @@ fn authenticate(req: &IntakeRequest<'_>, secrets: &IntakeSecrets) -> Result<(), 
     let sent = hex::decode(sent.trim())
         .map_err(|_| IntakeError::Unauthorized("X-Signature is not hex".into()))?;
     let configured = secrets.hmac.get(&req.source);
-    let account_secrets = req
-        .header(ACCOUNT_HEADER)
-        .and_then(|a| configured?.accounts.get(a));
-    let candidates = account_secrets
-        .or(configured.map(|c| &c.secrets))
-        .ok_or_else(|| IntakeError::Unauthorized("no secret configured for this source".into()))?;
+    let account = req.header(ACCOUNT_HEADER);
+    let account_secrets = account.and_then(|a| Some((a, configured?.accounts.get(a)?)));
+    let brand_secrets = req
+        .header(BRAND_HEADER)
+        .filter(|_| req.source == Source::OemCrm)
+        .and_then(|b| Some((b, secrets.oem_crm_brands.get(b)?)));
+    let (signer, candidates) = match (brand_secrets, account_secrets) {
+        (Some((b, s)), _) => (Signer::Brand(b.to_string()), s),
+        (None, Some((a, s))) => (Signer::Account(a.to_string()), s),
+        (None, None) => (
+            Signer::Source,
+            configured.map(|c| &c.secrets).ok_or_else(|| {
+                IntakeError::Unauthorized("no secret configured for this source".into())
+            })?,
+        ),
+    };
     // `verify_slice` compares in constant time.
     let valid = candidates
         .iter()
         .any(|s| mac(s, timestamp, req.body).verify_slice(&sent).is_ok());
     if valid {
-        Ok(())
+        Ok(signer)
     } else {
         Err(IntakeError::Unauthorized("signature does not match".into()))
     }
@@ -252,9 +296,10 @@ fn traffic_field(item: &Value, default: Traffic) -> Result<Traffic, IntakeError>
         None => Ok(default),
         Some("natural") => Ok(Traffic::Natural),
         Some("paid") => Ok(Traffic::Paid),
-        Some(other) => Err(IntakeError::NotALead(format!(
-            "traffic must be natural or paid, not {other:?}"
-        ))),
+        // Never quote the value: it is the caller's input.
+        Some(_) => Err(IntakeError::NotALead(
+            "traffic must be natural or paid".into(),
+        )),
     }
 }
 

@@ -185,8 +185,9 @@ pub enum IntakeError {
     Malformed(String),
     #[error("{0}")]
     Unauthorized(String),
-    #[error("unknown source {0:?}")]
-    UnknownSource(String),
+    /// The path named no source (the name is never quoted back).
+    #[error("unknown source")]
+    UnknownSource,
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("body is {0} bytes; the limit is {MAX_BODY_BYTES}")]
@@ -200,7 +201,7 @@ impl IntakeError {
         match self {
             IntakeError::Malformed(_) => 400,
             IntakeError::Unauthorized(_) => 401,
-            IntakeError::UnknownSource(_) => 404,
+            IntakeError::UnknownSource => 404,
             IntakeError::MethodNotAllowed => 405,
             IntakeError::TooLarge(_) => 413,
             IntakeError::NotALead(_) => 422,
@@ -212,7 +213,7 @@ impl IntakeError {
         match self {
             IntakeError::Malformed(_) => "malformed",
             IntakeError::Unauthorized(_) => "bad_signature",
-            IntakeError::UnknownSource(_) => "unknown_source",
+            IntakeError::UnknownSource => "unknown_source",
             IntakeError::MethodNotAllowed => "method_not_allowed",
             IntakeError::TooLarge(_) => "too_large",
             IntakeError::NotALead(_) => "not_a_lead",

@@ -118,6 +118,7 @@ impl Normaliser {
             channel_tag: raw.channel_tag,
             received_at,
             raw_payload_ref: raw_payload_ref.to_string(),
+            signer_brand: None,
         })
     }
 }

@@ -5,9 +5,11 @@
 //! {
 //!   "phone_hash_key": "…",
 //!   "douyin": { "<client_key>": "<client_secret>" },
+//!   "douyin_accounts": { "<client_key>": ["<account id>", "…"] },
 //!   "hmac": {
 //!     "autohome": { "secrets": ["current", "previous"], "accounts": { "<account id>": ["…"] } }
 //!   },
+//!   "oem_crm_brands": { "<brand id>": ["…"] },
 //!   "wecom": [ { "corp_id": "ww…", "token": "…", "encoding_aes_key": "<43 chars>" } ]
 //! }
 //! ```
@@ -28,9 +30,19 @@ pub struct IntakeSecrets {
     /// Douyin apps: client_key -> client_secret (also used by `douyin_stats`).
     #[serde(default)]
     pub douyin: HashMap<String, String>,
+    /// The accounts each Douyin app may speak for (leads and stats); a body
+    /// naming another account is refused (401). An app without an entry may
+    /// speak for any account (a start-up warning says so).
+    #[serde(default)]
+    pub douyin_accounts: HashMap<String, Vec<String>>,
     /// HMAC-signed sources (feiyu, vertical media, OEM CRM).
     #[serde(default)]
     pub hmac: HashMap<Source, HmacSecrets>,
+    /// The brand CRM's secrets per brand (`oem_crm` with `X-Brand-Id`): a
+    /// delivery signed with one brand's secret creates leads only for that
+    /// brand's accounts (the router checks).
+    #[serde(default)]
+    pub oem_crm_brands: HashMap<String, Vec<String>>,
     /// WeCom corps whose callbacks we accept.
     #[serde(default)]
     pub wecom: Vec<WecomCorp>,
@@ -56,9 +68,32 @@ pub struct WecomCorp {
 }
 
 impl IntakeSecrets {
+    /// Whether the Douyin app `client_key` may deliver for `account`.
+    pub fn douyin_may_speak_for(&self, client_key: &str, account: &str) -> bool {
+        match self.douyin_accounts.get(client_key) {
+            Some(accounts) => accounts.iter().any(|a| a == account),
+            None => true,
+        }
+    }
+
+    /// Douyin apps not bound to accounts (each may speak for any account).
+    pub fn unbound_douyin_apps(&self) -> Vec<&str> {
+        self.douyin
+            .keys()
+            .filter(|k| !self.douyin_accounts.contains_key(*k))
+            .map(String::as_str)
+            .collect()
+    }
+
     pub fn from_json(text: &str) -> Result<Self, String> {
-        let secrets: IntakeSecrets =
-            serde_json::from_str(text).map_err(|e| format!("intake secrets are invalid: {e}"))?;
+        // Position only: serde's message can quote the secret.
+        let secrets: IntakeSecrets = serde_json::from_str(text).map_err(|e| {
+            format!(
+                "intake secrets are invalid JSON or of the wrong shape (line {}, column {})",
+                e.line(),
+                e.column()
+            )
+        })?;
         if secrets.phone_hash_key.len() < 16 {
             return Err("intake secrets: phone_hash_key must be at least 16 characters".into());
         }

@@ -528,7 +528,10 @@ impl XmlFields {
                     }
                 }
                 Event::Text(text) => {
-                    let text = text.unescape().map_err(|e| e.to_string())?;
+                    // No message of the decoder: it could quote the text.
+                    let text = text
+                        .xml10_content()
+                        .map_err(|_| "text is not valid UTF-8".to_string())?;
                     if depth == 0 {
                         if !text.trim().is_empty() {
                             return Err("text outside the root element".into());
@@ -544,9 +547,41 @@ impl XmlFields {
                         return Err("CDATA outside the root element".into());
                     }
                     if depth == 2 {
-                        let text = cdata.decode().map_err(|e| e.to_string())?;
+                        let text = cdata
+                            .decode()
+                            .map_err(|_| "CDATA is not valid UTF-8".to_string())?;
                         if let Some((_, value)) = current.as_mut() {
                             value.push_str(&text);
+                        }
+                    }
+                }
+                // `&lt;` and the other four predefined entities, `&#..;`
+                // character references; any other entity is refused, and
+                // the message never names it (it is unauthenticated input).
+                Event::GeneralRef(reference) => {
+                    let resolved = match reference.resolve_char_ref() {
+                        Ok(Some(c)) => c.to_string(),
+                        Ok(None) => reference
+                            .decode()
+                            .ok()
+                            .and_then(|name| quick_xml::escape::resolve_predefined_entity(&name))
+                            .ok_or_else(|| {
+                                format!("unknown entity near byte {}", reader.buffer_position())
+                            })?
+                            .to_string(),
+                        Err(_) => {
+                            return Err(format!(
+                                "invalid character reference near byte {}",
+                                reader.buffer_position()
+                            ))
+                        }
+                    };
+                    if depth == 0 {
+                        return Err("text outside the root element".into());
+                    }
+                    if depth == 2 {
+                        if let Some((_, value)) = current.as_mut() {
+                            value.push_str(&resolved);
                         }
                     }
                 }
@@ -589,12 +624,28 @@ mod tests {
             "<xml><A>1</B13812345678></xml>",
             "<xml><13812345678>",
             "<xml><A attr=\"13812345678>",
+            // Issue #14, finding 8: an entity name, before any signature check.
+            "<xml><Encrypt>&13812345678;</Encrypt></xml>",
+            "<xml><A>&x13812345678;</A></xml>",
+            "<xml><A>&#13812345678;</A></xml>",
         ] {
             let Err(err) = XmlFields::parse(xml) else {
                 panic!("{xml} parsed");
             };
             assert!(!err.contains("13812345678"), "{err}");
         }
+    }
+
+    /// quick-xml 0.41 reports references as their own events: the five
+    /// predefined entities and character references are resolved by us.
+    #[test]
+    fn predefined_entities_and_character_references_are_resolved() {
+        let fields = XmlFields::parse(
+            "<xml><A>a &amp; b &lt;c&gt; &quot;&apos; &#49;&#x32;</A><B><![CDATA[x&amp;]]></B></xml>",
+        )
+        .unwrap();
+        assert_eq!(fields.get("A"), Some("a & b <c> \"' 12"));
+        assert_eq!(fields.get("B"), Some("x&amp;"));
     }
     use crate::identity::PhoneHasher;
     use crate::lead::CustomerKey;

@@ -24,6 +24,32 @@ impl DynamoLeads {
         phone: Option<&Phone>,
         now: DateTime<Utc>,
     ) -> Result<LinkOutcome, StoreError> {
+        self.link_as(brand, lead, key, phone, now, false).await
+    }
+
+    /// A link a staff member asked for (`dedup::decide_staff_link`): as
+    /// [`Self::link`], but a key held by another dealer's live lead is
+    /// `Refused` and nothing is written.
+    pub async fn link_for_staff(
+        &self,
+        brand: &Brand,
+        lead: &LeadRecord,
+        key: &CustomerKey,
+        phone: Option<&Phone>,
+        now: DateTime<Utc>,
+    ) -> Result<LinkOutcome, StoreError> {
+        self.link_as(brand, lead, key, phone, now, true).await
+    }
+
+    async fn link_as(
+        &self,
+        brand: &Brand,
+        lead: &LeadRecord,
+        key: &CustomerKey,
+        phone: Option<&Phone>,
+        now: DateTime<Utc>,
+        staff: bool,
+    ) -> Result<LinkOutcome, StoreError> {
         let lead_id = lead.lead_id.as_str();
         let key_pk = dedup::customer_key(&brand.brand_id, key);
         for attempt in 0..5 {
@@ -34,6 +60,13 @@ impl DynamoLeads {
                 })?,
             };
             let anchor = self.follow_merges(asked).await?;
+            if staff && anchor.dealer_id != lead.dealer_id {
+                // Merged into another dealer's lead: not the caller's to touch.
+                return Ok(LinkOutcome::Refused {
+                    lead: Box::new(lead.clone()),
+                    holder_lead_id: anchor.lead_id,
+                });
+            }
             let via = (anchor.lead_id != lead_id).then(|| lead_id.to_string());
             let identity = self.customer(&key_pk).await?;
             let holder_lead = match &identity {
@@ -53,7 +86,11 @@ impl DynamoLeads {
                     // Never seen, or pointing at a lead that does not exist.
                     _ => None,
                 };
-                dedup::decide_link(&view(&anchor), holder.as_ref(), now)
+                if staff {
+                    dedup::decide_staff_link(&view(&anchor), holder.as_ref(), now)
+                } else {
+                    dedup::decide_link(&view(&anchor), holder.as_ref(), now)
+                }
             };
             let done = match decision {
                 LinkDecision::AlreadyLinked => Some(LinkOutcome::AlreadyLinked {
@@ -61,6 +98,10 @@ impl DynamoLeads {
                     via,
                 }),
                 LinkDecision::KeepApart => Some(LinkOutcome::KeptApart {
+                    lead: Box::new(anchor),
+                    holder_lead_id: identity.map(|c| c.lead_id).unwrap_or_default(),
+                }),
+                LinkDecision::HeldByOtherDealer => Some(LinkOutcome::Refused {
                     lead: Box::new(anchor),
                     holder_lead_id: identity.map(|c| c.lead_id).unwrap_or_default(),
                 }),

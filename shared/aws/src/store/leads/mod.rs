@@ -148,6 +148,7 @@ fn view(lead: &LeadRecord) -> LinkLead<'_> {
         lead_id: &lead.lead_id,
         received_at: lead.received_at,
         status: lead.status,
+        dealer_id: lead.dealer_id.as_deref(),
     }
 }
 
