@@ -151,11 +151,16 @@ impl Api {
             ..ConflictRetry::default()
         };
         let deadline = std::time::Instant::now() + CONFLICT_BUDGET;
+        let before = self.conflicts_retried();
         let answer = retry
             .run(deadline, &self.conflicts_retried, || {
                 Box::pin(self.route(&request))
             })
             .await;
+        leads_aws::emf::count(
+            leads_aws::emf::names::CONFLICTS_RETRIED,
+            self.conflicts_retried() - before,
+        );
         match answer {
             Ok(body) => json(200, &body),
             Err(ApiError(status, code, message)) => json(
