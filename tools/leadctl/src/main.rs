@@ -4,6 +4,9 @@
 //!   leadctl show             print the brands, dealers, staff and accounts stored
 //!   leadctl token ...        issue a bearer token for the staff API
 //!   leadctl redrive QUEUE    move a queue's dead letters back to it (lead, notification, crm, ranking)
+//!   leadctl directory apply FILE [--dry-run]
+//!                            make the directory of the file's brands exactly the file:
+//!                            prints the diff (+ added, ~ changed, - removed), then applies it
 //!
 //! Talks to whatever `AWS_ENDPOINT_URL`/`DIRECTORY_TABLE` point at (the local
 //! stack's `.local/env`, or a deployed stack).
@@ -35,6 +38,11 @@ enum Command {
     },
     /// Print what the directory holds, per brand.
     Show,
+    /// The directory as a whole (`seed` only adds and updates).
+    Directory {
+        #[command(subcommand)]
+        action: DirectoryAction,
+    },
     /// Issue a bearer token for the staff API (signed with API_TOKEN_SECRET).
     Token {
         #[arg(long)]
@@ -61,6 +69,20 @@ enum Command {
         max: usize,
         #[arg(long)]
         force: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum DirectoryAction {
+    /// Make the stored directory of each brand in FILE exactly FILE: adds and
+    /// updates what it lists, removes what it no longer lists (a dealer's
+    /// served city, a dealer, a consultant, a platform account). Brands FILE
+    /// does not name are untouched. Prints the diff first.
+    Apply {
+        file: std::path::PathBuf,
+        /// Print the diff; change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -106,6 +128,9 @@ async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Seed { file, dry_run } => seed(&file, dry_run).await,
         Command::Show => show().await,
+        Command::Directory {
+            action: DirectoryAction::Apply { file, dry_run },
+        } => apply(&file, dry_run).await,
         Command::Redrive { queue, max, force } => redrive(queue, max, force).await,
         Command::Token {
             staff,
@@ -158,12 +183,15 @@ async fn directory_store() -> Result<DynamoDirectory, String> {
     Ok(DynamoDirectory::new(clients.dynamodb, table))
 }
 
-async fn seed(path: &std::path::Path, dry_run: bool) -> Result<(), String> {
+/// Reads and validates a directory file (nothing is written if it is bad).
+fn read_directory(
+    path: &std::path::Path,
+) -> Result<leads_domain::directory_file::Directory, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let file: DirectoryFile = serde_json::from_str(&text)
         .map_err(|e| format!("{} is not a valid directory file: {e}", path.display()))?;
-    let directory = file.validate().map_err(|errors| {
+    file.validate().map_err(|errors| {
         let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
         format!(
             "{} has {} bad row(s), nothing was written:\n{}",
@@ -171,7 +199,45 @@ async fn seed(path: &std::path::Path, dry_run: bool) -> Result<(), String> {
             errors.len(),
             lines.join("\n")
         )
-    })?;
+    })
+}
+
+async fn apply(path: &std::path::Path, dry_run: bool) -> Result<(), String> {
+    let directory = read_directory(path)?;
+    let store = directory_store().await?;
+    let brands: Vec<String> = directory
+        .brands
+        .iter()
+        .map(|b| b.brand_id.clone())
+        .collect();
+    let live = store.live(&brands).await.map_err(|e| e.to_string())?;
+    let diff = leads_domain::directory_diff::diff(&live, &directory);
+    for line in diff.lines() {
+        println!("{line}");
+    }
+    let summary = format!(
+        "{} added, {} changed, {} removed",
+        diff.added.len(),
+        diff.changed.len(),
+        diff.removed.len()
+    );
+    if dry_run {
+        println!("dry run: {summary}; nothing written");
+        return Ok(());
+    }
+    // Upserts first, removals after: a crash in between leaves extra records
+    // (as `seed` would), never a brand without its dealers; re-run to finish.
+    let written = store.save(&directory).await.map_err(|e| e.to_string())?;
+    let deleted = store
+        .remove(&diff.removed)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("applied: {summary} ({written} items written, {deleted} deleted)");
+    Ok(())
+}
+
+async fn seed(path: &std::path::Path, dry_run: bool) -> Result<(), String> {
+    let directory = read_directory(path)?;
     let summary = format!(
         "{} brands, {} dealers, {} staff, {} accounts",
         directory.brands.len(),
