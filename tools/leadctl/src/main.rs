@@ -2,7 +2,8 @@
 //!
 //!   leadctl seed FILE.json   validate a directory file and load it into the directory table
 //!   leadctl show             print the brands, dealers, staff and accounts stored
-//!   leadctl token ...        issue a bearer token for the staff API
+//!   leadctl token ...        issue a bearer token for the staff API (--invoke-event: signed
+//!                            by the stack's API function, no key on this machine)
 //!   leadctl redrive QUEUE    move a queue's dead letters back to it (lead, notification, crm, ranking)
 //!   leadctl directory apply FILE [--dry-run]
 //!                            make the directory of the file's brands exactly the file:
@@ -43,7 +44,11 @@ enum Command {
         #[command(subcommand)]
         action: DirectoryAction,
     },
-    /// Issue a bearer token for the staff API (signed with API_TOKEN_SECRET).
+    /// Issue a bearer token for the staff API: signed here with API_TOKEN_SECRET
+    /// (local stack), or, with --invoke-event, print the event for a direct
+    /// invoke of the stack's API function, which signs it with its run-time
+    /// secret (no signing key on the operator's machine; the role is the
+    /// directory's): docs/operations.md, "Issue a staff token".
     Token {
         #[arg(long)]
         staff: String,
@@ -56,6 +61,9 @@ enum Command {
         /// Validity in hours.
         #[arg(long, default_value_t = 12)]
         hours: i64,
+        /// Print the Lambda invoke event instead of signing.
+        #[arg(long)]
+        invoke_event: bool,
     },
     /// Move a queue's dead letters back to it (where SQS's managed redrive is not
     /// available). Messages first sent before the idempotency retention
@@ -138,6 +146,19 @@ async fn run(cli: Cli) -> Result<(), String> {
             brand,
             role,
             hours,
+            invoke_event: true,
+        } => {
+            let _ = role; // the directory's role is used
+            println!("{}", token_invoke_event(&staff, &dealer, &brand, hours));
+            Ok(())
+        }
+        Command::Token {
+            staff,
+            dealer,
+            brand,
+            role,
+            hours,
+            invoke_event: false,
         } => {
             let secret = config::required("API_TOKEN_SECRET").map_err(|e| e.to_string())?;
             let claims = leads_domain::auth::Claims {
@@ -155,6 +176,43 @@ async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// The API Gateway (HTTP API, payload 2.0) event of `POST /admin/tokens` that
+/// the API function answers only when invoked directly (its request context
+/// names `leadctl-direct-invoke`, which no HTTP API request carries).
+fn token_invoke_event(staff: &str, dealer: &str, brand: &str, hours: i64) -> serde_json::Value {
+    let now = chrono::Utc::now();
+    let body = serde_json::json!({
+        "staff_id": staff, "dealer_id": dealer, "brand_id": brand, "hours": hours,
+    });
+    serde_json::json!({
+        "version": "2.0",
+        "routeKey": "POST /admin/tokens",
+        "rawPath": "/admin/tokens",
+        "rawQueryString": "",
+        "headers": { "content-type": "application/json" },
+        "requestContext": {
+            "accountId": "direct-invoke",
+            "apiId": "leadctl-direct-invoke",
+            "domainName": "direct-invoke",
+            "domainPrefix": "direct-invoke",
+            "http": {
+                "method": "POST",
+                "path": "/admin/tokens",
+                "protocol": "HTTP/1.1",
+                "sourceIp": "127.0.0.1",
+                "userAgent": "leadctl"
+            },
+            "requestId": format!("leadctl-{}", now.timestamp_millis()),
+            "routeKey": "POST /admin/tokens",
+            "stage": "$default",
+            "time": now.format("%d/%b/%Y:%H:%M:%S +0000").to_string(),
+            "timeEpoch": now.timestamp_millis()
+        },
+        "body": body.to_string(),
+        "isBase64Encoded": false
+    })
 }
 
 async fn redrive(queue: QueueName, max: usize, force: bool) -> Result<(), String> {
