@@ -9,6 +9,10 @@
 //!                            make the directory of the file's brands exactly the file:
 //!                            prints the diff (+ added, ~ changed, - removed), then applies it
 //!
+//!   leadctl stack-env --stack NAME
+//!                            print `export` lines of a stack's table and queue names
+//!                            (its CloudFormation outputs) and retention parameters
+//!
 //! Talks to whatever `AWS_ENDPOINT_URL`/`DIRECTORY_TABLE` point at (the local
 //! stack's `.local/env`, or a deployed stack).
 
@@ -39,6 +43,13 @@ enum Command {
     },
     /// Print what the directory holds, per brand.
     Show,
+    /// Print `export VAR=value` lines for the stack's tables and queues (from its
+    /// CloudFormation outputs) and retention parameters: `eval "$(leadctl
+    /// stack-env --stack leads-prod)"` before the other commands.
+    StackEnv {
+        #[arg(long)]
+        stack: String,
+    },
     /// The directory as a whole (`seed` only adds and updates).
     Directory {
         #[command(subcommand)]
@@ -136,6 +147,7 @@ async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Seed { file, dry_run } => seed(&file, dry_run).await,
         Command::Show => show().await,
+        Command::StackEnv { stack } => stack_env(&stack).await,
         Command::Directory {
             action: DirectoryAction::Apply { file, dry_run },
         } => apply(&file, dry_run).await,
@@ -176,6 +188,75 @@ async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// `DirectoryTable` -> `DIRECTORY_TABLE`, `LeadQueueUrl` -> `LEAD_QUEUE_URL`.
+fn env_name(key: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in key.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
+}
+
+/// Single-quoted for a POSIX shell.
+fn shell_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "'\\''"))
+}
+
+/// The stack's parameters the operator commands read, by variable.
+const STACK_PARAMETERS: [(&str, &str); 3] = [
+    ("Stage", "STAGE"),
+    ("IdempotencyRetentionHours", "IDEMPOTENCY_RETENTION_HOURS"),
+    ("RawPayloadRetentionDays", "RAW_PAYLOAD_RETENTION_DAYS"),
+];
+
+async fn stack_env(stack: &str) -> Result<(), String> {
+    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let cfn = aws_sdk_cloudformation::Client::new(&config);
+    let out = cfn
+        .describe_stacks()
+        .stack_name(stack)
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot describe stack {stack}: {}",
+                aws_sdk_cloudformation::error::DisplayErrorContext(e)
+            )
+        })?;
+    let found = out
+        .stacks()
+        .first()
+        .ok_or_else(|| format!("no stack {stack}"))?;
+    let mut lines = Vec::new();
+    for o in found.outputs() {
+        let (Some(key), Some(value)) = (o.output_key(), o.output_value()) else {
+            continue;
+        };
+        if key.ends_with("Table") || key.ends_with("QueueUrl") || key.ends_with("Function") {
+            lines.push(format!("export {}={}", env_name(key), shell_quote(value)));
+        }
+    }
+    if lines.is_empty() {
+        return Err(format!("stack {stack} has no table or queue outputs"));
+    }
+    for p in found.parameters() {
+        let name = p.parameter_key().unwrap_or_default();
+        if let Some((_, var)) = STACK_PARAMETERS.iter().find(|(k, _)| *k == name) {
+            if let Some(value) = p.parameter_value() {
+                lines.push(format!("export {var}={}", shell_quote(value)));
+            }
+        }
+    }
+    lines.sort();
+    for line in lines {
+        println!("{line}");
+    }
+    Ok(())
 }
 
 /// The API Gateway (HTTP API, payload 2.0) event of `POST /admin/tokens` that
