@@ -1094,3 +1094,52 @@ fn processed(record: &LeadRecord, outcome: DedupOutcome) -> Processed {
         assignee: record.assignee.clone(),
     }
 }
+
+#[cfg(test)]
+mod tally_tests {
+    use super::*;
+    use leads_domain::routing::UnroutableReason;
+
+    fn processed(outcome: DedupOutcome, route: Option<Route>) -> Processed {
+        Processed {
+            lead_id: Some("L1".into()),
+            outcome: Some(outcome),
+            route,
+            assignee: None,
+        }
+    }
+
+    #[test]
+    fn a_batch_counts_new_leads_by_route_and_merges_but_not_duplicates() {
+        let remote = Route::Remote {
+            dealer_id: "d2".into(),
+            referrer: Some("d1".into()),
+        };
+        let local = Route::Local {
+            dealer_id: "d1".into(),
+        };
+        let unroutable = Route::Unroutable {
+            reason: UnroutableReason::NoDealerServesCity,
+        };
+        let mut tally = Tally::default();
+        for p in [
+            processed(DedupOutcome::Created, Some(local.clone())),
+            processed(DedupOutcome::Created, Some(remote.clone())),
+            processed(DedupOutcome::Created, Some(unroutable)),
+            processed(DedupOutcome::Merged, Some(local)),
+            processed(DedupOutcome::Duplicate, Some(remote)),
+        ] {
+            tally.add(&p);
+        }
+        assert_eq!(
+            tally,
+            Tally {
+                created: 3,
+                merged: 1,
+                remote: 1,
+                unroutable: 1,
+                conflicts_retried: 0,
+            }
+        );
+    }
+}

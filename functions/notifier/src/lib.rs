@@ -19,7 +19,11 @@
 //! 6. record the deliveries done on the job's item and every delivery on the
 //!    lead's audit trail, in one transaction. A transient failure
 //!    fails the message, so SQS retries it (and after maxReceiveCount moves
-//!    it to the DLQ); a permanent one is recorded and not retried.
+//!    it to the DLQ); a permanent one is recorded and not retried;
+//! 7. no silent failure: a job that reached someone on no channel (none
+//!    configured, recipient unknown, refused for good) is sent to the
+//!    notification DLQ with the reasons, and counted (EMF
+//!    `NotificationsFailed` per channel), see [`Notifier::dead_letter`].
 
 pub mod channels;
 pub mod config;
