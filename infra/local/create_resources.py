@@ -70,13 +70,25 @@ def _short_tag(loader, suffix, node):
 CfnLoader.add_multi_constructor("!", _short_tag)
 
 
-def queue_template(tpl):
-    """Only the queues, plus the sections their properties may refer to."""
+def queue_template(tpl, tables):
+    """Only the queues, plus the sections their properties may refer to, and the
+    template's Outputs that name a queue or a table (a table's as its local name, the
+    tables being made outside the stack), so `leadctl stack-env` reads this stack as
+    it reads a deployed one."""
     out = {"AWSTemplateFormatVersion": "2010-09-09"}
     for section in ("Parameters", "Mappings", "Conditions"):
         if section in tpl:
             out[section] = tpl[section]
     out["Resources"] = {k: r for k, r in tpl["Resources"].items() if r["Type"] == QUEUE}
+    outputs = {}
+    for name, output in tpl.get("Outputs", {}).items():
+        ref = output.get("Value", {}).get("Ref") if isinstance(output.get("Value"), dict) else None
+        if ref in out["Resources"]:
+            outputs[name] = {"Value": {"Ref": ref}}
+        elif ref in tables:
+            outputs[name] = {"Value": tables[ref]}
+    if outputs:
+        out["Outputs"] = outputs
     return out
 
 
@@ -214,7 +226,7 @@ def main():
     physical = {name: ensure_table(ddb, name, res.get("Properties", {}))
                 for name, res in tpl["Resources"].items() if res["Type"] == TABLE}
     log(f"{len(physical)} tables ready in {DYNAMODB_ENDPOINT}")
-    ensure_stack(cf, json.dumps(queue_template(tpl), default=str))
+    ensure_stack(cf, json.dumps(queue_template(tpl, physical), default=str))
     queues = {r["LogicalResourceId"]: r["PhysicalResourceId"]
               for r in cf.describe_stack_resources(StackName=STACK)["StackResources"]}
     physical.update(queues)

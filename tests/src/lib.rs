@@ -190,3 +190,32 @@ pub async fn scratch_queue_with_dlq(
     }
     (create.send().await.unwrap().queue_url.unwrap(), dlq)
 }
+
+/// Runs the real `leadctl` binary (built by cargo on first use) with `args`,
+/// in the repo root, with this process's environment (the local stack's
+/// variables) plus `env`: `(exit success, stdout, stderr)`.
+pub fn leadctl(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "leadctl"])
+            .current_dir(repo_path(""))
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "leadctl builds");
+    });
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| repo_path("target"));
+    let out = std::process::Command::new(target.join("debug").join("leadctl"))
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(repo_path(""))
+        .output()
+        .expect("leadctl runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

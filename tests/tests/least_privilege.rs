@@ -71,8 +71,10 @@ const USES: [(&str, &str, &[&str]); 6] = [
     (
         "NotifierFunction",
         "functions/notifier",
+        // + its DLQ: a job that cannot reach someone is sent there
         &[
             "NotificationQueue",
+            "NotificationDeadLetterQueue",
             "DirectoryTable",
             "IdempotencyTable",
             "AuditTable",
@@ -420,6 +422,8 @@ fn every_queue_function_and_table_is_operable() {
                         .any(|x| referenced_id(x).as_deref() == Some("AlarmTopic"))
                 })
         })
+        // Metric-math alarms (the business ones) are checked below.
+        .filter(|a| a["Properties"]["Namespace"].as_str().is_some())
         .flat_map(|a| {
             let p = &a["Properties"];
             let (ns, metric) = (
@@ -428,8 +432,8 @@ fn every_queue_function_and_table_is_operable() {
             );
             p["Dimensions"]
                 .as_sequence()
-                .unwrap()
-                .iter()
+                .into_iter()
+                .flatten()
                 .filter_map(|d| referenced_id(&d["Value"]))
                 .map(|id| (ns.to_string(), metric.to_string(), id))
                 .collect::<Vec<_>>()
@@ -493,6 +497,91 @@ fn every_queue_function_and_table_is_operable() {
         assert!(
             has("AWS/Events", "FailedInvocations", &format!("{id}{rule}")),
             "{id}: schedule not watched"
+        );
+    }
+
+    // The business metrics the functions emit (EMF, Leads/<stack>): failed
+    // deliveries, the SLA breach rate and the late ranking are alarmed on, and
+    // every metric named in shared/aws/src/emf.rs is on the dashboard.
+    let business: BTreeSet<String> = alarms
+        .values()
+        .filter(|a| {
+            a["Properties"]["AlarmActions"]
+                .as_sequence()
+                .is_some_and(|actions| {
+                    actions
+                        .iter()
+                        .any(|x| referenced_id(x).as_deref() == Some("AlarmTopic"))
+                })
+        })
+        .flat_map(|a| {
+            let p = &a["Properties"];
+            let mut names: Vec<&Value> = vec![&p["MetricName"]];
+            if let Some(metrics) = p["Metrics"].as_sequence() {
+                names.extend(
+                    metrics
+                        .iter()
+                        .map(|m| &m["MetricStat"]["Metric"]["MetricName"]),
+                );
+            }
+            let emf = [&p["Namespace"]]
+                .into_iter()
+                .chain(
+                    p["Metrics"]
+                        .as_sequence()
+                        .into_iter()
+                        .flatten()
+                        .map(|m| &m["MetricStat"]["Metric"]["Namespace"]),
+                )
+                .any(|ns| {
+                    serde_yaml::to_string(ns)
+                        .unwrap()
+                        .contains("Leads/${AWS::StackName}")
+                });
+            names
+                .into_iter()
+                .filter(move |_| emf)
+                .filter_map(|n| n.as_str().map(str::to_string))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for metric in [
+        "NotificationsFailed",
+        "SlaBreaches",
+        "LeadsCreated",
+        "RankingBrandsCompleted",
+    ] {
+        assert!(
+            business.contains(metric),
+            "no alarm on {metric}: {business:?}"
+        );
+    }
+    let emf_source = std::fs::read_to_string(repo_path("shared/aws/src/emf.rs")).unwrap();
+    let emitted: Vec<&str> = emf_source
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("pub const "))
+        .filter_map(|l| l.split('"').nth(1))
+        .collect();
+    assert!(emitted.len() >= 9, "{emitted:?}");
+    let dashboards = of_type(resources, "AWS::CloudWatch::Dashboard");
+    assert_eq!(dashboards.len(), 1);
+    let body =
+        serde_yaml::to_string(&dashboards.values().next().unwrap()["Properties"]["DashboardBody"])
+            .unwrap();
+    for metric in emitted {
+        assert!(
+            body.contains(&format!("\"{metric}\"")),
+            "{metric} is not on the dashboard"
+        );
+    }
+    for alarm in [
+        "NotificationDeliveriesFailedAlarm",
+        "SlaBreachRateAlarm",
+        "RankingLateAlarm",
+    ] {
+        assert!(
+            body.contains(&format!("${{{alarm}.Arn}}")),
+            "{alarm} is not on the dashboard"
         );
     }
 

@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use chrono::{NaiveDate, Utc};
 use integration_tests::world::{lead, phone, world, World};
-use integration_tests::{drain, scratch_queue_like, unique};
+use integration_tests::{drain, scratch_queue_like, scratch_queue_with_dlq, unique};
 use leads_aws::store::{DirectoryStore, DynamoDirectory};
 use leads_domain::audit::AuditAction;
 use leads_domain::delivery::{Backoff, ChannelKind};
@@ -24,7 +24,7 @@ use leads_domain::intake::hmac_sources::signature;
 use leads_domain::notification::{Notice, NotificationJob, NotificationKind, RankingNotice};
 use leads_domain::templates::contains_full_phone;
 use notifier::config::{NotifierConfig, Secret, SmsConfig, WebhookConfig, WecomConfig};
-use notifier::{DeliveryReport, JobReport, Notifier, Outcome};
+use notifier::{DeliveryReport, Disposition, JobReport, Notifier, Outcome};
 use tokio::time::Instant;
 
 // ------------------------------------------------------------------ receiver
@@ -959,4 +959,195 @@ impl Setup {
     fn always(&self, path: &str, reply: Reply) {
         self.rx.always(path, reply);
     }
+}
+
+/// What the Lambda event source mapping does once: receive a batch (with the
+/// receive count), invoke, delete what succeeded. Returns the failed ids.
+async fn one_invocation(
+    notifier: &Notifier,
+    sqs: &aws_sdk_sqs::Client,
+    queue: &str,
+) -> Vec<String> {
+    let received = sqs
+        .receive_message()
+        .queue_url(queue)
+        .max_number_of_messages(10)
+        .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap_or_default();
+    let mut event = SqsEvent::default();
+    event.records = received
+        .iter()
+        .map(|m| {
+            let mut message =
+                sqs_message(m.message_id.as_deref().unwrap(), m.body.clone().unwrap());
+            for (k, v) in m.attributes.clone().unwrap_or_default() {
+                message.attributes.insert(k.as_str().to_string(), v);
+            }
+            message
+        })
+        .collect();
+    let response = notifier.handle_batch(event, deadline()).await;
+    let failed: Vec<String> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    for m in &received {
+        if !failed
+            .iter()
+            .any(|f| Some(f.as_str()) == m.message_id.as_deref())
+        {
+            sqs.delete_message()
+                .queue_url(queue)
+                .receipt_handle(m.receipt_handle.clone().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    failed
+}
+
+/// The DLQ's messages with their `failure` attribute (consumed).
+async fn dead_letters(sqs: &aws_sdk_sqs::Client, dlq: &str) -> Vec<(String, Option<String>)> {
+    let out = sqs
+        .receive_message()
+        .queue_url(dlq)
+        .max_number_of_messages(10)
+        .message_attribute_names("All")
+        .wait_time_seconds(0)
+        .send()
+        .await
+        .unwrap();
+    let mut found = Vec::new();
+    for m in out.messages.unwrap_or_default() {
+        sqs.delete_message()
+            .queue_url(dlq)
+            .receipt_handle(m.receipt_handle.clone().unwrap())
+            .send()
+            .await
+            .unwrap();
+        let failure = m
+            .message_attributes
+            .as_ref()
+            .and_then(|a| a.get("failure"))
+            .and_then(|v| v.string_value.clone());
+        found.push((m.body.unwrap_or_default(), failure));
+    }
+    found
+}
+
+/// No silent failure: with no channel configured (a stack deployed with
+/// `NotificationsDisabled=true`, or channels unset) the job reaches nobody, so
+/// it is acknowledged on the notification queue and sent, as it was, to the
+/// DLQ with the reason; a job that was delivered is not.
+#[tokio::test]
+async fn an_unconfigured_channel_dead_letters_the_job() {
+    let Some(s) = setup(&[5], |_| {}).await else {
+        return;
+    };
+    let sqs = &s.w.stack.clients.sqs;
+    let (queue, dlq) = scratch_queue_with_dlq(sqs, "notify-unconfigured", Some(2), 5).await;
+    let mut unconfigured = config(&s.rx);
+    unconfigured.wecom = None;
+    unconfigured.sms = None;
+    unconfigured.webhook = None;
+    let notifier = Notifier::new(&s.w.stack.settings, &s.w.stack.clients, unconfigured)
+        .unwrap()
+        .with_dead_letter_queue(&dlq);
+
+    let job = s.job(NotificationKind::NewAssignment, &["s0"]);
+    let body = serde_json::to_string(&job).unwrap();
+    sqs.send_message()
+        .queue_url(&queue)
+        .message_body(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        one_invocation(&notifier, sqs, &queue).await.is_empty(),
+        "acknowledged, not retried"
+    );
+    assert!(drain(sqs, &queue).await.is_empty(), "nothing left to retry");
+    let dead = dead_letters(sqs, &dlq).await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(
+        serde_json::from_str::<NotificationJob>(&dead[0].0).unwrap(),
+        job
+    );
+    assert_eq!(
+        dead[0].1.as_deref(),
+        Some(
+            format!(
+                "{} via none: no configured channel reaches them",
+                s.id("s0")
+            )
+            .as_str()
+        )
+    );
+    assert!(s.rx.all().is_empty(), "no channel was called");
+    let trail = s.trail(&job.lead_id).await;
+    assert!(
+        trail
+            .iter()
+            .any(|(a, d)| *a == AuditAction::NotificationFailed
+                && d.contains("no configured channel"))
+    );
+
+    // The same with the channels on: delivered, nothing dead-lettered.
+    let configured = Notifier::new(&s.w.stack.settings, &s.w.stack.clients, config(&s.rx))
+        .unwrap()
+        .with_dead_letter_queue(&dlq);
+    let delivered = s.job(NotificationKind::NewAssignment, &["s0"]);
+    sqs.send_message()
+        .queue_url(&queue)
+        .message_body(serde_json::to_string(&delivered).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert!(one_invocation(&configured, sqs, &queue).await.is_empty());
+    assert_eq!(s.rx.seen("/cgi-bin/message/send").len(), 1);
+    assert!(dead_letters(sqs, &dlq).await.is_empty());
+}
+
+/// A job still failing on its last receive is counted as failed (SQS's
+/// redrive policy moves it to the DLQ, so the notifier does not send it
+/// there too); before the last receive it is neither.
+#[tokio::test]
+async fn the_last_receive_of_a_failing_job_counts_it_failed() {
+    let Some(s) = setup(&[5], |_| {}).await else {
+        return;
+    };
+    let (_, dlq) = scratch_queue_with_dlq(&s.w.stack.clients.sqs, "notify-last", None, 5).await;
+    let notifier = Notifier::new(&s.w.stack.settings, &s.w.stack.clients, config(&s.rx))
+        .unwrap()
+        .with_dead_letter_queue(&dlq)
+        .with_max_receive_count(5);
+    let report = JobReport {
+        job_id: "j".into(),
+        deliveries: vec![DeliveryReport {
+            channel: Some(ChannelKind::Webhook),
+            recipient: "crm".into(),
+            outcome: Outcome::Retry("HTTP 503".into()),
+            attempts: 3,
+        }],
+    };
+    let none = Disposition {
+        failed: vec![],
+        dead_lettered: false,
+    };
+    assert_eq!(notifier.dead_letter("{}", &report, 4).await.unwrap(), none);
+    assert_eq!(
+        notifier.dead_letter("{}", &report, 5).await.unwrap(),
+        Disposition {
+            failed: vec![("webhook".into(), 1)],
+            dead_lettered: false,
+        }
+    );
+    assert!(dead_letters(&s.w.stack.clients.sqs, &dlq).await.is_empty());
 }

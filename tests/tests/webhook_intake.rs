@@ -355,3 +355,44 @@ async fn wecom_handshake_and_new_contact() {
     assert_eq!(leads[0].staff_hint.as_deref(), Some("ht-jn-01-s1"));
     assert!(leads[0].phone.is_none());
 }
+
+/// A stack outside China (`AcceptMainlandMobiles=false`): a lead with a
+/// mainland mobile is refused with a clear error and nothing is stored or
+/// enqueued; a delivery without a phone still goes through.
+#[tokio::test]
+async fn a_stack_outside_china_refuses_mainland_mobiles_and_stores_nothing() {
+    let Some(stack) = stack().await else { return };
+    let (intake, queue) = intake(&stack).await;
+    let intake = intake.accepting_mainland_mobiles(false);
+    let msg_id = unique("msg");
+    let body = douyin_lead_body("dy-ht-jn-01");
+
+    let (status, reply) = status_and_body(&intake, douyin_request(&body, &msg_id)).await;
+    assert_eq!(status, 422, "{reply}");
+    let reply: serde_json::Value = serde_json::from_str(&reply).unwrap();
+    assert_eq!(reply["code"], "mainland_mobile_refused");
+    assert!(reply["message"]
+        .as_str()
+        .unwrap()
+        .contains("does not accept leads with a mainland Chinese mobile"));
+    // The error names no number.
+    assert!(!reply.to_string().contains("13805312345"));
+    assert!(drain(&stack.clients.sqs, &queue).await.is_empty());
+    assert!(raw_record(&stack, &format!("RAW#douyin#{msg_id}"))
+        .await
+        .is_none());
+
+    // A message without a phone: accepted, enqueued.
+    let no_phone = serde_json::json!({
+        "event": "im_receive_msg", "client_key": DOUYIN_KEY, "from_user_id": "visitor",
+        "to_user_id": "dy-ht-jn-01", "content": {"text": "想了解一下价格"}, "log_id": unique("log")
+    })
+    .to_string();
+    let (status, _) = status_and_body(&intake, douyin_request(&no_phone, &unique("msg"))).await;
+    let enqueued = drain(&stack.clients.sqs, &queue).await;
+    assert!(
+        leads_in(&enqueued).iter().all(|l| l.phone.is_none()),
+        "{enqueued:?}"
+    );
+    assert_eq!(status, 200);
+}

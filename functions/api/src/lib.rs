@@ -21,6 +21,14 @@
 //!   components and change; only that dealer's staff
 //! - `GET  /rankings/page`  the dealer ranking page (static HTML: loading it
 //!   needs no token, its API calls carry one)
+//! - `POST /admin/tokens`  `{"staff_id", "dealer_id", "brand_id", "hours"}`: a
+//!   staff token signed here with the run-time secret, so no operator holds the
+//!   signing key. Only by a direct Lambda invoke (the operator's
+//!   `lambda:InvokeFunction`; `leadctl token --invoke-event` writes the event):
+//!   the HTTP API routes no `/admin` path to this function, and the request
+//!   context must be the one leadctl writes ([`ADMIN_INVOKE_API_ID`]). The
+//!   role is the directory's, the staff member must be on that dealer of that
+//!   brand, and at most [`MAX_ADMIN_TOKEN_HOURS`] long.
 
 use chrono::{NaiveDate, Utc};
 use lambda_http::{Body, Request, Response};
@@ -64,6 +72,25 @@ pub struct Api {
     phone_hasher: Option<PhoneHasher>,
     /// Write conflicts retried in process (see `handle`).
     conflicts_retried: std::sync::atomic::AtomicU64,
+}
+
+/// The `requestContext.apiId` of leadctl's direct-invoke event (an HTTP API
+/// request carries its API's id instead).
+pub const ADMIN_INVOKE_API_ID: &str = "leadctl-direct-invoke";
+/// The longest token `/admin/tokens` issues.
+pub const MAX_ADMIN_TOKEN_HOURS: i64 = auth::MAX_LIFETIME_S / 3600;
+
+#[derive(Deserialize)]
+struct TokenRequest {
+    staff_id: String,
+    dealer_id: String,
+    brand_id: String,
+    #[serde(default = "default_token_hours")]
+    hours: i64,
+}
+
+fn default_token_hours() -> i64 {
+    12
 }
 
 /// How long a request may spend retrying write conflicts (the function's
@@ -175,6 +202,15 @@ impl Api {
         if request.method() == "GET" && is_ranking_page(request.uri().path()) {
             return ranking_page();
         }
+        if request.uri().path().trim_end_matches('/') == "/admin/tokens" {
+            return match self.issue_token(&request).await {
+                Ok(body) => json(200, &body),
+                Err(ApiError(status, code, message)) => json(
+                    status,
+                    &serde_json::json!({ "code": code, "message": message }),
+                ),
+            };
+        }
         // A write that met a concurrent transaction (DynamoDB's
         // TransactionConflict) is re-run from the start: it re-reads the lead
         // and decides again.
@@ -183,11 +219,16 @@ impl Api {
             ..ConflictRetry::default()
         };
         let deadline = std::time::Instant::now() + CONFLICT_BUDGET;
+        let before = self.conflicts_retried();
         let answer = retry
             .run(deadline, &self.conflicts_retried, || {
                 Box::pin(self.route(&request))
             })
             .await;
+        leads_aws::emf::count(
+            leads_aws::emf::names::CONFLICTS_RETRIED,
+            self.conflicts_retried() - before,
+        );
         match answer {
             Ok(body) => json(200, &body),
             Err(ApiError(status, code, message)) => json(
@@ -265,6 +306,72 @@ impl Api {
             }
             _ => Err(ApiError(404, "not_found", "no such route".into())),
         }
+    }
+
+    /// `POST /admin/tokens` (see the module docs).
+    async fn issue_token(&self, request: &Request) -> Result<serde_json::Value, ApiError> {
+        use lambda_http::request::RequestContext;
+        use lambda_http::RequestExt;
+        let direct = matches!(
+            request.request_context_ref(),
+            Some(RequestContext::ApiGatewayV2(ctx)) if ctx.apiid.as_deref() == Some(ADMIN_INVOKE_API_ID)
+        );
+        if !direct || request.method() != "POST" {
+            return Err(ApiError(404, "not_found", "no such route".into()));
+        }
+        let body: TokenRequest = serde_json::from_slice(request.body().as_ref()).map_err(|e| {
+            ApiError(
+                400,
+                "malformed",
+                format!(
+                    "body must be {{\"staff_id\", \"dealer_id\", \"brand_id\", \"hours\"}} (error at line {}, column {})",
+                    e.line(),
+                    e.column()
+                ),
+            )
+        })?;
+        if !(1..=MAX_ADMIN_TOKEN_HOURS).contains(&body.hours) {
+            return Err(ApiError(
+                400,
+                "malformed",
+                format!("hours must be 1 to {MAX_ADMIN_TOKEN_HOURS}"),
+            ));
+        }
+        let dealer = self.directory.dealer(&body.dealer_id).await?;
+        let staff = self.directory.staff_of(&body.dealer_id).await?;
+        let person = staff.iter().find(|s| s.staff_id == body.staff_id);
+        let (Some(dealer), Some(person)) = (dealer, person) else {
+            return Err(ApiError(
+                404,
+                "unknown_staff",
+                format!("no staff {} at dealer {}", body.staff_id, body.dealer_id),
+            ));
+        };
+        if dealer.brand_id != body.brand_id {
+            return Err(ApiError(
+                404,
+                "unknown_staff",
+                format!(
+                    "dealer {} is not a dealer of brand {}",
+                    body.dealer_id, body.brand_id
+                ),
+            ));
+        }
+        let claims = Claims::staff(
+            &person.staff_id,
+            &dealer.dealer_id,
+            &dealer.brand_id,
+            person.role,
+            Utc::now(),
+            body.hours * 3600,
+        );
+        tracing::info!(staff_id = %claims.staff_id, dealer_id = %claims.dealer_id, role = ?claims.role, hours = body.hours, "staff token issued by direct invoke");
+        Ok(serde_json::json!({
+            "token": self.keyring.issue(&claims),
+            "staff_id": claims.staff_id,
+            "role": claims.role,
+            "expires_at": claims.exp,
+        }))
     }
 
     /// The lead, if the caller's dealer has it.

@@ -418,6 +418,8 @@ impl BrandRanking {
             write_ms = summary.write_ms,
             "brand ranked"
         );
+        // The late-ranking alarm watches this: one per brand ranked.
+        leads_aws::emf::count(leads_aws::emf::names::RANKING_BRANDS_COMPLETED, 1);
         Ok(summary)
     }
 }

@@ -74,6 +74,49 @@ pub struct Processed {
     pub assignee: Option<String>,
 }
 
+/// A batch's business metrics (EMF, see `leads_aws::emf`).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub created: u64,
+    pub merged: u64,
+    pub remote: u64,
+    pub unroutable: u64,
+    pub conflicts_retried: u64,
+}
+
+impl Tally {
+    /// Counts one message's outcome: a new lead by its route, a merge; a
+    /// duplicate delivery counts nothing.
+    pub fn add(&mut self, p: &Processed) {
+        match p.outcome {
+            Some(DedupOutcome::Created) => {
+                self.created += 1;
+                match p.route {
+                    Some(Route::Remote { .. }) => self.remote += 1,
+                    Some(Route::Unroutable { .. }) => self.unroutable += 1,
+                    _ => {}
+                }
+            }
+            Some(DedupOutcome::Merged) => self.merged += 1,
+            _ => {}
+        }
+    }
+
+    fn emit(&self) {
+        use leads_aws::emf::{self, names};
+        emf::emit(
+            None,
+            &[
+                (names::LEADS_CREATED, self.created),
+                (names::LEADS_MERGED, self.merged),
+                (names::LEADS_REMOTE, self.remote),
+                (names::LEADS_UNROUTABLE, self.unroutable),
+                (names::CONFLICTS_RETRIED, self.conflicts_retried),
+            ],
+        );
+    }
+}
+
 tokio::task_local! {
     /// The notification jobs of the SQS batch being handled: sent together
     /// when the batch is done (SendMessageBatch), not one request per lead.
@@ -222,6 +265,7 @@ impl Router {
         let before = self.conflicts_retried();
         let messages = event.records.len();
         let mut with_jobs = Vec::new();
+        let mut tally = Tally::default();
         for message in event.records {
             let id = message.message_id.clone().unwrap_or_default();
             let queued = OUTBOX.with(|o| o.borrow().len());
@@ -239,8 +283,12 @@ impl Router {
                     failure.item_identifier = id;
                     response.batch_item_failures.push(failure);
                 }
-                Ok(_) if OUTBOX.with(|o| o.borrow().len()) > queued => with_jobs.push(id),
-                Ok(_) => {}
+                Ok(processed) => {
+                    tally.add(&processed);
+                    if OUTBOX.with(|o| o.borrow().len()) > queued {
+                        with_jobs.push(id);
+                    }
+                }
             }
         }
         let mut jobs: Vec<NotificationJob> = OUTBOX.with(|o| o.take());
@@ -264,6 +312,8 @@ impl Router {
             conflicts_retried = self.conflicts_retried() - before,
             "batch handled"
         );
+        tally.conflicts_retried = self.conflicts_retried() - before;
+        tally.emit();
         response
     }
 
@@ -1106,5 +1156,54 @@ fn processed(record: &LeadRecord, outcome: DedupOutcome) -> Processed {
         outcome: Some(outcome),
         route: record.route.clone(),
         assignee: record.assignee.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tally_tests {
+    use super::*;
+    use leads_domain::routing::UnroutableReason;
+
+    fn processed(outcome: DedupOutcome, route: Option<Route>) -> Processed {
+        Processed {
+            lead_id: Some("L1".into()),
+            outcome: Some(outcome),
+            route,
+            assignee: None,
+        }
+    }
+
+    #[test]
+    fn a_batch_counts_new_leads_by_route_and_merges_but_not_duplicates() {
+        let remote = Route::Remote {
+            dealer_id: "d2".into(),
+            referrer: Some("d1".into()),
+        };
+        let local = Route::Local {
+            dealer_id: "d1".into(),
+        };
+        let unroutable = Route::Unroutable {
+            reason: UnroutableReason::NoDealerServesCity,
+        };
+        let mut tally = Tally::default();
+        for p in [
+            processed(DedupOutcome::Created, Some(local.clone())),
+            processed(DedupOutcome::Created, Some(remote.clone())),
+            processed(DedupOutcome::Created, Some(unroutable)),
+            processed(DedupOutcome::Merged, Some(local)),
+            processed(DedupOutcome::Duplicate, Some(remote)),
+        ] {
+            tally.add(&p);
+        }
+        assert_eq!(
+            tally,
+            Tally {
+                created: 3,
+                merged: 1,
+                remote: 1,
+                unroutable: 1,
+                conflicts_retried: 0,
+            }
+        );
     }
 }

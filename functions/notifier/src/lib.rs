@@ -19,7 +19,11 @@
 //! 6. record the deliveries done on the job's item and every delivery on the
 //!    lead's audit trail, in one transaction. A transient failure
 //!    fails the message, so SQS retries it (and after maxReceiveCount moves
-//!    it to the DLQ); a permanent one is recorded and not retried.
+//!    it to the DLQ); a permanent one is recorded and not retried;
+//! 7. no silent failure: a job that reached someone on no channel (none
+//!    configured, recipient unknown, refused for good) is sent to the
+//!    notification DLQ with the reasons, and counted (EMF
+//!    `NotificationsFailed` per channel), see [`Notifier::dead_letter`].
 
 pub mod channels;
 pub mod config;
@@ -130,6 +134,22 @@ pub struct Notifier {
     /// Audit items are keyed by time and action: every event gets its own
     /// microsecond so two deliveries of one job never overwrite each other.
     audit_clock: Mutex<DateTime<Utc>>,
+    /// Where a job that could not reach someone goes (the notification
+    /// queue's own DLQ, `NOTIFICATION_DLQ_URL`).
+    dead_letters: Option<SqsQueue>,
+    /// The queue's `maxReceiveCount`: a job still failing on this receive is
+    /// moved to the DLQ by SQS itself, and counted as failed here.
+    max_receive_count: u32,
+}
+
+/// What [`Notifier::dead_letter`] did with a finished job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Disposition {
+    /// Deliveries that failed for good (or on the last receive), per channel
+    /// (`none`: no configured channel reaches the recipient).
+    pub failed: Vec<(String, u64)>,
+    /// The job was sent to the DLQ.
+    pub dead_lettered: bool,
 }
 
 impl Notifier {
@@ -143,9 +163,30 @@ impl Notifier {
             "NOTIFY_POOL_WINDOW_SECONDS",
             pool_notice::DEFAULT_WINDOW.as_secs(),
         )?;
-        Ok(Self::new(&settings, &clients, config)?
+        let max_receives = leads_aws::config::number("NOTIFY_MAX_RECEIVE_COUNT", 5)?;
+        let mut notifier = Self::new(&settings, &clients, config)?
             .with_directory_ttl(Duration::from_secs(ttl))
-            .with_pool_window(Duration::from_secs(window)))
+            .with_pool_window(Duration::from_secs(window))
+            .with_max_receive_count(max_receives as u32);
+        match leads_aws::config::optional("NOTIFICATION_DLQ_URL") {
+            Some(url) => notifier = notifier.with_dead_letter_queue(&url),
+            None => tracing::warn!(
+                "NOTIFICATION_DLQ_URL unset: undeliverable jobs are counted and logged only"
+            ),
+        }
+        Ok(notifier)
+    }
+
+    /// Sends jobs that cannot reach a recipient to `url` (the notification DLQ).
+    pub fn with_dead_letter_queue(mut self, url: &str) -> Self {
+        self.dead_letters = Some(SqsQueue::new(self.notification_queue.client().clone(), url));
+        self
+    }
+
+    /// The notification queue's `maxReceiveCount` (default 5, as the template's).
+    pub fn with_max_receive_count(mut self, receives: u32) -> Self {
+        self.max_receive_count = receives.max(1);
+        self
     }
 
     /// The managers' "nobody available" summary window (default
@@ -204,6 +245,8 @@ impl Notifier {
                 .map(|c| WebhookChannel::new(http.clone(), c)),
             config,
             audit_clock: Mutex::new(DateTime::<Utc>::MIN_UTC),
+            dead_letters: None,
+            max_receive_count: 5,
         })
     }
 
@@ -238,7 +281,72 @@ impl Notifier {
     ) -> Result<JobReport, NotifyError> {
         let body = message.body.as_deref().unwrap_or_default();
         let notice = Notice::from_json(body).map_err(|e| NotifyError::Malformed(e.to_string()))?;
-        self.handle_notice(&notice, deadline).await
+        let report = self.handle_notice(&notice, deadline).await?;
+        let receives = message
+            .attributes
+            .get("ApproximateReceiveCount")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1);
+        self.dead_letter(body, &report, receives).await?;
+        Ok(report)
+    }
+
+    /// No silent failure: a job that failed for good to reach someone (no
+    /// configured channel, a recipient unknown to the directory, a permanent
+    /// refusal) is sent, as received, to the notification DLQ, with the
+    /// reasons in its `failure` attribute, once it needs no retry; a job
+    /// still failing on its last receive (`maxReceiveCount`) is left to SQS's
+    /// redrive policy, which moves it there. Both count
+    /// `NotificationsFailed` per channel (EMF). An error (the DLQ refused the
+    /// message) fails the message, so SQS delivers it again.
+    pub async fn dead_letter(
+        &self,
+        body: &str,
+        report: &JobReport,
+        receives: u32,
+    ) -> Result<Disposition, NotifyError> {
+        let last_receive = receives >= self.max_receive_count;
+        let mut failed: std::collections::BTreeMap<String, u64> = Default::default();
+        let mut reasons = Vec::new();
+        for d in &report.deliveries {
+            let channel = d.channel.map_or("none", ChannelKind::as_str);
+            let counted = match &d.outcome {
+                Outcome::Permanent(reason) => {
+                    reasons.push(format!("{} via {channel}: {reason}", d.recipient));
+                    true
+                }
+                Outcome::Retry(_) => last_receive,
+                _ => false,
+            };
+            if counted {
+                *failed.entry(channel.to_string()).or_default() += 1;
+            }
+        }
+        for (channel, n) in &failed {
+            leads_aws::emf::emit(
+                Some(("Channel", channel)),
+                &[(leads_aws::emf::names::NOTIFICATIONS_FAILED, *n)],
+            );
+        }
+        let mut dead_lettered = false;
+        if !reasons.is_empty() && !report.needs_retry() {
+            let failure = reasons.join("; ");
+            match &self.dead_letters {
+                Some(dlq) => {
+                    dlq.send_raw(body, &[("failure", failure.as_str())]).await?;
+                    dead_lettered = true;
+                    leads_aws::emf::count(leads_aws::emf::names::NOTIFICATIONS_DEAD_LETTERED, 1);
+                    tracing::warn!(job_id = %report.job_id, %failure, dlq = dlq.url(), "job could not reach everyone; sent to the dead-letter queue");
+                }
+                None => {
+                    tracing::error!(job_id = %report.job_id, %failure, "job could not reach everyone and no dead-letter queue is configured")
+                }
+            }
+        }
+        Ok(Disposition {
+            failed: failed.into_iter().collect(),
+            dead_lettered,
+        })
     }
 
     pub async fn handle_notice(

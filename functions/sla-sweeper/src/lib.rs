@@ -265,6 +265,10 @@ impl Sweeper {
         match self.act(brand, &lead, &due, check, now).await {
             Ok(swept) => {
                 self.steps.complete(&key, 1).await?;
+                if check == SlaCheck::FirstContactOverdue {
+                    // Once per breach: the step's key runs once.
+                    leads_aws::emf::count(leads_aws::emf::names::SLA_BREACHES, 1);
+                }
                 tracing::info!(%lead_id, check = check.as_str(), result = ?swept, "sla step done");
                 Ok(swept)
             }

@@ -49,6 +49,8 @@ pub struct Intake {
     normaliser: Normaliser,
     raw_payloads: DynamoRawPayloads,
     lead_queue: SqsQueue,
+    /// `ACCEPT_MAINLAND_MOBILES` (default true); false outside China.
+    accept_mainland_mobiles: bool,
 }
 
 /// Effects failed after the delivery was claimed: the platform must retry.
@@ -68,7 +70,22 @@ impl Intake {
             );
         }
         let clients = AwsClients::from_env().await;
-        Ok(Self::new(&settings, &clients, secrets))
+        let accept = match config::optional("ACCEPT_MAINLAND_MOBILES").as_deref() {
+            None | Some("true") => true,
+            Some("false") => false,
+            Some(other) => {
+                return Err(
+                    format!("ACCEPT_MAINLAND_MOBILES must be true or false, not {other:?}").into(),
+                )
+            }
+        };
+        Ok(Self::new(&settings, &clients, secrets).accepting_mainland_mobiles(accept))
+    }
+
+    /// false: refuse leads with a mainland mobile (a stack outside China).
+    pub fn accepting_mainland_mobiles(mut self, accept: bool) -> Self {
+        self.accept_mainland_mobiles = accept;
+        self
     }
 
     pub fn new(settings: &Settings, clients: &AwsClients, secrets: IntakeSecrets) -> Self {
@@ -82,6 +99,7 @@ impl Intake {
                 settings.raw_payload_retention,
             ),
             lead_queue: SqsQueue::new(clients.sqs.clone(), &settings.queues.lead),
+            accept_mainland_mobiles: true,
         }
     }
 
@@ -151,13 +169,21 @@ impl Intake {
                 delivery_key,
                 messages,
                 reply,
-            } => Ok(self
+            } => {
+                if let Err(refused) =
+                    intake::check_residency(&messages, self.accept_mainland_mobiles)
+                {
+                    leads_aws::emf::count(leads_aws::emf::names::MAINLAND_MOBILES_REFUSED, 1);
+                    return Err(refused);
+                }
+                Ok(self
                 .accept(source, &delivery_key, body, &messages, &reply)
                 .await
                 .unwrap_or_else(|EffectError(message)| {
                     tracing::error!(%source, %delivery_key, error = %message, "webhook not stored; the platform will retry");
                     error_response(500, "internal", "temporary failure; please retry")
-                })),
+                }))
+            }
         }
     }
 

@@ -6,9 +6,11 @@
 //! - [`store`]: DynamoDB and SQS behind small traits, so handlers and domain
 //!   services can be tested against the emulator without knowing item layouts.
 //! - [`telemetry`]: JSON tracing for Lambda.
+//! - [`emf`]: business metrics as CloudWatch embedded metric format lines.
 
 pub mod clients;
 pub mod config;
+pub mod emf;
 pub mod error;
 pub mod request_counter;
 pub mod retry;

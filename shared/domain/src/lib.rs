@@ -12,6 +12,7 @@ pub mod decision;
 pub mod dedup;
 pub mod delivery;
 pub mod directory;
+pub mod directory_diff;
 pub mod directory_file;
 pub mod identity;
 pub mod intake;

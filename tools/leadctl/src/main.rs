@@ -2,8 +2,16 @@
 //!
 //!   leadctl seed FILE.json   validate a directory file and load it into the directory table
 //!   leadctl show             print the brands, dealers, staff and accounts stored
-//!   leadctl token ...        issue a bearer token for the staff API
+//!   leadctl token ...        issue a bearer token for the staff API (--invoke-event: signed
+//!                            by the stack's API function, no key on this machine)
 //!   leadctl redrive QUEUE    move a queue's dead letters back to it (lead, notification, crm, ranking)
+//!   leadctl directory apply FILE [--dry-run]
+//!                            make the directory of the file's brands exactly the file:
+//!                            prints the diff (+ added, ~ changed, - removed), then applies it
+//!
+//!   leadctl stack-env --stack NAME
+//!                            print `export` lines of a stack's table and queue names
+//!                            (its CloudFormation outputs) and retention parameters
 //!
 //! Talks to whatever `AWS_ENDPOINT_URL`/`DIRECTORY_TABLE` point at (the local
 //! stack's `.local/env`, or a deployed stack).
@@ -35,7 +43,23 @@ enum Command {
     },
     /// Print what the directory holds, per brand.
     Show,
-    /// Issue a bearer token for the staff API (signed with API_TOKEN_SECRET).
+    /// Print `export VAR=value` lines for the stack's tables and queues (from its
+    /// CloudFormation outputs) and retention parameters: `eval "$(leadctl
+    /// stack-env --stack leads-prod)"` before the other commands.
+    StackEnv {
+        #[arg(long)]
+        stack: String,
+    },
+    /// The directory as a whole (`seed` only adds and updates).
+    Directory {
+        #[command(subcommand)]
+        action: DirectoryAction,
+    },
+    /// Issue a bearer token for the staff API: signed here with API_TOKEN_SECRET
+    /// (local stack), or, with --invoke-event, print the event for a direct
+    /// invoke of the stack's API function, which signs it with its run-time
+    /// secret (no signing key on the operator's machine; the role is the
+    /// directory's): docs/operations.md, "Issue a staff token".
     Token {
         #[arg(long)]
         staff: String,
@@ -51,6 +75,9 @@ enum Command {
         /// A token for the ranking page link: it can only read rankings.
         #[arg(long)]
         rankings_page: bool,
+        /// Print the Lambda invoke event instead of signing.
+        #[arg(long)]
+        invoke_event: bool,
     },
     /// Move a queue's dead letters back to it (where SQS's managed redrive is not
     /// available). Messages first sent before the idempotency retention
@@ -64,6 +91,20 @@ enum Command {
         max: usize,
         #[arg(long)]
         force: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum DirectoryAction {
+    /// Make the stored directory of each brand in FILE exactly FILE: adds and
+    /// updates what it lists, removes what it no longer lists (a dealer's
+    /// served city, a dealer, a consultant, a platform account). Brands FILE
+    /// does not name are untouched. Prints the diff first.
+    Apply {
+        file: std::path::PathBuf,
+        /// Print the diff; change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -109,6 +150,10 @@ async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Seed { file, dry_run } => seed(&file, dry_run).await,
         Command::Show => show().await,
+        Command::StackEnv { stack } => stack_env(&stack).await,
+        Command::Directory {
+            action: DirectoryAction::Apply { file, dry_run },
+        } => apply(&file, dry_run).await,
         Command::Redrive { queue, max, force } => redrive(queue, max, force).await,
         Command::Token {
             staff,
@@ -116,6 +161,20 @@ async fn run(cli: Cli) -> Result<(), String> {
             brand,
             role,
             hours,
+            invoke_event: true,
+            ..
+        } => {
+            let _ = role; // the directory's role is used
+            println!("{}", token_invoke_event(&staff, &dealer, &brand, hours));
+            Ok(())
+        }
+        Command::Token {
+            staff,
+            dealer,
+            brand,
+            role,
+            hours,
+            invoke_event: false,
             rankings_page,
         } => {
             let keyring = leads_domain::auth::Keyring::parse(
@@ -149,6 +208,112 @@ async fn run(cli: Cli) -> Result<(), String> {
     }
 }
 
+/// `DirectoryTable` -> `DIRECTORY_TABLE`, `LeadQueueUrl` -> `LEAD_QUEUE_URL`.
+fn env_name(key: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in key.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
+}
+
+/// Single-quoted for a POSIX shell.
+fn shell_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "'\\''"))
+}
+
+/// The stack's parameters the operator commands read, by variable.
+const STACK_PARAMETERS: [(&str, &str); 3] = [
+    ("Stage", "STAGE"),
+    ("IdempotencyRetentionHours", "IDEMPOTENCY_RETENTION_HOURS"),
+    ("RawPayloadRetentionDays", "RAW_PAYLOAD_RETENTION_DAYS"),
+];
+
+async fn stack_env(stack: &str) -> Result<(), String> {
+    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let cfn = aws_sdk_cloudformation::Client::new(&config);
+    let out = cfn
+        .describe_stacks()
+        .stack_name(stack)
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot describe stack {stack}: {}",
+                aws_sdk_cloudformation::error::DisplayErrorContext(e)
+            )
+        })?;
+    let found = out
+        .stacks()
+        .first()
+        .ok_or_else(|| format!("no stack {stack}"))?;
+    let mut lines = Vec::new();
+    for o in found.outputs() {
+        let (Some(key), Some(value)) = (o.output_key(), o.output_value()) else {
+            continue;
+        };
+        if key.ends_with("Table") || key.ends_with("QueueUrl") || key.ends_with("Function") {
+            lines.push(format!("export {}={}", env_name(key), shell_quote(value)));
+        }
+    }
+    if lines.is_empty() {
+        return Err(format!("stack {stack} has no table or queue outputs"));
+    }
+    for p in found.parameters() {
+        let name = p.parameter_key().unwrap_or_default();
+        if let Some((_, var)) = STACK_PARAMETERS.iter().find(|(k, _)| *k == name) {
+            if let Some(value) = p.parameter_value() {
+                lines.push(format!("export {var}={}", shell_quote(value)));
+            }
+        }
+    }
+    lines.sort();
+    for line in lines {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// The API Gateway (HTTP API, payload 2.0) event of `POST /admin/tokens` that
+/// the API function answers only when invoked directly (its request context
+/// names `leadctl-direct-invoke`, which no HTTP API request carries).
+fn token_invoke_event(staff: &str, dealer: &str, brand: &str, hours: i64) -> serde_json::Value {
+    let now = chrono::Utc::now();
+    let body = serde_json::json!({
+        "staff_id": staff, "dealer_id": dealer, "brand_id": brand, "hours": hours,
+    });
+    serde_json::json!({
+        "version": "2.0",
+        "routeKey": "POST /admin/tokens",
+        "rawPath": "/admin/tokens",
+        "rawQueryString": "",
+        "headers": { "content-type": "application/json" },
+        "requestContext": {
+            "accountId": "direct-invoke",
+            "apiId": "leadctl-direct-invoke",
+            "domainName": "direct-invoke",
+            "domainPrefix": "direct-invoke",
+            "http": {
+                "method": "POST",
+                "path": "/admin/tokens",
+                "protocol": "HTTP/1.1",
+                "sourceIp": "127.0.0.1",
+                "userAgent": "leadctl"
+            },
+            "requestId": format!("leadctl-{}", now.timestamp_millis()),
+            "routeKey": "POST /admin/tokens",
+            "stage": "$default",
+            "time": now.format("%d/%b/%Y:%H:%M:%S +0000").to_string(),
+            "timeEpoch": now.timestamp_millis()
+        },
+        "body": body.to_string(),
+        "isBase64Encoded": false
+    })
+}
+
 async fn redrive(queue: QueueName, max: usize, force: bool) -> Result<(), String> {
     use leads_aws::store::redrive;
     let source = config::required(queue.url_variable()).map_err(|e| e.to_string())?;
@@ -175,12 +340,15 @@ async fn directory_store() -> Result<DynamoDirectory, String> {
     Ok(DynamoDirectory::new(clients.dynamodb, table))
 }
 
-async fn seed(path: &std::path::Path, dry_run: bool) -> Result<(), String> {
+/// Reads and validates a directory file (nothing is written if it is bad).
+fn read_directory(
+    path: &std::path::Path,
+) -> Result<leads_domain::directory_file::Directory, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let file: DirectoryFile = serde_json::from_str(&text)
         .map_err(|e| format!("{} is not a valid directory file: {e}", path.display()))?;
-    let directory = file.validate().map_err(|errors| {
+    file.validate().map_err(|errors| {
         let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
         format!(
             "{} has {} bad row(s), nothing was written:\n{}",
@@ -188,7 +356,45 @@ async fn seed(path: &std::path::Path, dry_run: bool) -> Result<(), String> {
             errors.len(),
             lines.join("\n")
         )
-    })?;
+    })
+}
+
+async fn apply(path: &std::path::Path, dry_run: bool) -> Result<(), String> {
+    let directory = read_directory(path)?;
+    let store = directory_store().await?;
+    let brands: Vec<String> = directory
+        .brands
+        .iter()
+        .map(|b| b.brand_id.clone())
+        .collect();
+    let live = store.live(&brands).await.map_err(|e| e.to_string())?;
+    let diff = leads_domain::directory_diff::diff(&live, &directory);
+    for line in diff.lines() {
+        println!("{line}");
+    }
+    let summary = format!(
+        "{} added, {} changed, {} removed",
+        diff.added.len(),
+        diff.changed.len(),
+        diff.removed.len()
+    );
+    if dry_run {
+        println!("dry run: {summary}; nothing written");
+        return Ok(());
+    }
+    // Upserts first, removals after: a crash in between leaves extra records
+    // (as `seed` would), never a brand without its dealers; re-run to finish.
+    let written = store.save(&directory).await.map_err(|e| e.to_string())?;
+    let deleted = store
+        .remove(&diff.removed)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("applied: {summary} ({written} items written, {deleted} deleted)");
+    Ok(())
+}
+
+async fn seed(path: &std::path::Path, dry_run: bool) -> Result<(), String> {
+    let directory = read_directory(path)?;
     let summary = format!(
         "{} brands, {} dealers, {} staff, {} accounts",
         directory.brands.len(),

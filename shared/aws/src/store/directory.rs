@@ -159,6 +159,84 @@ impl DynamoDirectory {
     }
 }
 
+/// For `leadctl directory apply`: the live side of a diff, and removals.
+impl DynamoDirectory {
+    /// The cities a dealer's index items say it serves (what the router
+    /// queries), whatever its own record lists.
+    pub async fn served_cities_of(&self, dealer_id: &str) -> Result<Vec<CityCode>, StoreError> {
+        let served: Vec<ServedCity> = self
+            .query(None, format!("DEALER#{dealer_id}"), "SERVES#")
+            .await?;
+        Ok(served.into_iter().map(|s| s.city).collect())
+    }
+
+    /// What is stored for `brand_ids`: brands, their dealers (served cities
+    /// from the index items), the dealers' staff, the brands' accounts.
+    pub async fn live(
+        &self,
+        brand_ids: &[String],
+    ) -> Result<leads_domain::directory_file::Directory, StoreError> {
+        let mut live = leads_domain::directory_file::Directory {
+            brands: vec![],
+            dealers: vec![],
+            staff: vec![],
+            accounts: vec![],
+        };
+        for brand_id in brand_ids {
+            if let Some(brand) = self.brand(brand_id).await? {
+                live.brands.push(brand);
+            }
+            for mut dealer in self.dealers_of(brand_id).await? {
+                dealer.served_cities = self.served_cities_of(&dealer.dealer_id).await?;
+                live.staff.extend(self.staff_of(&dealer.dealer_id).await?);
+                live.dealers.push(dealer);
+            }
+            live.accounts.extend(self.accounts_of(brand_id).await?);
+        }
+        Ok(live)
+    }
+
+    /// Deletes the removed records' items; returns how many.
+    pub async fn remove(
+        &self,
+        removals: &[leads_domain::directory_diff::Removal],
+    ) -> Result<usize, StoreError> {
+        use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
+        use leads_domain::directory_diff::Removal;
+        let keys: Vec<Keys> = removals
+            .iter()
+            .map(|r| match r {
+                Removal::Dealer { dealer_id } => keys::dealer_id(dealer_id),
+                Removal::ServedCity { dealer_id, city } => {
+                    Keys::new(format!("DEALER#{dealer_id}"), format!("SERVES#{}", city.0))
+                }
+                Removal::Staff {
+                    dealer_id,
+                    staff_id,
+                } => Keys::new(format!("DEALER#{dealer_id}"), format!("STAFF#{staff_id}")),
+                Removal::Account {
+                    platform,
+                    account_id,
+                } => keys::account_id(*platform, account_id),
+            })
+            .collect();
+        for chunk in keys.chunks(25) {
+            let requests = chunk
+                .iter()
+                .map(|k| {
+                    let delete = DeleteRequest::builder()
+                        .set_key(Some(k.primary()))
+                        .build()
+                        .expect("key is set");
+                    WriteRequest::builder().delete_request(delete).build()
+                })
+                .collect();
+            super::item::write_chunk(&self.client, &self.table, requests).await?;
+        }
+        Ok(keys.len())
+    }
+}
+
 impl DirectoryStore for DynamoDirectory {
     /// Upserts every record (seeding is re-runnable); returns the number of items written.
     async fn save(&self, directory: &Directory) -> Result<usize, StoreError> {

@@ -31,6 +31,35 @@ impl SqsQueue {
         &self.url
     }
 
+    pub fn client(&self) -> &aws_sdk_sqs::Client {
+        &self.client
+    }
+
+    /// Sends `body` as it is, with string message attributes (e.g. why a job
+    /// was dead-lettered).
+    pub async fn send_raw(
+        &self,
+        body: &str,
+        attributes: &[(&str, &str)],
+    ) -> Result<String, StoreError> {
+        use aws_sdk_sqs::types::MessageAttributeValue;
+        let mut send = self
+            .client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body);
+        for (name, value) in attributes {
+            let value = MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(*value)
+                .build()
+                .map_err(|e| StoreError::Malformed(e.to_string()))?;
+            send = send.message_attributes(*name, value);
+        }
+        let out = send.send().await.map_err(StoreError::sqs)?;
+        Ok(out.message_id.unwrap_or_default())
+    }
+
     /// Sends one message that becomes visible after `delay` (SQS allows up to 15 min).
     pub async fn send_delayed<T: Serialize + Sync>(
         &self,

@@ -194,6 +194,10 @@ pub enum IntakeError {
     TooLarge(usize),
     #[error("{0}")]
     NotALead(String),
+    /// This stack keeps no mainland Chinese personal information (a region
+    /// outside China: `AcceptMainlandMobiles=false`).
+    #[error("this region does not accept leads with a mainland Chinese mobile; send them to the China stack")]
+    MainlandMobileRefused,
 }
 
 impl IntakeError {
@@ -205,6 +209,7 @@ impl IntakeError {
             IntakeError::MethodNotAllowed => 405,
             IntakeError::TooLarge(_) => 413,
             IntakeError::NotALead(_) => 422,
+            IntakeError::MainlandMobileRefused => 422,
         }
     }
 
@@ -217,8 +222,26 @@ impl IntakeError {
             IntakeError::MethodNotAllowed => "method_not_allowed",
             IntakeError::TooLarge(_) => "too_large",
             IntakeError::NotALead(_) => "not_a_lead",
+            IntakeError::MainlandMobileRefused => "mainland_mobile_refused",
         }
     }
+}
+
+/// Data residency: a stack that must not hold mainland Chinese personal
+/// information (`accept_mainland_mobiles` false) refuses a delivery whose
+/// leads carry a phone (every [`crate::Phone`] is a mainland mobile), before
+/// anything is stored. Leads without a phone and content stats pass.
+pub fn check_residency(
+    messages: &[IntakeMessage],
+    accept_mainland_mobiles: bool,
+) -> Result<(), IntakeError> {
+    let has_mobile = messages
+        .iter()
+        .any(|m| matches!(m, IntakeMessage::Lead(lead) if lead.phone.is_some()));
+    if has_mobile && !accept_mainland_mobiles {
+        return Err(IntakeError::MainlandMobileRefused);
+    }
+    Ok(())
 }
 
 /// Authenticates and parses one webhook request.
@@ -249,4 +272,50 @@ pub fn body_hash(body: &[u8]) -> String {
 pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     use subtle::ConstantTimeEq;
     a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+#[cfg(test)]
+mod residency_tests {
+    use super::*;
+    use crate::lead::CanonicalLead;
+
+    fn lead(phone: Option<&str>) -> IntakeMessage {
+        use crate::directory::Platform;
+        use crate::lead::{CustomerKey, Scene, Traffic};
+        IntakeMessage::Lead(Box::new(CanonicalLead {
+            source_event_id: "douyin:m1".into(),
+            platform: Platform::Douyin,
+            account_id: "a".into(),
+            scene: Scene::Other,
+            traffic: Traffic::Natural,
+            customer: CustomerKey::Phone {
+                hash: crate::identity::PhoneHash("0123abcd".into()),
+            },
+            linked_customer: None,
+            phone: phone.map(|p| crate::Phone::parse(p).unwrap()),
+            customer_name: None,
+            declared_city: None,
+            attributed_city: None,
+            series_interest: vec![],
+            staff_hint: None,
+            channel_tag: None,
+            received_at: chrono::Utc::now(),
+            raw_payload_ref: "RAW#x".into(),
+            signer_brand: None,
+        }))
+    }
+
+    #[test]
+    fn mainland_mobiles_refused_only_where_configured() {
+        let with = [lead(None), lead(Some("13812345678"))];
+        let without = [lead(None)];
+        assert_eq!(
+            check_residency(&with, false),
+            Err(IntakeError::MainlandMobileRefused)
+        );
+        assert_eq!(check_residency(&with, true), Ok(()));
+        assert_eq!(check_residency(&without, false), Ok(()));
+        let err = IntakeError::MainlandMobileRefused;
+        assert_eq!((err.status(), err.code()), (422, "mainland_mobile_refused"));
+    }
 }
