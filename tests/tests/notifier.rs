@@ -312,9 +312,9 @@ impl Setup {
     /// may hold a digit run.
     fn assert_no_full_phone(&self, ids: &[&str]) {
         for seen in self.rx.all() {
-            let mut text = format!("{} {}", seen.query, seen.body);
+            let mut body: serde_json::Value = serde_json::from_str(&seen.body)
+                .unwrap_or_else(|_| serde_json::Value::String(seen.body.clone()));
             if seen.path.ends_with("/sms") {
-                let mut body = seen.json();
                 let to = body["to"].as_str().unwrap().to_string();
                 assert!(
                     [&self.s0_mobile, &self.s1_mobile]
@@ -323,8 +323,13 @@ impl Setup {
                     "SMS to someone else"
                 );
                 body["to"] = "".into();
-                text = body.to_string();
             }
+            // A timestamp's seconds and nanoseconds ("…:14.753026084Z") read
+            // as 11 digits starting 14: not a phone.
+            if let Some(o) = body.as_object_mut() {
+                o.remove("created_at");
+            }
+            let mut text = format!("{} {body}", seen.query);
             for id in ids {
                 text = text.replace(id, "");
             }
