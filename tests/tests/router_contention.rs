@@ -65,6 +65,51 @@ async fn natural_leads(
         .sum()
 }
 
+/// The message bodies as SQS events of [`BATCH`] records (ids `{prefix}-{batch}-{i}`).
+fn sqs_batches(bodies: &[String], prefix: &str) -> Vec<SqsEvent> {
+    bodies
+        .chunks(BATCH)
+        .enumerate()
+        .map(|(b, chunk)| {
+            let mut event = SqsEvent::default();
+            event.records = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, body)| {
+                    let mut m = SqsMessage::default();
+                    m.message_id = Some(format!("{prefix}-{b}-{i}"));
+                    m.body = Some(body.clone());
+                    m
+                })
+                .collect();
+            event
+        })
+        .collect()
+}
+
+/// The SQS trigger in memory: each router takes the next batch until none is
+/// left; the messages its invocations gave back (`batchItemFailures`).
+async fn play(routers: &[Router], batches: Vec<SqsEvent>) -> usize {
+    let next = std::sync::Mutex::new(batches.into_iter());
+    let failures: Vec<usize> = futures::stream::iter(routers.iter())
+        .map(|router| {
+            let next = &next;
+            async move {
+                let mut failed = 0;
+                loop {
+                    let batch = next.lock().unwrap().next();
+                    let Some(batch) = batch else { break };
+                    failed += router.handle_batch(batch).await.batch_item_failures.len();
+                }
+                failed
+            }
+        })
+        .buffer_unordered(routers.len())
+        .collect()
+        .await;
+    failures.iter().sum()
+}
+
 #[tokio::test]
 async fn a_live_group_buy_under_contention_loses_doubles_and_returns_nothing() {
     leads_aws::telemetry::init();
@@ -96,24 +141,7 @@ async fn a_live_group_buy_under_contention_loses_doubles_and_returns_nothing() {
         bodies.insert((i * 7 + 3) % bodies.len(), bodies[i].clone());
     }
     let messages = bodies.len();
-    let batches: Vec<SqsEvent> = bodies
-        .chunks(BATCH)
-        .enumerate()
-        .map(|(b, chunk)| {
-            let mut event = SqsEvent::default();
-            event.records = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, body)| {
-                    let mut m = SqsMessage::default();
-                    m.message_id = Some(format!("m-{b}-{i}"));
-                    m.body = Some(body.clone());
-                    m
-                })
-                .collect();
-            event
-        })
-        .collect();
+    let batches = sqs_batches(&bodies, "m");
 
     // 16 execution environments, each with its own router (and clients
     // that meet DynamoDB's transaction conflicts).
@@ -126,25 +154,8 @@ async fn a_live_group_buy_under_contention_loses_doubles_and_returns_nothing() {
         .collect();
     let before = contention_stats().await;
     let started = Instant::now();
-    let next = std::sync::Mutex::new(batches.into_iter());
-    let failures: Vec<usize> = futures::stream::iter(routers.iter())
-        .map(|router| {
-            let next = &next;
-            async move {
-                let mut failed = 0;
-                loop {
-                    let batch = next.lock().unwrap().next();
-                    let Some(batch) = batch else { break };
-                    failed += router.handle_batch(batch).await.batch_item_failures.len();
-                }
-                failed
-            }
-        })
-        .buffer_unordered(INVOCATIONS)
-        .collect()
-        .await;
+    let given_back = play(&routers, batches).await;
     let elapsed = started.elapsed();
-    let given_back: usize = failures.iter().sum();
     let retried: u64 = routers.iter().map(Router::conflicts_retried).sum();
     let after = contention_stats().await;
     let produced = |k: &str| after[k].as_u64().unwrap_or(0) - before[k].as_u64().unwrap_or(0);
@@ -253,26 +264,11 @@ async fn round_robin_turns_survive_write_conflicts() {
             l
         })
         .collect();
-    let batches: Vec<SqsEvent> = leads
-        .chunks(BATCH)
-        .enumerate()
-        .map(|(b, chunk)| {
-            let mut event = SqsEvent::default();
-            event.records = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, l)| {
-                    let mut m = SqsMessage::default();
-                    m.message_id = Some(format!("f-{b}-{i}"));
-                    m.body = Some(
-                        serde_json::to_string(&IntakeMessage::Lead(Box::new(l.clone()))).unwrap(),
-                    );
-                    m
-                })
-                .collect();
-            event
-        })
+    let bodies: Vec<String> = leads
+        .iter()
+        .map(|l| serde_json::to_string(&IntakeMessage::Lead(Box::new(l.clone()))).unwrap())
         .collect();
+    let batches = sqs_batches(&bodies, "f");
     let mut settings = w.stack.settings.clone();
     settings.queues.notification =
         scratch_queue_like(&w.stack.clients.sqs, &settings.queues.notification).await;
@@ -280,25 +276,7 @@ async fn round_robin_turns_survive_write_conflicts() {
     let routers: Vec<Router> = (0..INVOCATIONS)
         .map(|_| Router::new(&settings, &clients))
         .collect();
-    let next = std::sync::Mutex::new(batches.into_iter());
-    let given_back: usize = futures::stream::iter(routers.iter())
-        .map(|router| {
-            let next = &next;
-            async move {
-                let mut failed = 0;
-                loop {
-                    let batch = next.lock().unwrap().next();
-                    let Some(batch) = batch else { break };
-                    failed += router.handle_batch(batch).await.batch_item_failures.len();
-                }
-                failed
-            }
-        })
-        .buffer_unordered(INVOCATIONS)
-        .collect::<Vec<usize>>()
-        .await
-        .iter()
-        .sum();
+    let given_back = play(&routers, batches).await;
     let retried: u64 = routers.iter().map(Router::conflicts_retried).sum();
     let mut turns: HashMap<String, usize> = HashMap::new();
     for l in &leads {
