@@ -1,4 +1,4 @@
-//! Assignment: which sales consultant of a dealer gets a lead (DESIGN.md §6).
+//! Assignment: which sales consultant of a dealer gets a lead (README, "Dedup, routing and assignment").
 //!
 //! The dealer's strategy decides: round-robin (平均分配), saturation (按饱和度)
 //! or claim (抢单, the group is offered the lead). In every strategy only

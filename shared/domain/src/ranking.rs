@@ -1,4 +1,4 @@
-//! Nightly brand ranking (DESIGN.md §7, reference 000 p.33):
+//! Nightly brand ranking (README, "Nightly brand ranking"):
 //! 经营效果分 (operating effect score) = 经营基础分 (base operating score)
 //! + 自然线索分 (natural-lead score).
 //!

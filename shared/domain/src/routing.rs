@@ -1,6 +1,6 @@
 //! Routing: does a lead stay with the dealer whose account it arrived on
 //! (local), go to another dealer of the brand serving the customer's city
-//! (remote, 异地), or to the brand's CRM queue (unroutable)? See DESIGN.md §5.
+//! (remote, 异地), or to the brand's CRM queue (unroutable)? See the README, "Dedup, routing and assignment".
 //!
 //! Remote leads are spread by weighted rendezvous hashing: each candidate's
 //! chance is proportional to its weight, and the same lead key with the same
@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use crate::directory::Dealer;
 use crate::CityCode;
 
-/// A dealer's tier in last night's brand ranking (DESIGN.md §7); S is best.
+/// A dealer's tier in last night's brand ranking (README, "Nightly brand ranking"); S is best.
 /// The derived order is best first (S < A < B < C).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Tier {

@@ -1,5 +1,5 @@
 //! Status events posted by sales consultants, and how they move a lead
-//! through the funnel (DESIGN.md §6): assigned -> contacted -> invited ->
+//! through the funnel (README, "Staff API"): assigned -> contacted -> invited ->
 //! visited -> won, with lost and invalid as exits from any open stage.
 //!
 //! Events are delivered at least once, so repeating the event that produced
@@ -101,9 +101,9 @@ pub fn is_terminal(status: LeadStatus) -> bool {
 }
 
 /// Whether the event is progress in the funnel: Contacted, Invited, Visited or
-/// Won. Progress keeps the consultant's exclusive follow-up right (DESIGN.md
-/// §6: without progress for the exclusivity period the lead returns to the
-/// pool). Lost and the validity marks are not progress.
+/// Won. Progress keeps the consultant's exclusive follow-up right (without
+/// progress for the exclusivity period the lead returns to the pool). Lost and
+/// the validity marks are not progress.
 ///
 /// This looks at the event only: a redelivered event is still "progress", so
 /// callers should skip events they have already recorded (by event id).
