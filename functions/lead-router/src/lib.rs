@@ -25,7 +25,7 @@ use chrono::{DateTime, Utc};
 use leads_aws::retry::{ConflictRetry, IsConflict};
 use leads_aws::store::{
     AssignResult, Contended, CreateResult, CustomerItem, DynamoAudit, DynamoDirectory, DynamoLeads,
-    DynamoStats, IdentitySeen, MessageQueue, Recorded, RouteResult, SqsQueue,
+    DynamoStats, HeldTickets, IdentitySeen, MessageQueue, Recorded, RouteResult, SqsQueue,
 };
 use leads_aws::{AwsClients, Settings, StoreError};
 use leads_domain::assignment::{self, Assignment, Preferred, StaffLoad};
@@ -156,14 +156,9 @@ pub struct Router {
     retry: ConflictRetry,
     /// Write conflicts retried in process since this router was built.
     conflicts_retried: AtomicU64,
-    /// Round-robin tickets taken for leads not yet written, by lead id: a
-    /// lead re-decided after a write conflict keeps its turn instead of
-    /// drawing a new ticket (a burned ticket skips a consultant's turn).
-    held_tickets: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+    /// Round-robin turns of leads not yet written (kept across retries).
+    tickets: HeldTickets,
 }
-
-/// Held tickets kept at most (leads whose retries ran out keep theirs).
-const MAX_HELD_TICKETS: usize = 1_000;
 
 impl Router {
     pub async fn from_env() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
@@ -188,36 +183,16 @@ impl Router {
             crm: SqsQueue::new(clients.sqs.clone(), &settings.queues.crm),
             retry: ConflictRetry::default(),
             conflicts_retried: AtomicU64::new(0),
-            held_tickets: Default::default(),
+            tickets: HeldTickets::default(),
         }
     }
 
     /// The round-robin ticket of `lead_id` at `dealer_id`: the one it drew
-    /// before a conflict, else a new one (held until [`Self::release_ticket`]).
+    /// before a conflict, else a new one (held until it is released).
     async fn ticket_for(&self, lead_id: &str, dealer_id: &str) -> Result<u64, StoreError> {
-        let key = format!("{dealer_id}#{lead_id}");
-        if let Some(t) = self.held().get(&key) {
-            return Ok(*t);
-        }
-        let ticket = self.leads.next_ticket(dealer_id).await?;
-        let mut held = self.held();
-        if held.len() >= MAX_HELD_TICKETS {
-            held.clear();
-        }
-        held.insert(key, ticket);
-        Ok(ticket)
-    }
-
-    /// The lead is written (or needs no ticket any more): its turn is used.
-    fn release_ticket(&self, lead_id: &str) {
-        let suffix = format!("#{lead_id}");
-        self.held().retain(|k, _| !k.ends_with(&suffix));
-    }
-
-    fn held(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, u64>> {
-        self.held_tickets
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.tickets
+            .ticket_for(lead_id, dealer_id, || self.leads.next_ticket(dealer_id))
+            .await
     }
 
     /// How long directory reads are reused (default [`DIRECTORY_TTL`]).
@@ -547,7 +522,7 @@ impl Router {
         // A conflict (the `?` above) or a stale read re-decides with the same
         // ticket; any other outcome used it or needs none.
         if !matches!(result, CreateResult::Stale) {
-            self.release_ticket(&lead_id);
+            self.tickets.release(&lead_id);
         }
         match result {
             CreateResult::Created => {
@@ -903,7 +878,23 @@ impl Router {
         }))
     }
 
+    /// Assigns a lead already written (a pooled one, a returning customer).
+    /// Its round-robin turn is kept across retries and used once it is placed.
     async fn assign(
+        &self,
+        record: LeadRecord,
+        brand: &Brand,
+        now: DateTime<Utc>,
+    ) -> Result<LeadRecord, RouterError> {
+        let lead_id = record.lead_id.clone();
+        let placed = self.assign_with_turn(record, brand, now).await;
+        if placed.is_ok() {
+            self.tickets.release(&lead_id);
+        }
+        placed
+    }
+
+    async fn assign_with_turn(
         &self,
         mut record: LeadRecord,
         brand: &Brand,
@@ -929,7 +920,7 @@ impl Router {
             let loads = self.leads.staff_loads(&dealer_id, &staff).await?;
             let ticket = match dealer.strategy {
                 leads_domain::directory::AssignmentStrategy::RoundRobin => {
-                    self.leads.next_ticket(&dealer_id).await?
+                    self.ticket_for(&record.lead_id, &dealer_id).await?
                 }
                 _ => 0,
             };

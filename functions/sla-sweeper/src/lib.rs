@@ -22,7 +22,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use leads_aws::store::{
     Begin, DirectoryStore, Due, DueLead, DynamoAudit, DynamoDirectory, DynamoIdempotency,
-    DynamoLeads, IdempotencyStore, MessageQueue, ReassignResult, SqsQueue,
+    DynamoLeads, HeldTickets, IdempotencyStore, MessageQueue, ReassignResult, SqsQueue,
 };
 use leads_aws::{AwsClients, Settings, StoreError};
 use leads_domain::assignment::{self, AssignReason, Assignment};
@@ -137,6 +137,8 @@ pub struct Sweeper {
     max_per_brand: usize,
     retry: leads_aws::retry::ConflictRetry,
     conflicts_retried: std::sync::atomic::AtomicU64,
+    /// Round-robin turns of leads being placed (kept across retries).
+    tickets: HeldTickets,
 }
 
 impl Sweeper {
@@ -166,6 +168,7 @@ impl Sweeper {
             max_per_brand: DEFAULT_MAX_PER_BRAND,
             retry: leads_aws::retry::ConflictRetry::default(),
             conflicts_retried: std::sync::atomic::AtomicU64::new(0),
+            tickets: HeldTickets::default(),
         }
     }
 
@@ -444,8 +447,24 @@ impl Sweeper {
 
     /// Gives the lead to a consultant of its dealer other than `exclude`, by
     /// the dealer's strategy (claim dealers and expired offers: round-robin
-    /// fallback), with the cap-checked conditional transaction.
+    /// fallback), with the cap-checked conditional transaction. The lead keeps
+    /// one round-robin turn across its attempts and conflict retries.
     async fn place(
+        &self,
+        brand: &Brand,
+        lead: &DueLead,
+        due: &Due,
+        exclude: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Placed, SweepError> {
+        let placed = self.place_with_turn(brand, lead, due, exclude, now).await;
+        if placed.is_ok() {
+            self.tickets.release(&lead.lead.lead_id);
+        }
+        placed
+    }
+
+    async fn place_with_turn(
         &self,
         brand: &Brand,
         lead: &DueLead,
@@ -473,7 +492,13 @@ impl Sweeper {
             let loads = self.leads.staff_loads(dealer_id, &staff).await?;
             let ticket = match (round_robin, dealer.strategy) {
                 (false, AssignmentStrategy::Saturation) => 0,
-                _ => self.leads.next_ticket(dealer_id).await?,
+                _ => {
+                    self.tickets
+                        .ticket_for(&record.lead_id, dealer_id, || {
+                            self.leads.next_ticket(dealer_id)
+                        })
+                        .await?
+                }
             };
             let choice = if round_robin {
                 assignment::fallback_after_claim_timeout(&loads, ticket)

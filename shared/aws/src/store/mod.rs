@@ -13,6 +13,7 @@ pub mod rankings;
 pub mod raw_payload;
 pub mod redrive;
 pub mod stats;
+pub mod tickets;
 
 pub use audit::DynamoAudit;
 pub use directory::{DirectoryStore, DynamoDirectory};
@@ -29,3 +30,4 @@ pub use raw_payload::{
     new_claim_id, Claim, DynamoRawPayloads, RawPayload, RawPayloadStore, SendState,
 };
 pub use stats::DynamoStats;
+pub use tickets::HeldTickets;

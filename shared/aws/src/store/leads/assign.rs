@@ -78,7 +78,10 @@ impl DynamoLeads {
         let dealer_id = lead.dealer_id.as_deref().unwrap_or_default();
         let due = leads_domain::decision::first_contact_due(brand, now);
         let exclusive = leads_domain::decision::exclusive_until(brand, now);
+        // The transaction's items, by position (for its cancellation reasons).
+        const LEAD: usize = 1;
         let items = vec![
+            // 0: a slot under the consultant's cap.
             TransactWriteItem::builder()
                 .update(
                     Update::builder()
@@ -95,6 +98,7 @@ impl DynamoLeads {
                         .expect("table and key are set"),
                 )
                 .build(),
+            // LEAD: still unassigned and not merged.
             TransactWriteItem::builder()
                 .update(
                     Update::builder()
@@ -144,7 +148,7 @@ impl DynamoLeads {
         match result {
             Ok(_) => Ok(AssignResult::Assigned),
             Err(err) => match cancelled(&err) {
-                Some(reasons) if reasons.get(1) == Some(&true) => Ok(AssignResult::AlreadyAssigned),
+                Some(reasons) if failed(&reasons, LEAD) => Ok(AssignResult::AlreadyAssigned),
                 Some(_) => Ok(AssignResult::CapReached),
                 None => Err(transaction_failed(err)),
             },

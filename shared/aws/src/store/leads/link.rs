@@ -500,7 +500,7 @@ impl DynamoLeads {
                 }
                 Err(err) => match cancelled(&err) {
                     Some(reasons)
-                        if release_at.is_some_and(|i| reasons.get(i) == Some(&true))
+                        if release_at.is_some_and(|i| failed(&reasons, i))
                             && reasons.iter().filter(|r| **r).count() == 1 =>
                     {
                         // The consultant's open counter is already 0 (drift):

@@ -175,6 +175,12 @@ fn cancelled(
     }
 }
 
+/// Whether item `at` of a cancelled transaction failed its condition (items
+/// are named by position constants where the transaction is built).
+fn failed(reasons: &[bool], at: usize) -> bool {
+    reasons.get(at).copied().unwrap_or(false)
+}
+
 /// The error of a transaction that was not cancelled by a condition: a
 /// conflict with a concurrent transaction (`TransactionConflict` among the
 /// reasons, or `TransactionInProgressException`) is [`StoreError::Conflict`],
@@ -395,8 +401,12 @@ impl DynamoLeads {
             outcome: DedupOutcome::Created,
         };
         let touch = Touchpoint::from(lead);
+        // The transaction's items, by position (for its cancellation reasons).
+        const IDENTITY: usize = 0;
+        const MARKER: usize = 1;
+        const LEAD: usize = 2;
         let mut items = vec![
-            // 0: the customer is new, or their window has ended.
+            // IDENTITY: the customer is new, or their window has ended.
             TransactWriteItem::builder()
                 .put(
                     Put::builder()
@@ -411,7 +421,7 @@ impl DynamoLeads {
                         .expect("table and item are set"),
                 )
                 .build(),
-            // 1: this delivery was not recorded before.
+            // MARKER: this delivery was not recorded before.
             self.put(
                 to_item(
                     &keys::event(&brand.brand_id, &lead.source_event_id),
@@ -419,7 +429,7 @@ impl DynamoLeads {
                 )?,
                 Some("attribute_not_exists(pk)"),
             ),
-            // 2, 3: the lead and its first touchpoint.
+            // LEAD, then its first touchpoint.
             self.put(self.lead_item(&record)?, Some("attribute_not_exists(pk)")),
             self.put(to_item(&keys::touchpoint(&lead_id, &touch), &touch)?, None),
         ];
@@ -430,12 +440,11 @@ impl DynamoLeads {
         match result {
             Ok(_) => Ok(Some(Recorded::Created(Box::new(record)))),
             Err(err) => match cancelled(&err) {
-                Some(reasons) if reasons.get(1) == Some(&true) || reasons.get(2) == Some(&true) => {
-                    self.duplicate(&brand.brand_id, &lead.source_event_id)
-                        .await
-                        .map(Some)
-                }
-                Some(reasons) if reasons.first() == Some(&true) => Ok(None),
+                Some(reasons) if failed(&reasons, MARKER) || failed(&reasons, LEAD) => self
+                    .duplicate(&brand.brand_id, &lead.source_event_id)
+                    .await
+                    .map(Some),
+                Some(reasons) if failed(&reasons, IDENTITY) => Ok(None),
                 _ => Err(transaction_failed(err)),
             },
         }
@@ -475,6 +484,8 @@ impl DynamoLeads {
         };
         let touch = Touchpoint::from(lead);
         let day = dedup::china_day(lead.received_at);
+        // The transaction's items, by position (for its cancellation reasons).
+        const MARKER: usize = 1;
         let items = vec![
             // 0: the identity still points at this lead, inside the window.
             TransactWriteItem::builder()
@@ -489,7 +500,7 @@ impl DynamoLeads {
                         .expect("table, key and condition are set"),
                 )
                 .build(),
-            // 1: this delivery was not recorded before (if it was, the
+            // MARKER: this delivery was not recorded before (if it was, the
             // cancellation returns the marker: where it went).
             TransactWriteItem::builder()
                 .put(
@@ -561,8 +572,8 @@ impl DynamoLeads {
                 }))
             }
             Err(err) => match cancelled(&err) {
-                Some(reasons) if reasons.get(1) == Some(&true) => {
-                    match create::returned_item::<EventMarker>(&err, 1) {
+                Some(reasons) if failed(&reasons, MARKER) => {
+                    match create::returned_item::<EventMarker>(&err, MARKER) {
                         Some(marker) => Ok(Some(Recorded::Duplicate {
                             lead_id: marker.lead_id,
                             outcome: marker.outcome,
@@ -683,6 +694,8 @@ impl DynamoLeads {
                 .expression_attribute_names("#status", "status")
                 .expression_attribute_values(":unroutable", s(wire_name(&LeadStatus::Unroutable)));
         }
+        // The lead (still unrouted) is item LEAD; a remote-capacity slot may follow.
+        const LEAD: usize = 0;
         let mut items = vec![TransactWriteItem::builder()
             .update(
                 update
@@ -716,7 +729,7 @@ impl DynamoLeads {
         match result {
             Ok(_) => Ok(RouteResult::Routed(Box::new(routed))),
             Err(err) => match cancelled(&err) {
-                Some(reasons) if reasons.first() == Some(&true) => Ok(RouteResult::AlreadyRouted),
+                Some(reasons) if failed(&reasons, LEAD) => Ok(RouteResult::AlreadyRouted),
                 Some(_) => Ok(RouteResult::CapacityTaken),
                 None => Err(transaction_failed(err)),
             },

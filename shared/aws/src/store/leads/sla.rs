@@ -174,6 +174,11 @@ impl DynamoLeads {
                 .expression_attribute_values(":excl", s(exclusive.to_rfc3339()))
                 .expression_attribute_values(":due_pk", s(due_partition(&record.brand_id)));
             lead_update = unchanged_since(lead_update, record, due);
+            // The transaction's items, by position: a slot under the new
+            // consultant's cap, the lead as read, the previous one's slot freed.
+            const CAP: usize = 0;
+            const LEAD: usize = 1;
+            const RELEASE: usize = 2;
             let mut items = vec![
                 TransactWriteItem::builder()
                     .update(
@@ -200,13 +205,11 @@ impl DynamoLeads {
             match result {
                 Ok(_) => return Ok(ReassignResult::Reassigned),
                 Err(err) => match cancelled(&err) {
-                    Some(reasons) if reasons.get(1) == Some(&true) => {
-                        return Ok(ReassignResult::Changed)
-                    }
-                    Some(reasons) if reasons.first() == Some(&true) => {
+                    Some(reasons) if failed(&reasons, LEAD) => return Ok(ReassignResult::Changed),
+                    Some(reasons) if failed(&reasons, CAP) => {
                         return Ok(ReassignResult::CapReached)
                     }
-                    Some(reasons) if reasons.get(2) == Some(&true) => {
+                    Some(reasons) if failed(&reasons, RELEASE) => {
                         // The previous assignee's counter is already 0 (drift
                         // from before counters existed): move the lead anyway.
                         tracing::warn!(lead_id = %record.lead_id, "previous assignee's open counter is 0; not decremented");
@@ -257,6 +260,10 @@ impl DynamoLeads {
                 lead_update = lead_update.expression_attribute_values(":excluded", s(excluded));
             }
             lead_update = unchanged_since(lead_update, record, due);
+            // The transaction's items, by position: the lead as read, the
+            // previous assignee's slot freed.
+            const LEAD: usize = 0;
+            const RELEASE: usize = 1;
             let mut items = vec![TransactWriteItem::builder()
                 .update(lead_update.build().expect("table and key are set"))
                 .build()];
@@ -267,8 +274,8 @@ impl DynamoLeads {
             match result {
                 Ok(_) => return Ok(true),
                 Err(err) => match cancelled(&err) {
-                    Some(reasons) if reasons.first() == Some(&true) => return Ok(false),
-                    Some(reasons) if reasons.get(1) == Some(&true) => {
+                    Some(reasons) if failed(&reasons, LEAD) => return Ok(false),
+                    Some(reasons) if failed(&reasons, RELEASE) => {
                         tracing::warn!(lead_id = %record.lead_id, "previous assignee's open counter is 0; not decremented");
                         release_previous = false;
                     }
