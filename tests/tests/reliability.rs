@@ -393,6 +393,7 @@ async fn consume(
     seed: u64,
 ) {
     let mut rng = Rng::new(seed ^ (worker as u64 * 7919));
+    let mut worker_batches = 0u32;
     while !stop.load(Ordering::Relaxed) {
         let Ok(out) = sqs
             .receive_message()
@@ -436,8 +437,17 @@ async fn consume(
                 r
             })
             .collect();
-        let kill =
-            (rng.below(KILL_ONE_IN) == 0).then(|| Duration::from_millis(rng.below(2_000) as u64));
+        // A kill lands only if it comes before the batch ends, and a batch takes
+        // tens of milliseconds here: the point is drawn log-uniformly from 1 ms
+        // to 2 s, and each worker's second batch is always killed within its
+        // first 32 ms (a cold CI run once went 45 invocations without a kill
+        // landing when the point was uniform over 2 s).
+        let forced = worker_batches == 1;
+        worker_batches += 1;
+        let kill = (forced || rng.below(KILL_ONE_IN) == 0).then(|| {
+            let octave = if forced { rng.below(6) } else { rng.below(12) };
+            Duration::from_millis((1u64 << octave) + rng.below(1 << octave) as u64)
+        });
         let budget = kill.unwrap_or(ROUTER_TIMEOUT);
         let faults_before = consumer.faults_so_far();
         let result = tokio::time::timeout(budget, router.handle_batch(event)).await;
