@@ -60,3 +60,112 @@ fn the_readme_demo_figures_are_lines_of_the_committed_report() {
     assert!(report.contains("== report matches what was sent"));
     assert_eq!(summary["problems"], serde_json::json!([]));
 }
+
+/// The numbers of a README passage between `<!-- name:begin -->` and
+/// `<!-- name:end -->`, thousands separators dropped, decimals kept.
+fn readme_numbers(readme: &str, name: &str) -> Vec<String> {
+    let block = readme
+        .split(&format!("<!-- {name}:begin -->"))
+        .nth(1)
+        .and_then(|rest| rest.split(&format!("<!-- {name}:end -->")).next())
+        .unwrap_or_else(|| panic!("the README marks its {name} passage"));
+    let text = block.replace(',', "");
+    text.split(|c: char| !c.is_ascii_digit() && c != '.')
+        .map(|w| w.trim_matches('.'))
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_readme_region_run_figures_are_those_of_the_committed_report() {
+    let readme = read("README.md");
+    let report = read("docs/demo/region-report.txt");
+    let summary: Value = serde_json::from_str(&read("docs/demo/region-summary.json")).unwrap();
+    // Whole seconds in the README, tenths in the report.
+    let seconds = |label: &str| -> String {
+        let line = report
+            .lines()
+            .nth(2)
+            .expect("the report's webhooks heading");
+        let s: f64 = line
+            .split(label)
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no {label:?} in {line:?}"));
+        format!("{}", s.round())
+    };
+    let expected = vec![
+        figure(&report, "posted", "posted").to_string(),
+        summary["leads_created"].as_u64().unwrap().to_string(),
+        figure(&report, "notifier:", "invocations,").to_string(),
+        seconds("replay "),
+        seconds("whole run "),
+    ];
+    assert_eq!(
+        readme_numbers(&readme, "region-run"),
+        expected,
+        "README region-run passage vs docs/demo/region-report.txt and region-summary.json"
+    );
+    assert!(report.contains("== report matches what was sent"));
+    assert_eq!(summary["problems"], serde_json::json!([]));
+}
+
+/// The benchmark section is `benches/render.py`'s rendering of the committed
+/// results in `docs/benchmarks/`: rendered again here into a scratch copy, it
+/// must come out the same (a hand edit of a figure, or results committed
+/// without re-rendering, fails).
+#[test]
+fn the_readme_benchmark_section_is_the_rendering_of_the_committed_results() {
+    let scratch = std::env::temp_dir().join(format!("bench-render-{}", std::process::id()));
+    let results = scratch.join("benchmarks");
+    std::fs::create_dir_all(&results).unwrap();
+    for entry in std::fs::read_dir(repo_path("docs/benchmarks")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, results.join(path.file_name().unwrap())).unwrap();
+    }
+    let readme = scratch.join("README.md");
+    std::fs::copy(repo_path("README.md"), &readme).unwrap();
+    let venv = repo_path(".venv/bin/python");
+    let python = if venv.exists() {
+        venv
+    } else {
+        "python3".into()
+    };
+    let out = std::process::Command::new(python)
+        .arg(repo_path("benches/render.py"))
+        .arg(&results)
+        .arg(&readme)
+        .output()
+        .expect("python runs benches/render.py");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rendered = std::fs::read_to_string(&readme).unwrap();
+    let committed = read("README.md");
+    let section = |text: &str| {
+        text.split("<!-- benchmarks:begin -->")
+            .nth(1)
+            .and_then(|r| r.split("<!-- benchmarks:end -->").next())
+            .expect("benchmark markers")
+            .to_string()
+    };
+    let (committed, rendered) = (section(&committed), section(&rendered));
+    let differs = committed
+        .lines()
+        .zip(rendered.lines())
+        .find(|(c, r)| c != r);
+    assert!(
+        differs.is_none() && committed.lines().count() == rendered.lines().count(),
+        "README benchmark section vs benches/render.py over docs/benchmarks (run infra/bench.sh --render); first difference (README, rendered): {differs:?}"
+    );
+    assert_eq!(
+        read("docs/benchmarks/README.md"),
+        std::fs::read_to_string(results.join("README.md")).unwrap(),
+        "docs/benchmarks/README.md is stale"
+    );
+    let _ = std::fs::remove_dir_all(&scratch);
+}
