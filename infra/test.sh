@@ -66,7 +66,7 @@ set +e
   cargo test --locked --no-fail-fast -p integration-tests \
     --test template_resources --test lead_router --test router_edges --test request_counts \
     --test sla_sweeper --test api --test webhook_intake --test notifier --test manager_storm \
-    --test brand_ranking --test directory_seed
+    --test brand_ranking --test directory_seed --test directory_apply --test insider
 ) 2>&1 | tee -a "$log"
 other_status=${PIPESTATUS[0]}
 set -e
