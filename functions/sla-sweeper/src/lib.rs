@@ -457,21 +457,6 @@ impl Sweeper {
         exclude: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Placed, SweepError> {
-        let placed = self.place_with_turn(brand, lead, due, exclude, now).await;
-        if placed.is_ok() {
-            self.tickets.release(&lead.lead.lead_id);
-        }
-        placed
-    }
-
-    async fn place_with_turn(
-        &self,
-        brand: &Brand,
-        lead: &DueLead,
-        due: &Due,
-        exclude: Option<&str>,
-        now: DateTime<Utc>,
-    ) -> Result<Placed, SweepError> {
         let record = &lead.lead;
         let dealer_id = record.dealer_id.as_deref().ok_or_else(|| {
             SweepError::Inconsistent(format!("lead {} has no dealer", record.lead_id))
@@ -505,17 +490,24 @@ impl Sweeper {
             } else {
                 assignment::assign(dealer.strategy, &loads, ticket, None)
             };
+            // Placed or not, an outcome uses the lead's turn (errors keep it).
+            let done = |placed| {
+                self.tickets.release(&record.lead_id);
+                Ok(placed)
+            };
             let (staff_id, reason) = match choice {
                 Assignment::Staff { staff_id, reason } => (staff_id, reason),
-                Assignment::Offer { .. } | Assignment::NoOneAvailable => return Ok(Placed::NoOne),
+                Assignment::Offer { .. } | Assignment::NoOneAvailable => {
+                    return done(Placed::NoOne)
+                }
             };
             let load = loads
                 .iter()
                 .find(|l| l.staff_id == staff_id)
                 .expect("chosen from loads");
             match self.leads.reassign(lead, due, load, brand, now).await? {
-                ReassignResult::Reassigned => return Ok(Placed::To(staff_id, reason)),
-                ReassignResult::Changed => return Ok(Placed::Changed),
+                ReassignResult::Reassigned => return done(Placed::To(staff_id, reason)),
+                ReassignResult::Changed => return done(Placed::Changed),
                 ReassignResult::CapReached => continue,
             }
         }
