@@ -45,6 +45,19 @@ step "cargo test (unit, property and integration tests on $LOCAL_DYNAMODB)"
 set +e
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+
+# Pages people look at, in a real browser (Debian's chromium, installed by the
+# script if missing), against the same stack; the screenshot goes to a scratch
+# file so a test run never rewrites docs/. Counted in the closing total.
+step "browser test of the ranking page (headless chromium)"
+shots="$(mktemp -d)"
+if tests/e2e/run.sh "$shots/ranking-page.png"; then
+  echo "test result: ok. 1 passed; 0 failed; 0 ignored (browser: ranking page)" >>"$log"
+else
+  echo "test result: FAILED. 0 passed; 1 failed; 0 ignored (browser: ranking page)" >>"$log"
+  status=1
+fi
+rm -rf "$shots"
 set -e
 if $started_here; then trap - EXIT; infra/local/stack.sh down; fi
 

@@ -8,7 +8,8 @@
 #      brand-ranking binary ranks the date, the api binary serves page and API
 #   5. tests/e2e/ranking-page.mjs drives headless Chromium, checks the page against
 #      the API, and writes the screenshot (default docs/ranking-page.png)
-# Usage: tests/e2e/run.sh [screenshot.png]. Not part of infra/test.sh (see README).
+# Usage: tests/e2e/run.sh [screenshot.png]. infra/test.sh runs it (screenshot to a
+# scratch file); run it alone with no argument to refresh docs/ranking-page.png.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -40,7 +41,9 @@ step "build (api, brand-ranking, demo seed)"
 cargo build -q -p api -p brand-ranking --bins --examples
 
 step "seed a demo brand"
-seed="$(cargo run -q -p brand-ranking --example ranking_demo_seed)"
+# The seed's answer is its last line (the ranking job before it prints its
+# CloudWatch metrics as EMF lines on stdout, as it does in Lambda).
+seed="$(cargo run -q -p brand-ranking --example ranking_demo_seed | tail -n 1)"
 job="$(printf '%s' "$seed" | python3 -c 'import json, sys; d = json.load(sys.stdin); print(json.dumps({"date": d["date"], "brand_id": d["brand_id"]}))')"
 echo "seeded: $job" >&2
 

@@ -61,6 +61,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "dealer_id": dealer(i), "brand_id": brand, "name": format!("{}4S店", NAMES[i as usize]),
             "city": cities[i as usize % cities.len()], "served_cities": [], "strategy": "round_robin"
         })).collect::<Vec<_>>(),
+        // The API checks every token against the roster: one consultant a dealer.
+        "staff": (0..DEALERS).map(|i| serde_json::json!({
+            "staff_id": format!("{}-s", dealer(i)), "dealer_id": dealer(i),
+            "name": format!("顾问{i:02}"), "role": "sales", "on_duty": true, "cap": 10
+        })).collect::<Vec<_>>(),
     }))?;
     DynamoDirectory::new(clients.dynamodb.clone(), &settings.tables.directory)
         .save(&file.validate().map_err(|e| format!("{e:?}"))?)
