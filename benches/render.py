@@ -141,7 +141,7 @@ def render(directory):
             f"{mix['leads_created']} leads created), one webhook at a time, each queue message through its consumer. "
             "Means per piece of work; RRU/WRU are DynamoDB request units estimated from the real request and response "
             "bodies (`benches/src/capacity.rs`); handler = the handler's wall time, emulator = the AWS round trips inside it "
-            f"(moto, {per_request:.1f} ms per request on average in this run).",
+            f"(the local stack: DynamoDB Local and moto's SQS, {per_request:.1f} ms per request on average in this run).",
             "",
             work_table(mix),
             "",

@@ -94,7 +94,9 @@ step "AWS requests, request units, end-to-end latency and cost (bench-emulator)"
 "$target/release/bench-emulator" --customers "${BENCH_CUSTOMERS:-240}" --e2e "${BENCH_E2E:-200}" \
   --out "$out/emulator.json" | tee "$out/emulator.txt"
 
-step "live group-buy burst in contention mode (burst): 2,000 leads in 20 s, one dealer, then 20 dealers"
+step "live group-buy burst in contention mode (burst): ${BENCH_BURST_LEADS:-400} leads in 20 s, one dealer, then 20 dealers"
+# A burst the local stack does not absorb is a finding (its JSON says what was
+# lost to 500s), not a reason to leave the other results unrendered.
 # Each on a fresh stack of its own: the burst counts every lead in the table.
 for dealers in 1 20; do
   (
@@ -103,9 +105,9 @@ for dealers in 1 20; do
     burst_env="$(infra/local/stack.sh up)" || { echo "the burst stack did not come up" >&2; exit 1; }
     eval "$burst_env"
     trap 'infra/local/stack.sh down' EXIT
-    "$target/release/burst" --leads "${BENCH_BURST_LEADS:-2000}" --seconds 20 --dealers "$dealers" \
+    "$target/release/burst" --leads "${BENCH_BURST_LEADS:-400}" --seconds 20 --dealers "$dealers" \
       --consumers 32 --out "$out/burst-$dealers-dealers.json" | tee "$out/burst-$dealers-dealers.txt"
-  )
+  ) || echo "burst with $dealers dealer(s): not absorbed (docs/benchmarks/burst-$dealers-dealers.json)" >&2
 done
 
 step "pure compute (criterion)"
