@@ -12,6 +12,14 @@ fn read(path: &str) -> String {
     std::fs::read_to_string(repo_path(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
+/// The text between `<!-- name:begin -->` and `<!-- name:end -->`.
+fn marked<'t>(text: &'t str, name: &str) -> &'t str {
+    text.split(&format!("<!-- {name}:begin -->"))
+        .nth(1)
+        .and_then(|rest| rest.split(&format!("<!-- {name}:end -->")).next())
+        .unwrap_or_else(|| panic!("the README marks its {name} passage"))
+}
+
 /// The number after `label` on the report line that starts with `prefix`.
 fn figure(report: &str, prefix: &str, label: &str) -> u64 {
     let line = report
@@ -29,12 +37,7 @@ fn figure(report: &str, prefix: &str, label: &str) -> u64 {
 fn the_readme_demo_figures_are_lines_of_the_committed_report() {
     let readme = read("README.md");
     let report = read("docs/demo/report.txt");
-    let block = readme
-        .split("<!-- demo-report:begin -->")
-        .nth(1)
-        .and_then(|rest| rest.split("<!-- demo-report:end -->").next())
-        .expect("the README marks its demo report");
-    let lines: Vec<&str> = block
+    let lines: Vec<&str> = marked(&readme, "demo-report")
         .lines()
         .map(str::trim_end)
         .filter(|l| !l.is_empty() && !l.starts_with("```"))
@@ -61,15 +64,10 @@ fn the_readme_demo_figures_are_lines_of_the_committed_report() {
     assert_eq!(summary["problems"], serde_json::json!([]));
 }
 
-/// The numbers of a README passage between `<!-- name:begin -->` and
-/// `<!-- name:end -->`, thousands separators dropped, decimals kept.
+/// The numbers of a marked README passage, thousands separators dropped,
+/// decimals kept.
 fn readme_numbers(readme: &str, name: &str) -> Vec<String> {
-    let block = readme
-        .split(&format!("<!-- {name}:begin -->"))
-        .nth(1)
-        .and_then(|rest| rest.split(&format!("<!-- {name}:end -->")).next())
-        .unwrap_or_else(|| panic!("the README marks its {name} passage"));
-    let text = block.replace(',', "");
+    let text = marked(readme, name).replace(',', "");
     text.split(|c: char| !c.is_ascii_digit() && c != '.')
         .map(|w| w.trim_matches('.'))
         .filter(|w| !w.is_empty())
@@ -146,14 +144,10 @@ fn the_readme_benchmark_section_is_the_rendering_of_the_committed_results() {
     );
     let rendered = std::fs::read_to_string(&readme).unwrap();
     let committed = read("README.md");
-    let section = |text: &str| {
-        text.split("<!-- benchmarks:begin -->")
-            .nth(1)
-            .and_then(|r| r.split("<!-- benchmarks:end -->").next())
-            .expect("benchmark markers")
-            .to_string()
-    };
-    let (committed, rendered) = (section(&committed), section(&rendered));
+    let (committed, rendered) = (
+        marked(&committed, "benchmarks"),
+        marked(&rendered, "benchmarks"),
+    );
     let differs = committed
         .lines()
         .zip(rendered.lines())
