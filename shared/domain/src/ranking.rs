@@ -1516,6 +1516,168 @@ mod tests {
         assert_eq!(to, date);
     }
 
+    /// Every field of the window is a sum over the account-days and
+    /// counter shards (two days, two accounts, each field non-zero on both).
+    #[test]
+    fn every_window_total_is_the_sum_over_both_days() {
+        let items = [
+            account(
+                1,
+                "dy-1",
+                AccountDay {
+                    videos: 2,
+                    live_sessions: 1,
+                    live_minutes: 40,
+                    live_session_minutes: vec![40],
+                    live_viewers: 300,
+                    live_follows: 5,
+                    live_comments: 12,
+                    live_shares: 2,
+                    plays: 1_000,
+                    likes: 30,
+                    comments: 4,
+                    shares: 3,
+                    completed_plays: 200,
+                },
+            ),
+            account(
+                2,
+                "dy-2",
+                AccountDay {
+                    videos: 3,
+                    live_sessions: 2,
+                    live_minutes: 70,
+                    live_session_minutes: vec![35, 35],
+                    live_viewers: 500,
+                    live_follows: 7,
+                    live_comments: 20,
+                    live_shares: 3,
+                    plays: 2_000,
+                    likes: 50,
+                    comments: 6,
+                    shares: 5,
+                    completed_plays: 700,
+                },
+            ),
+            StatsItem::Counter {
+                day: d(1),
+                counts: LeadCounts {
+                    paid_leads: 2,
+                    wecom_leads: 3,
+                    vertical_leads: 4,
+                    other_leads: 5,
+                },
+            },
+            StatsItem::Counter {
+                day: d(2),
+                counts: LeadCounts {
+                    paid_leads: 3,
+                    wecom_leads: 2,
+                    vertical_leads: 1,
+                    other_leads: 6,
+                },
+            },
+            natural(1, "L1"),
+            natural(2, "L2"),
+        ];
+        let t = WindowTotals::of_items(&items, &HashSet::new(), &RankingSettings::default());
+        assert_eq!(
+            t,
+            WindowTotals {
+                videos: 5,
+                live_sessions: 3,
+                effective_live_sessions: 3,
+                live_minutes: 110,
+                live_days: 2,
+                live_viewers: 800,
+                live_follows: 12,
+                live_comments: 32,
+                live_shares: 5,
+                plays: 3_000,
+                likes: 80,
+                comments: 10,
+                shares: 8,
+                completed_plays: 900,
+                natural_leads: 2,
+                invalid_natural_leads: 0,
+                paid_leads: 5,
+                wecom_leads: 5,
+                vertical_leads: 5,
+                other_leads: 11,
+                accounts: 2,
+            }
+        );
+    }
+
+    /// The snapshot stores metrics rounded to 0.01 (rates to 0.0001, i.e.
+    /// 0.01 percentage point) and components to 0.01 point, on values with
+    /// more decimals than that.
+    #[test]
+    fn stored_metrics_and_components_are_rounded_to_hundredths() {
+        let t = WindowTotals {
+            // 8 videos in 21 days = 2.666… a week: 62.222… points.
+            videos: 8,
+            // 100 minutes over 3 live days = 0.5555… h a day: 13.888… points.
+            live_minutes: 100,
+            live_days: 3,
+            // 100 likes of 7,000 plays = 1.42857…%: 40 + 30·0.42857… = 52.857… points.
+            plays: 7_000,
+            likes: 100,
+            ..WindowTotals::default()
+        };
+        let basis = RankingBasis {
+            window_days: 21,
+            ..basis()
+        };
+        let r = &rank_brand(&[dealer("d", t)], &basis, &HashMap::new())[0];
+        let m = r.metrics;
+        assert_eq!(
+            (m.videos_per_period, m.live_hours_per_live_day, m.like_rate),
+            (2.67, 0.56, 0.0143)
+        );
+        let c = r.components;
+        assert_eq!((c.videos, c.live_hours, c.like_rate), (62.22, 13.89, 52.86));
+    }
+
+    #[test]
+    fn weights_of_zero_are_valid_and_only_negative_or_odd_ones_are_not() {
+        assert_eq!(ScoreWeights::default().validate(), Ok(()));
+        assert_eq!(only_completion().validate(), Ok(()), "zero weights allowed");
+        for odd in [-0.5, f64::NAN, f64::INFINITY] {
+            let w = ScoreWeights {
+                live_hours: odd,
+                ..ScoreWeights::default()
+            };
+            assert_eq!(w.validate(), Err(WeightsError::Negative), "{odd}");
+        }
+        // Valid brand weights are kept.
+        let basis = basis_for(
+            &[],
+            Some(&only_completion()),
+            None,
+            TierCutoffs::default(),
+            30,
+        );
+        assert_eq!(basis.weights, only_completion());
+    }
+
+    #[test]
+    fn tier_cutoffs_may_add_up_to_exactly_one_hundred() {
+        assert_eq!(
+            TierCutoffs::parse("50,30,20"),
+            Ok(TierCutoffs {
+                s: 50,
+                a: 30,
+                b: 20
+            })
+        );
+        assert_eq!(
+            TierCutoffs::parse("0,0,100"),
+            Ok(TierCutoffs { s: 0, a: 0, b: 100 })
+        );
+        assert!(TierCutoffs::parse("50,30,21").is_err());
+    }
+
     fn dealer(id: &str, totals: WindowTotals) -> DealerInput {
         DealerInput {
             dealer_id: id.into(),
