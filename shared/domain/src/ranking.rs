@@ -1345,6 +1345,49 @@ mod tests {
     }
 
     #[test]
+    fn a_day_without_live_minutes_is_not_a_live_day() {
+        let items = [
+            account(
+                3,
+                "dy-1",
+                AccountDay {
+                    live_sessions: 1,
+                    live_minutes: 60,
+                    ..AccountDay::default()
+                },
+            ),
+            // Posted a video, never went live.
+            account(
+                4,
+                "dy-1",
+                AccountDay {
+                    videos: 1,
+                    ..AccountDay::default()
+                },
+            ),
+        ];
+        let t = WindowTotals::of_items(&items, &HashSet::new(), &RankingSettings::default());
+        assert_eq!(t.live_days, 1);
+    }
+
+    #[test]
+    fn equal_gains_name_the_earlier_metric() {
+        // Comments and shares both 0 -> 40 (3 points each at default
+        // weights); everything else full. Comments come first in METRIC_NAMES.
+        let c = Components {
+            videos: 100.0,
+            live_sessions: 100.0,
+            live_hours: 100.0,
+            like_rate: 100.0,
+            completion_rate: 100.0,
+            ..Components::default()
+        };
+        let best = ScoreWeights::default().best_gain(&c).unwrap();
+        assert_eq!(best.metric, "comment_rate");
+        assert_eq!(best.points, 3.0);
+    }
+
+    #[test]
     fn the_metric_that_would_gain_most_points() {
         let c = Components {
             videos: 100.0,
