@@ -10,8 +10,7 @@
 #        infra/mutants.sh --store [--test NAME]... [--re RE] [--exclude-re RE] FILE...
 #          the store or the router (files of shared/aws or functions/lead-router), one
 #          file at a time, against the local stack (started, or the running one used):
-#          the mutated crate's unit tests (--lib) plus only the integration test
-#          binaries named with --test (default: a list per file, below). --re /
+#          only the integration test binaries named with --test (default: a list per file, below). --re /
 #          --exclude-re restrict the mutants (regex on the names `--list` shows).
 #          Each mutant rebuilds the functions and those binaries: minutes each.
 #   MUTANTS_JOBS (default 1), MUTANTS_TIMEOUT (seconds per test run, default 120;
@@ -104,10 +103,12 @@ for module in "${modules[@]}"; do
     name="${name%.rs}" name="${name//\//-}"
     # shellcheck disable=SC2207
     [[ ${#tests[@]} -gt 0 ]] && binaries=("${tests[@]}") || binaries=($(default_tests "$file"))
-    test_args=(--lib)
+    # Only the integration-tests package: cargo-mutants passes the `--test`
+    # names to every test package, and the mutated crate has no such targets.
+    test_args=()
     for t in "${binaries[@]}"; do test_args+=(--test "$t"); done
-    extra=", tests --lib ${binaries[*]}${filter[*]:+, ${filter[*]}}"
-    run=(-p "$package" --test-package "$package,integration-tests" "${filter[@]}"
+    extra=", tests ${binaries[*]}${filter[*]:+, ${filter[*]}}"
+    run=(-p "$package" --test-package integration-tests "${filter[@]}"
       --build-timeout "$timeout" -- "${test_args[@]}")
   else
     file="shared/domain/src/$module.rs" name="$module" extra="" run=(-p leads-domain)

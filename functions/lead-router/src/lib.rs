@@ -600,13 +600,16 @@ impl Router {
             RouterError::Malformed(format!("dealer {dealer_id} not in the directory"))
         })?;
         let staff = self.directory.staff_of(dealer_id).await?;
-        let loads = self.leads.loads(dealer_id, &staff).await?;
         // An atomic counter outside the transaction: turns are taken in the
-        // order tickets are issued, and no two leads contend for it.
-        let ticket = match dealer.strategy {
-            AssignmentStrategy::RoundRobin => self.ticket_for(&record.lead_id, dealer_id).await?,
-            _ => 0,
+        // order tickets are issued, and no two leads contend for it. Drawn
+        // while the open counts are read: one round trip for both.
+        let ticket = async {
+            match dealer.strategy {
+                AssignmentStrategy::RoundRobin => self.ticket_for(&record.lead_id, dealer_id).await,
+                _ => Ok(0),
+            }
         };
+        let (loads, ticket) = tokio::try_join!(self.leads.loads(dealer_id, &staff), ticket)?;
         let assignment = choose(record, &dealer, &staff, &loads, ticket);
         if let Assignment::Staff { staff_id, .. } = &assignment {
             let cap = loads
