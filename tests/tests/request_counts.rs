@@ -266,7 +266,8 @@ async fn requests_per_accepted_webhook_and_redelivery() {
     let accepted = counted(&counter);
     show("accepted webhook (1 lead)", &counter);
     // The platform redelivers at once (a concurrent copy, or an answer it lost):
-    // the copy waits out the owner's lease, then confirms the send.
+    // the copy waits out the owner's lease, finds it unconfirmed, takes the
+    // claim over, sends again and confirms.
     assert_eq!(intake.handle(again).await.status(), 200);
     let redelivered = counted(&counter);
     show("redelivered webhook (during the lease)", &counter);
@@ -291,8 +292,12 @@ async fn requests_per_accepted_webhook_and_redelivery() {
     );
     assert_eq!(
         redelivered,
-        ops(&[("DynamoDB.PutItem", 2), ("DynamoDB.UpdateItem", 1)]),
-        "claim found, claim found again after the lease, marked SENT"
+        ops(&[
+            ("DynamoDB.PutItem", 2),
+            ("DynamoDB.UpdateItem", 2),
+            ("SQS.SendMessageBatch", 1)
+        ]),
+        "claim found, found again after the lease, taken over, sent again, marked SENT"
     );
     assert_eq!(
         confirmed,

@@ -146,8 +146,12 @@ async fn accepted_webhook_is_stored_enqueued_once_and_redelivery_is_acknowledged
     let (status, _) = status_and_body(&intake, douyin_request(&body, &msg_id)).await;
     assert_eq!(status, 200);
 
+    // The copy came during the owner's lease and found it unconfirmed: an owner
+    // that sent and one whose send and release failed look the same, so it sent
+    // again (the router's delivery marker makes one lead of the two).
     let leads = leads_in(&drain(&stack.clients.sqs, &queue).await);
-    assert_eq!(leads.len(), 1, "enqueued exactly once");
+    assert_eq!(leads.len(), 2, "the owner's message and the copy's");
+    assert_eq!(leads[0].source_event_id, leads[1].source_event_id);
     let lead = &leads[0];
     // The delivery key is the signed log_id (the Msg-Id header is unsigned).
     let log_id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["log_id"]
@@ -164,13 +168,13 @@ async fn accepted_webhook_is_stored_enqueued_once_and_redelivery_is_acknowledged
         .await
         .expect("raw payload stored");
     assert_eq!(raw["body"], AttributeValue::S(body));
-    // The redelivery waited out the owner's lease and confirmed the send.
+    // The redelivery waited out the owner's lease, sent and confirmed the send.
     assert_eq!(raw["state"], AttributeValue::S("SENT".into()));
     assert!(raw.contains_key("expires_at") && raw.contains_key("lease_until_ms"));
 }
 
 #[tokio::test]
-async fn concurrent_copies_enqueue_exactly_once() {
+async fn concurrent_copies_enqueue_at_most_twice() {
     let Some(stack) = stack().await else { return };
     let (intake, queue) = intake(&stack).await;
     for _round in 0..3 {
@@ -192,8 +196,11 @@ async fn concurrent_copies_enqueue_exactly_once() {
                 .0,
             200
         );
+        // The owner's message, and one from whichever copy took the
+        // unconfirmed claim over after the lease (the other found it SENT).
         let leads = leads_in(&drain(&stack.clients.sqs, &queue).await);
-        assert_eq!(leads.len(), 1, "exactly one message per delivery");
+        assert_eq!(leads.len(), 2, "one message from the owner, one take-over");
+        assert_eq!(leads[0].source_event_id, leads[1].source_event_id);
     }
 }
 
@@ -227,8 +234,10 @@ async fn a_failed_enqueue_is_not_lost_the_retry_enqueues() {
 }
 
 /// Writes the claim an attempt leaves behind when it dies between its put and
-/// its send (the crash window): `SENDING`, its lease over, nothing enqueued.
-async fn abandoned_claim(stack: &Stack, reference: &str, body: &str) {
+/// its send (the crash window), or when its send and then its release failed:
+/// `SENDING`, its lease ending `lease_ms` from now (negative: over), nothing
+/// enqueued.
+async fn abandoned_claim(stack: &Stack, reference: &str, body: &str, lease_ms: i64) {
     let now = Utc::now();
     let item = HashMap::from([
         ("pk".to_string(), AttributeValue::S(reference.into())),
@@ -245,7 +254,7 @@ async fn abandoned_claim(stack: &Stack, reference: &str, body: &str) {
         ("state".to_string(), AttributeValue::S("SENDING".into())),
         (
             "lease_until_ms".to_string(),
-            AttributeValue::N((now.timestamp_millis() - 1_000).to_string()),
+            AttributeValue::N((now.timestamp_millis() + lease_ms).to_string()),
         ),
     ]);
     stack
@@ -274,7 +283,7 @@ async fn a_claim_left_by_a_dead_attempt_is_taken_over_and_enqueued() {
         "RAW#oem_crm#{}",
         leads_domain::intake::body_hash(body.as_bytes())
     );
-    abandoned_claim(&stack, &reference, body).await;
+    abandoned_claim(&stack, &reference, body, -1_000).await;
 
     // The platform retries (it never got an answer): the retry must enqueue.
     let (status, _) = status_and_body(&intake, crm_request(body, &event_id)).await;
@@ -289,6 +298,37 @@ async fn a_claim_left_by_a_dead_attempt_is_taken_over_and_enqueued() {
     let (status, _) = status_and_body(&intake, crm_request(body, &event_id)).await;
     assert_eq!(status, 200);
     assert!(drain(&stack.clients.sqs, &queue).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_copy_during_the_lease_of_an_owner_that_failed_to_send_and_release_enqueues() {
+    // The owner's send failed and so did giving the claim back (storage down):
+    // its claim stays, lease unchanged, nothing enqueued. A copy that waits the
+    // lease out must not take the unchanged lease for a send (a lead was lost
+    // that way in the reliability replay).
+    let Some(stack) = stack().await else { return };
+    let (intake, queue) = intake(&stack).await;
+    let event_id = unique("stuck");
+    let body = format!(
+        r#"{{"lead_id":"crm-3","dealer_id":"ht-jn-01","phone":"13705319999","city":"济南","note":"{event_id}"}}"#
+    );
+    let reference = format!(
+        "RAW#oem_crm#{}",
+        leads_domain::intake::body_hash(body.as_bytes())
+    );
+    abandoned_claim(&stack, &reference, &body, 1_500).await;
+
+    let (status, _) = status_and_body(&intake, crm_request(&body, &event_id)).await;
+    assert_eq!(status, 200);
+    let leads = leads_in(&drain(&stack.clients.sqs, &queue).await);
+    assert_eq!(
+        leads.len(),
+        1,
+        "the copy enqueued what the owner never sent"
+    );
+    assert_eq!(leads[0].source_event_id, "oem_crm:crm-3");
+    let raw = raw_record(&stack, &reference).await.unwrap();
+    assert_eq!(raw["state"], AttributeValue::S("SENT".into()));
 }
 
 #[tokio::test]

@@ -8,13 +8,12 @@
 //!    500, so the platform's retry enqueues: nothing accepted is lost.
 //!
 //! Copies and retries find the claim. One that arrives during the lease is a
-//! concurrent copy: it waits for the lease to end and is acknowledged (marking
-//! the claim `SENT`), unless the owner gave the claim back (then it claims it
-//! itself). One that arrives
-//! after a lease ended on an unconfirmed `SENDING` claim cannot tell a sent
-//! delivery from an owner that died between its put and its send, so it takes
-//! the claim over, sends again and marks it `SENT`; the router's delivery
-//! marker makes that possible second message a no-op.
+//! concurrent copy: it waits for the lease to end and looks again. A claim
+//! given back it claims itself. A lease that ended on an unconfirmed `SENDING`
+//! claim cannot tell a sent delivery from an owner that died between its put
+//! and its send, or whose send and release both failed, so the copy takes the
+//! claim over, sends again and marks it `SENT`; the router's delivery marker
+//! makes that possible second message a no-op.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -209,7 +208,6 @@ impl Intake {
             reference: &payload.pk,
             claim_id: new_claim_id(),
         };
-        let mut waited_for: Option<i64> = None;
         for _ in 0..MAX_ROUNDS {
             let now = Utc::now();
             let lease_until = now + LEASE;
@@ -240,22 +238,8 @@ impl Intake {
                 Claim::Taken {
                     lease_until_ms: lease,
                     ..
-                } if waited_for == Some(lease) => {
-                    // The lease this copy waited out ended without a release:
-                    // the owner enqueued. Confirmed, so later redeliveries do
-                    // not send again (see the module doc for the rest).
-                    if let Err(e) = self.raw_payloads.mark_sent(&payload.pk, lease).await {
-                        tracing::warn!(%source, %delivery_key, error = %e, "send not confirmed on the claim");
-                    }
-                    tracing::info!(%source, %delivery_key, "concurrent copy acknowledged, not enqueued again");
-                    return Ok(reply_response(reply));
-                }
-                Claim::Taken {
-                    lease_until_ms: lease,
-                    ..
                 } if lease > now.timestamp_millis() => {
                     // Someone holds the claim now: wait for its lease, then look again.
-                    waited_for = Some(lease);
                     let wait = (lease - now.timestamp_millis()) as u64 + MARGIN.as_millis() as u64;
                     tokio::time::sleep(Duration::from_millis(wait)).await;
                 }
@@ -264,6 +248,9 @@ impl Intake {
                     ..
                 } => {
                     // A lease ended unconfirmed: maybe sent, maybe not. Send again.
+                    // This holds for a copy that waited out the lease too: an
+                    // owner whose send failed and whose release failed leaves
+                    // the same unchanged lease as an owner that sent.
                     let new_lease = Utc::now() + LEASE;
                     if self
                         .raw_payloads
