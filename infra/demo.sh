@@ -51,12 +51,14 @@ eval "$stack_env"
 free_port() { .venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 port="$(free_port)"
 # The notifier talks to lead-demo's stand-in for WeCom, the SMS gateway and the
-# brand CRM on this port (local values; in AWS they come from the template).
+# brand CRM on this port (local values; in AWS they come from the template). The
+# channels' keys are in the stack's notifier secret (NOTIFIER_SECRET_ID), where
+# infra/local/local_secrets.py put the stand-in's demo values.
 receiver_port="$(free_port)"
 export NOTIFY_ALLOW_LOOPBACK_HTTP=1 WECOM_BASE_URL="http://127.0.0.1:$receiver_port" WECOM_CORP_ID=ww-demo-corp \
-  WECOM_CORP_SECRET=demo-corp-secret WECOM_AGENT_ID=1000002 \
-  SMS_GATEWAY_URL="http://127.0.0.1:$receiver_port/sms" SMS_API_KEY=demo-sms-key \
-  CRM_WEBHOOK_URL="http://127.0.0.1:$receiver_port/crm" CRM_WEBHOOK_SECRET=demo-crm-secret
+  WECOM_AGENT_ID=1000002 \
+  SMS_GATEWAY_URL="http://127.0.0.1:$receiver_port/sms" \
+  CRM_WEBHOOK_URL="http://127.0.0.1:$receiver_port/crm"
 # The demo plays a day in about a minute; WeCom's 30 messages per member per
 # minute would hold back the busiest consultant's jobs for SQS to retry later.
 export WECOM_PER_MEMBER_PER_MINUTE=1000

@@ -22,11 +22,13 @@ print("\n".join(sorted({"us-east-1"} | {e["global"]["parameters"]["region"]
 rc=0
 echo "+ cfn-lint --regions ${regions[*]} -- template.yaml" >&2
 "$bin/cfn-lint" --regions "${regions[@]}" -- template.yaml </dev/null || rc=1
-# The optional halves, switched on: the notifier in a VPC (fixed egress IP) and a
-# stack refusing mainland mobiles, as a prod stack with a channel.
+# The optional halves, switched on: the notifier in a VPC (fixed egress IP), a
+# stack refusing mainland mobiles, as a prod stack with a channel, and a
+# customer-managed KMS key for the tables, queues and secrets.
 vpc=(NotifierSubnetIds=subnet-0123456789abcdef0,subnet-0123456789abcdef1
      NotifierSecurityGroupIds=sg-0123456789abcdef0 AcceptMainlandMobiles=false
-     Stage=prod WecomCorpId=ww0123456789 WecomAgentId=1000002)
+     Stage=prod WecomCorpId=ww0123456789 WecomAgentId=1000002
+     KmsKeyArn=arn:aws:kms:us-east-1:123456789012:key/0123abcd-4567-89ab-cdef-0123456789ab)
 echo "+ cfn-lint --regions ${regions[*]} --parameters ${vpc[*]} -- template.yaml" >&2
 "$bin/cfn-lint" --regions "${regions[@]}" --parameters "${vpc[@]}" -- template.yaml </dev/null || rc=1
 # Each samconfig environment: its parameter_overrides name only template parameters,
@@ -49,7 +51,7 @@ for env, section in cfg.items():
     values = dict(o.split("=", 1) for o in overrides)
     for k in sorted(set(values) - params):
         bad.append(f"{env}: {k} is not a template parameter")
-    for k in ("Stage", "SecretsName", "LeadLinkBase", "AcceptMainlandMobiles"):
+    for k in ("Stage", "LeadLinkBase", "AcceptMainlandMobiles"):
         if k not in values:
             bad.append(f"{env}: sets no {k}")
     china = region.startswith("cn-")

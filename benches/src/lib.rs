@@ -48,7 +48,6 @@ pub fn bench_secrets() -> IntakeSecrets {
             .collect();
     let value = serde_json::json!({
         "phone_hash_key": "bench-phone-hash-key-0123456789",
-        "api_token_secret": "bench-api-token-secret",
         "douyin": {"awx-demo-app": "douyin-app-secret-0123456789"},
         "hmac": hmac,
         "wecom": wecom,

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Create template.yaml's DynamoDB tables and SQS queues in the local stack and print
-the functions' environment variables, resolved against it, as one JSON object.
+"""Create template.yaml's DynamoDB tables, SQS queues and Secrets Manager secrets in the
+local stack and print the functions' environment variables, resolved against it, as one
+JSON object.
 
-template.yaml stays the single source of truth: there is no list of tables or queues
-here.
+template.yaml stays the single source of truth: there is no list of tables, queues or
+secrets here.
 - Tables: every AWS::DynamoDB::Table resource is created with CreateTable on the local
   DynamoDB engine (DynamoDB Local, or moto), with the template's keys, attribute
   definitions, billing mode, GSIs/LSIs with their projections and streams, then TTL
@@ -14,15 +15,26 @@ here.
   template and created with moto's CloudFormation (redrive policies and DLQ
   !GetAtt ... Arn applied as CloudFormation would); moto reports queue URLs that
   point at AWS, so the emulator is asked for its own.
+- Secrets: every AWS::SecretsManager::Secret resource is created with CreateSecret on
+  moto (AWS_ENDPOINT_URL), named as the template names it (its `Name`, with
+  ${AWS::StackName} = the local stack name: leads-local/phone-hash, ...): a
+  `GenerateSecretString` becomes a fresh random value of that length and alphabet, a
+  `SecretString` is taken as it is ("{}" for the ones operators fill in; stack.sh puts
+  demo values there with local_secrets.py). A secret that exists already is kept as it
+  is, whatever its value. KmsKeyId and tags are skipped (named in the log). `!Ref` of a
+  secret is its ARN, as in CloudFormation, so the env gets the *_SECRET_ID ids and never
+  a secret's value.
 
 Run with the venv's python, with AWS_ENDPOINT_URL (moto), AWS_ENDPOINT_URL_DYNAMODB
 (the DynamoDB engine), AWS_REGION and dummy credentials set (infra/local/stack.sh
-does this). Idempotent: existing tables and the queue stack are reused.
+does this). Idempotent: existing tables, secrets and the queue stack are reused.
 Env: LOCAL_STACK_NAME (default leads-local), LEADS_TEMPLATE (default <repo>/template.yaml).
 """
 import json
 import os
 import re
+import secrets
+import string
 import sys
 from pathlib import Path
 
@@ -36,7 +48,7 @@ STACK = os.environ.get("LOCAL_STACK_NAME", "leads-local")
 ENDPOINT = os.environ["AWS_ENDPOINT_URL"]
 DYNAMODB_ENDPOINT = os.environ.get("AWS_ENDPOINT_URL_DYNAMODB", ENDPOINT)
 REGION = os.environ.get("AWS_REGION", "us-east-1")
-TABLE, QUEUE = "AWS::DynamoDB::Table", "AWS::SQS::Queue"
+TABLE, QUEUE, SECRET = "AWS::DynamoDB::Table", "AWS::SQS::Queue", "AWS::SecretsManager::Secret"
 FUNCTIONS = ("AWS::Serverless::Function", "AWS::Lambda::Function")
 PSEUDO = {  # what moto uses; only needed if an env value refers to them
     "AWS::Region": REGION, "AWS::AccountId": "123456789012", "AWS::StackName": STACK,
@@ -161,6 +173,84 @@ def enable_ttl(ddb, table, spec):
         "AttributeName": spec["AttributeName"], "Enabled": True})
 
 
+# CreateSecret takes these; the value comes from SecretString or GenerateSecretString.
+SECRET_PROPERTIES = ("Name", "Description", "SecretString", "GenerateSecretString")
+SECRET_PROPERTIES_SKIPPED = ("KmsKeyId", "Tags", "ReplicaRegions")
+
+
+def generate_secret_string(spec):
+    """A value as Secrets Manager's GenerateSecretString would make it (its defaults:
+    32 characters of letters, digits and punctuation, at least one of each included
+    type), from Python's CSPRNG; with SecretStringTemplate and GenerateStringKey, that
+    JSON with the generated value under the key."""
+    known = {"PasswordLength", "ExcludeCharacters", "ExcludeLowercase", "ExcludeNumbers",
+             "ExcludePunctuation", "ExcludeUppercase", "IncludeSpace",
+             "RequireEachIncludedType", "SecretStringTemplate", "GenerateStringKey"}
+    unknown = set(spec) - known
+    if unknown:
+        raise ValueError(f"GenerateSecretString: not handled locally: {sorted(unknown)}")
+    flag = lambda k, default=False: str(spec.get(k, default)).lower() == "true"
+    excluded = set(str(spec.get("ExcludeCharacters", "")))
+    types = [chars for chars, off in ((string.ascii_lowercase, "ExcludeLowercase"),
+                                      (string.ascii_uppercase, "ExcludeUppercase"),
+                                      (string.digits, "ExcludeNumbers"),
+                                      (string.punctuation, "ExcludePunctuation"))
+             if not flag(off)]
+    if flag("IncludeSpace"):
+        types.append(" ")
+    types = ["".join(c for c in chars if c not in excluded) for chars in types]
+    types = [t for t in types if t]
+    alphabet = "".join(types)
+    length = int(spec.get("PasswordLength", 32))
+    if not alphabet or length < 1:
+        raise ValueError("GenerateSecretString: nothing to generate from")
+    while True:
+        value = "".join(secrets.choice(alphabet) for _ in range(length))
+        if not flag("RequireEachIncludedType", True) or length < len(types) or all(
+                any(c in t for c in value) for t in types):
+            break
+    if "GenerateStringKey" in spec:
+        doc = json.loads(spec.get("SecretStringTemplate", "{}"))
+        doc[spec["GenerateStringKey"]] = value
+        return json.dumps(doc)
+    return value
+
+
+def ensure_secret(sm, logical, props, resolver):
+    """Creates the secret unless one of that name exists (kept as it is); returns its ARN."""
+    unknown = set(props) - set(SECRET_PROPERTIES + SECRET_PROPERTIES_SKIPPED)
+    if unknown:
+        raise ValueError(f"{logical}: template properties not handled locally: {sorted(unknown)}")
+    skipped = sorted(set(props) & set(SECRET_PROPERTIES_SKIPPED))
+    if skipped:
+        log(f"{logical}: skipped locally: {', '.join(skipped)}")
+    name = resolver.value(props["Name"]) if "Name" in props else f"{STACK}-{logical}"
+    try:
+        arn = sm.describe_secret(SecretId=name)["ARN"]
+        log(f"secret {name} exists; kept as it is")
+        return arn
+    except ClientError as e:
+        if e.response["Error"]["Code"] != "ResourceNotFoundException":
+            raise
+    if "SecretString" in props:
+        value = resolver.value(props["SecretString"])
+    elif "GenerateSecretString" in props:
+        value = generate_secret_string(props["GenerateSecretString"])
+    else:
+        raise ValueError(f"{logical}: neither SecretString nor GenerateSecretString")
+    request = {"Name": name, "SecretString": value}
+    if "Description" in props:
+        request["Description"] = resolver.value(props["Description"])
+    try:
+        arn = sm.create_secret(**request)["ARN"]
+        log(f"created secret {name}")
+    except ClientError as e:  # a parallel run made it first
+        if e.response["Error"]["Code"] != "ResourceExistsException":
+            raise
+        arn = sm.describe_secret(SecretId=name)["ARN"]
+    return arn
+
+
 class Resolver:
     """Resolves an environment value the way CloudFormation would, but against the emulator."""
 
@@ -170,7 +260,7 @@ class Resolver:
         self.physical, self.sqs = physical, sqs
 
     def ref(self, name):
-        if self.types.get(name) in (TABLE, QUEUE) and name not in self.physical:
+        if self.types.get(name) in (TABLE, QUEUE, SECRET) and name not in self.physical:
             raise ValueError(f"{name} is not in the running stack (made from an older template?)")
         if self.types.get(name) == QUEUE:
             # Physical id is the AWS-style URL; ask the emulator for its own URL by name.
@@ -178,11 +268,13 @@ class Resolver:
             return self.sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
         if self.types.get(name) == TABLE:
             return self.physical[name]  # the table name
+        if self.types.get(name) == SECRET:
+            return self.physical[name]  # the secret's ARN, as CloudFormation's Ref
         if name in self.params and "Default" in self.params[name]:
             return scalar(self.params[name]["Default"])
         if name in PSEUDO:
             return PSEUDO[name]
-        raise ValueError(f"!Ref {name} is not a table, queue or parameter with a Default")
+        raise ValueError(f"!Ref {name} is not a table, queue, secret or parameter with a Default")
 
     def value(self, v):
         if not isinstance(v, dict):
@@ -220,7 +312,7 @@ def environment(tpl):
 def main():
     tpl = yaml.load(TEMPLATE.read_text(), Loader=CfnLoader)
     kw = dict(endpoint_url=ENDPOINT, region_name=REGION)
-    cf, sqs = (boto3.client(s, **kw) for s in ("cloudformation", "sqs"))
+    cf, sqs, sm = (boto3.client(s, **kw) for s in ("cloudformation", "sqs", "secretsmanager"))
     ddb = boto3.client("dynamodb", endpoint_url=DYNAMODB_ENDPOINT, region_name=REGION)
 
     physical = {name: ensure_table(ddb, name, res.get("Properties", {}))
@@ -231,6 +323,12 @@ def main():
               for r in cf.describe_stack_resources(StackName=STACK)["StackResources"]}
     physical.update(queues)
     log(f"{len(queues)} queues ready in {ENDPOINT}")
+    # Secret names may use parameters and pseudo parameters, not other resources.
+    names = Resolver(tpl, {}, sqs)
+    secret_arns = {name: ensure_secret(sm, name, res.get("Properties", {}), names)
+                   for name, res in tpl["Resources"].items() if res["Type"] == SECRET}
+    physical.update(secret_arns)
+    log(f"{len(secret_arns)} secrets ready in {ENDPOINT}")
 
     resolver, env = Resolver(tpl, physical, sqs), {}
     for key, raw in environment(tpl).items():
@@ -238,9 +336,10 @@ def main():
             env[key] = resolver.value(raw)
             if "{{resolve:" in env[key]:
                 # e.g. {{resolve:secretsmanager:...}}: CloudFormation fills it in at deploy
-                # time; passing the literal on would only give a confusing parse error.
+                # time (the template must not: secrets are read at run time by id);
+                # passing the literal on would only give a confusing parse error.
                 del env[key]
-                raise ValueError("dynamic reference {{resolve:...}}; stack.sh fills it from .local/secrets.json")
+                raise ValueError("dynamic reference {{resolve:...}}; not resolved locally")
         except ValueError as e:
             # One exotic variable must not take the whole local stack down: say so, skip it.
             log(f"WARNING: {key} skipped: {e}")

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The local AWS stand-in, on 127.0.0.1 only, holding exactly the tables and queues of
-# template.yaml, plus an env file with the variables the functions get in AWS:
+# The local AWS stand-in, on 127.0.0.1 only, holding exactly the tables, queues and
+# secrets of template.yaml, plus an env file with the variables the functions get in AWS:
 #   - DynamoDB: AWS's DynamoDB Local (default) or moto, chosen by LOCAL_DYNAMODB=ddblocal|moto;
-#   - SQS (and CloudFormation, used to create the queues): moto_server;
+#   - SQS (and CloudFormation, used to create the queues) and Secrets Manager: moto_server;
 #   - two loopback proxies in front of the DynamoDB engine (infra/local/ddb_proxy.py): the
 #     one everybody uses (AWS_ENDPOINT_URL_DYNAMODB) fills in what the 2020 engine leaves
 #     out of a failed condition; the contention one (LOCAL_DDB_CONTENTION_URL; hold window
@@ -95,7 +95,9 @@ sys.exit(f"{name} did not answer within 30 s")
 EOF
 }
 
-# Create the template's tables/queues (idempotent) and write the env file from scratch.
+# Create the template's tables/queues/secrets (idempotent), put the demo values into the
+# secrets operators fill in, and write the env file from scratch. The env file holds the
+# secrets' ids (*_SECRET_ID, their ARNs in moto), never a secret's value.
 provision() {
   local moto_url ddb_url
   moto_url="$(cat "$state/moto.endpoint")"
@@ -116,8 +118,11 @@ env = dict(kv.split("=", 1) for kv in sys.argv[1:])
 env.update(json.load(sys.stdin))
 for k, v in env.items():
     print(f"export {k}={shlex.quote(v)}")' "${base[@]}" >"$envf.tmp" || return 1
-  # The secrets the template resolves from Secrets Manager, from a local random file.
-  "$py" "$here/local_secrets.py" "$state/secrets.json" >>"$envf.tmp" || return 1
+  # Demo values into the webhook and notifier secrets while they hold "{}"; it reads the
+  # base env and the ids from the file just written, and prints nothing on stdout.
+  ( . "$envf.tmp" && "$py" "$here/local_secrets.py" ) >&2 || return 1
+  # Older versions kept the secrets in plaintext here; they live in moto now.
+  rm -f "$state/secrets.json"
   mv "$envf.tmp" "$envf"
   sha256sum "$repo/template.yaml" | cut -d' ' -f1 >"$tplsumf"
 }
@@ -150,7 +155,7 @@ up() {
       exit 1
     fi
     log "reusing the running stack ($engine; moto $(cat "$state/moto.endpoint"))"
-    grep -q '^export INTAKE_SECRETS=' "$envf" 2>/dev/null || provision
+    grep -q '^export WEBHOOK_SECRET_ID=' "$envf" 2>/dev/null || provision
     # Reusing never changes a running stack (tests may be using it); just say it's stale.
     [[ "$(sha256sum "$repo/template.yaml" | cut -d' ' -f1)" == "$(cat "$tplsumf" 2>/dev/null)" ]] ||
       log "WARNING: template.yaml changed since this stack was created; run: $0 down && $0 up"

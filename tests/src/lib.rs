@@ -219,3 +219,29 @@ pub fn leadctl(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// A Secrets Manager secret of one test's own, holding `value`: its ARN.
+pub async fn scratch_secret(clients: &AwsClients, value: &str) -> String {
+    clients
+        .secrets
+        .create_secret()
+        .name(unique("test-secret"))
+        .secret_string(value)
+        .send()
+        .await
+        .expect("secret created")
+        .arn
+        .expect("a created secret has an ARN")
+}
+
+/// A new current value for secret `id` (what `put-secret-value` does).
+pub async fn put_secret(clients: &AwsClients, id: &str, value: &str) {
+    clients
+        .secrets
+        .put_secret_value()
+        .secret_id(id)
+        .secret_string(value)
+        .send()
+        .await
+        .expect("secret value put");
+}

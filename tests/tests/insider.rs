@@ -7,8 +7,8 @@
 use api::Api;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::Utc;
-use integration_tests::unique;
 use integration_tests::world::{lead, phone, wecom_lead, world, World};
+use integration_tests::{put_secret, scratch_secret, unique};
 use lambda_http::{Body, Request};
 use leads_domain::audit::AuditAction;
 use leads_domain::auth::{self, Claims, Keyring};
@@ -439,8 +439,11 @@ async fn f5_removed_consultants_and_demoted_managers_lose_access_at_once() {
     );
 }
 
-/// A rotation: the retiring key's tokens verify while both keys are live,
-/// and are refused after the overlap; the new key's tokens throughout.
+/// A rotation, as an operator does it: `put-secret-value` on the staff-token
+/// secret, no redeploy. The retiring key's tokens verify while both keys are
+/// live and are refused after the overlap; the new key's tokens throughout.
+/// The API reads the secret through Secrets Manager (the emulator's) with a
+/// short TTL, so each step is seen once the TTL has passed.
 #[tokio::test]
 async fn rotation_retired_kid_is_refused_after_the_overlap() {
     let w = world(AssignmentStrategy::RoundRobin, &[50]).await.unwrap();
@@ -471,19 +474,43 @@ async fn rotation_retired_kid_is_refused_after_the_overlap() {
         (format!("[{k2},{k1}]"), 200, 200),
         (format!("[{k2}]"), 401, 200),
     ];
-    for (keys, old_status, new_status) in expected {
-        let api = api(&w).with_keyring(ring(keys.clone()));
+    const TTL: std::time::Duration = std::time::Duration::from_millis(300);
+    let secret_id = scratch_secret(&w.stack.clients, &expected[0].0).await;
+    let keys = leads_aws::secrets::staff_token_keys_at(&w.stack.clients.secrets, &secret_id, TTL)
+        .await
+        .unwrap();
+    let api = api(&w).with_keyring_secret(keys);
+    for (i, (keys, old_status, new_status)) in expected.iter().enumerate() {
+        if i > 0 {
+            put_secret(&w.stack.clients, &secret_id, keys).await;
+            tokio::time::sleep(TTL + std::time::Duration::from_millis(100)).await;
+            // The first call after the TTL starts the re-read and uses it.
+        }
         assert_eq!(
             call(&api, "GET", &path, &old_token, "").await.0,
-            old_status,
+            *old_status,
             "{keys}"
         );
         assert_eq!(
             call(&api, "GET", &path, &new_token, "").await.0,
-            new_status,
+            *new_status,
             "{keys}"
         );
     }
+    // Secrets Manager unreachable for the secret (deleted here): the API keeps
+    // the keys it read last rather than refusing everyone.
+    w.stack
+        .clients
+        .secrets
+        .delete_secret()
+        .secret_id(&secret_id)
+        .force_delete_without_recovery(true)
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(TTL + std::time::Duration::from_millis(100)).await;
+    assert_eq!(call(&api, "GET", &path, &new_token, "").await.0, 200);
+    assert_eq!(call(&api, "GET", &path, &old_token, "").await.0, 401);
 }
 
 // ------------------------------------------------------- webhooks (2, 6, 8)
@@ -492,7 +519,9 @@ mod webhooks {
     use std::collections::HashMap;
 
     use aws_sdk_dynamodb::types::AttributeValue;
-    use integration_tests::{drain, scratch_queue_like, stack, unique, Stack};
+    use integration_tests::{
+        drain, put_secret, scratch_queue_like, scratch_secret, stack, unique, Stack,
+    };
     use lambda_http::{Body, Request};
     use leads_domain::intake::secrets::HmacSecrets;
     use leads_domain::intake::{body_hash, douyin, hmac_sources, IntakeSecrets, Source};
@@ -669,8 +698,23 @@ mod webhooks {
                 200
             );
         }
+        // One delivery key per signed body (the router's delivery marker makes
+        // one touchpoint of each key). A replay during the first attempt's
+        // lease sends once more (an unconfirmed lease is taken over), so a key
+        // has one or two messages, never one per replay.
         let queued = drain(&stack.clients.sqs, &queue).await;
-        assert_eq!(queued.len(), 2, "one message per signed body: {queued:?}");
+        let mut per_key = std::collections::BTreeMap::<String, usize>::new();
+        for body in &queued {
+            let message: serde_json::Value = serde_json::from_str(body).unwrap();
+            let key = message["source_event_id"].as_str().unwrap().to_string();
+            *per_key.entry(key).or_default() += 1;
+        }
+        assert_eq!(
+            per_key.len(),
+            2,
+            "one delivery key per signed body: {per_key:?}"
+        );
+        assert!(per_key.values().all(|n| (1..=2).contains(n)), "{per_key:?}");
     }
 
     /// Finding 8: nothing of the request is quoted in a reply.
@@ -717,6 +761,70 @@ mod webhooks {
         .unwrap_err();
         assert!(!err.contains("s3cr3t"), "{err}");
         assert!(drain(&stack.clients.sqs, &queue).await.is_empty());
+    }
+
+    /// Finding 3: the webhook secret is read at run time. An operator rotates
+    /// a platform's secret with `put-secret-value` (old -> both -> new) and the
+    /// running intake follows within the TTL, without a redeploy.
+    #[tokio::test]
+    async fn a_rotated_webhook_secret_takes_effect_without_a_redeploy() {
+        const TTL: std::time::Duration = std::time::Duration::from_millis(300);
+        const OLD: &str = "autohome-rotation-old-secret";
+        const NEW: &str = "autohome-rotation-new-secret";
+        let stack = stack().await.unwrap();
+        let webhooks = |secrets: &[&str]| {
+            serde_json::json!({"hmac": {"autohome": {"secrets": secrets}}}).to_string()
+        };
+        let clients = &stack.clients;
+        let phone_id = scratch_secret(clients, "insider-phone-hash-key").await;
+        let webhook_id = scratch_secret(clients, &webhooks(&[OLD])).await;
+        let mut settings = stack.settings.clone();
+        settings.queues.lead = scratch_queue_like(&clients.sqs, &settings.queues.lead).await;
+        let secrets =
+            leads_aws::secrets::intake_secrets_at(&clients.secrets, &phone_id, &webhook_id, TTL)
+                .await
+                .unwrap();
+        let intake = Intake::with_secrets(&settings, clients, secrets).await;
+        let signed_with = |secret: &str| {
+            let body = format!(
+                r#"{{"lead_id":"{}","dealer_id":"ah-insider-a","phone":"13705316666","traffic":"natural"}}"#,
+                unique("rot")
+            );
+            let ts = chrono::Utc::now().timestamp().to_string();
+            lambda_http::http::Request::builder()
+                .method("POST")
+                .uri("/webhooks/autohome")
+                .header(hmac_sources::TIMESTAMP_HEADER, &ts)
+                .header(
+                    hmac_sources::SIGNATURE_HEADER,
+                    hmac_sources::signature(secret, &ts, body.as_bytes()),
+                )
+                .body(Body::from(body))
+                .unwrap()
+        };
+        let steps: [(&[&str], u16, u16); 3] = [
+            (&[OLD], 200, 401),
+            (&[NEW, OLD], 200, 200),
+            (&[NEW], 401, 200),
+        ];
+        for (i, (live, old_status, new_status)) in steps.iter().enumerate() {
+            if i > 0 {
+                put_secret(clients, &webhook_id, &webhooks(live)).await;
+                tokio::time::sleep(TTL + std::time::Duration::from_millis(100)).await;
+            }
+            assert_eq!(
+                send(&intake, signed_with(OLD)).await.0,
+                *old_status,
+                "{live:?}"
+            );
+            assert_eq!(
+                send(&intake, signed_with(NEW)).await.0,
+                *new_status,
+                "{live:?}"
+            );
+        }
+        // Accepted 1 + 2 + 1: each enqueued once, the refused ones not at all.
+        assert_eq!(drain(&clients.sqs, &settings.queues.lead).await.len(), 4);
     }
 }
 

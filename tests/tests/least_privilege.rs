@@ -1,5 +1,5 @@
 //! Least privilege in `template.yaml`: each function's policy lists exactly the
-//! tables and queues it uses, with named actions only.
+//! tables, queues and secrets it uses, with named actions only.
 //!
 //! What a function "uses" is a reviewed list below (`USES`), checked against
 //! the code from both sides rather than derived from it alone, because a
@@ -9,16 +9,25 @@
 //!
 //! 1. the policy's resources (statements, plus the queue of an SQS event source)
 //!    equal the reviewed list, per function;
-//! 2. every table and queue on the list is named by the function's own code
-//!    (`tables.X`, `t.X`, `queues.X`, or an env var such as `RANKING_QUEUE_URL`;
-//!    the settings field → env var → resource mapping is read from
-//!    `shared/aws/src/config.rs` and the template's `Environment`), so no grant
-//!    outlives the code that needed it;
-//! 3. every table or queue the code names is on the list or is a documented
-//!    exception (`NAMED_BUT_UNUSED`), so new code cannot start using a table
-//!    without this review (and the template) being updated;
+//! 2. every table, queue and secret on the list is named by the function's own
+//!    code (`tables.X`, `t.X`, `queues.X`, or an env var such as
+//!    `RANKING_QUEUE_URL`, quoted or through its constant in
+//!    `shared/aws/src/secrets.rs`, e.g. `PHONE_HASH_SECRET_ID`; the settings field
+//!    → env var → resource mapping is read from `shared/aws/src/config.rs` and the
+//!    template's `Environment`), so no grant outlives the code that needed it;
+//! 3. every table, queue or secret the code names is on the list or is a
+//!    documented exception (`NAMED_BUT_UNUSED`), so new code cannot start using a
+//!    table without this review (and the template) being updated;
 //! 4. no action has a wildcard (`*`, `dynamodb:*`, `dynamodb:Get*`), no resource
-//!    is `*`, DynamoDB actions only name tables and SQS actions only queues.
+//!    is `*`, DynamoDB actions only name tables, SQS actions only queues, and the
+//!    one Secrets Manager action, `secretsmanager:GetSecretValue`, only secrets;
+//! 5. besides the inline statements, the one policy a function may attach is the
+//!    customer-managed key's `!If [HasKmsKey, !Ref KmsUsePolicy, !Ref AWS::NoValue]`.
+//!
+//! `customer_managed_key_covers_every_store_and_secret`: with `KmsKeyArn` set,
+//! every table, queue and secret is encrypted with it and every function may use
+//! it, only through those services. `no_secret_is_in_any_functions_environment`:
+//! functions get the ids of their secrets, never a value.
 //!
 //! Also here, read from the same template: every queue has its alarms (a DLQ on
 //! any message, a source queue on the age of its oldest message), every function
@@ -33,13 +42,20 @@ use std::collections::{BTreeMap, BTreeSet};
 use integration_tests::repo_path;
 use serde_yaml::Value;
 
-/// Reviewed: function (logical id) → the tables and queues it reads or writes.
+/// Reviewed: function (logical id) → the tables, queues and secrets it reads or
+/// writes (secrets: read only, `secretsmanager:GetSecretValue`).
 const USES: [(&str, &str, &[&str]); 6] = [
     (
         "WebhookIntakeFunction",
         "functions/webhook-intake",
-        // raw bodies (each one the delivery's claim), the lead queue
-        &["RawPayloadTable", "LeadQueue"],
+        // raw bodies (each one the delivery's claim), the lead queue; the phone-hash
+        // key (dedup keys) and the platforms' webhook secrets
+        &[
+            "RawPayloadTable",
+            "LeadQueue",
+            "PhoneHashSecret",
+            "WebhookSecret",
+        ],
     ),
     (
         "LeadRouterFunction",
@@ -59,6 +75,8 @@ const USES: [(&str, &str, &[&str]); 6] = [
     (
         "ApiFunction",
         "functions/api",
+        // + the staff-token signing keys, and the phone-hash key (a phone recorded
+        // by a consultant becomes the intake's dedup key)
         &[
             "DirectoryTable",
             "LeadsTable",
@@ -66,18 +84,21 @@ const USES: [(&str, &str, &[&str]); 6] = [
             "AuditTable",
             "RankingsTable",
             "NotificationQueue",
+            "StaffTokenSecret",
+            "PhoneHashSecret",
         ],
     ),
     (
         "NotifierFunction",
         "functions/notifier",
-        // + its DLQ: a job that cannot reach someone is sent there
+        // + its DLQ: a job that cannot reach someone is sent there; the channels' keys
         &[
             "NotificationQueue",
             "NotificationDeadLetterQueue",
             "DirectoryTable",
             "IdempotencyTable",
             "AuditTable",
+            "NotifierSecret",
         ],
     ),
     (
@@ -190,11 +211,79 @@ fn env_targets(variables: Option<&Value>, into: &mut BTreeMap<String, String>) {
     }
 }
 
-/// Tables and queues a function's source names.
+/// Constant → the env var it holds, from `shared/aws/src/secrets.rs`
+/// (`pub const PHONE_HASH_SECRET_ID: &str = "PHONE_HASH_SECRET_ID";`): the code
+/// names a secret's id by its constant.
+fn secret_id_constants() -> BTreeMap<String, String> {
+    let source = std::fs::read_to_string(repo_path("shared/aws/src/secrets.rs"))
+        .expect("shared/aws/src/secrets.rs: the run-time secret reads");
+    let mut out = BTreeMap::new();
+    for line in source.lines() {
+        let Some(rest) = line.trim().strip_prefix("pub const ") else {
+            continue;
+        };
+        if let Some((name, value)) = rest.split_once(": &str = \"") {
+            if let Some(value) = value.strip_suffix("\";") {
+                out.insert(name.trim().to_string(), value.to_string());
+            }
+        }
+    }
+    for id in SECRET_ID_VARS {
+        assert!(
+            out.values().any(|v| v == id),
+            "secrets.rs has no constant for {id}: {out:?}"
+        );
+    }
+    out
+}
+
+/// The env vars that carry a secret's id (its ARN), one per secret.
+const SECRET_ID_VARS: [&str; 4] = [
+    "PHONE_HASH_SECRET_ID",
+    "WEBHOOK_SECRET_ID",
+    "STAFF_TOKEN_SECRET_ID",
+    "NOTIFIER_SECRET_ID",
+];
+
+/// `word` in `text` with no identifier character either side.
+fn has_word(text: &str, word: &str) -> bool {
+    let ident = |c: char| c.is_alphanumeric() || c == '_';
+    text.match_indices(word).any(|(i, _)| {
+        !text[..i].chars().last().is_some_and(ident)
+            && !text[i + word.len()..].chars().next().is_some_and(ident)
+    })
+}
+
+/// The customer-managed key's policy, as every function attaches it.
+fn is_kms_use_policy(policy: &Value) -> bool {
+    if_has_kms_key(policy)
+        .is_some_and(|then| referenced_id(then).as_deref() == Some("KmsUsePolicy"))
+}
+
+/// `!If [HasKmsKey, X, !Ref AWS::NoValue]` -> X.
+fn if_has_kms_key(v: &Value) -> Option<&Value> {
+    let Value::Tagged(t) = v else { return None };
+    if t.tag != "!If" {
+        return None;
+    }
+    match t.value.as_sequence()?.as_slice() {
+        [cond, then, Value::Tagged(no)]
+            if cond.as_str() == Some("HasKmsKey")
+                && no.tag == "!Ref"
+                && no.value.as_str() == Some("AWS::NoValue") =>
+        {
+            Some(then)
+        }
+        _ => None,
+    }
+}
+
+/// Tables, queues and secrets a function's source names.
 fn named_in_code(
     dir: &str,
     fields: &BTreeMap<String, String>,
     env: &BTreeMap<String, String>,
+    constants: &BTreeMap<String, String>,
 ) -> BTreeSet<String> {
     let mut text = String::new();
     let mut stack = vec![repo_path(dir).join("src")];
@@ -231,7 +320,10 @@ fn named_in_code(
         }
     }
     for (var, target) in env {
-        if text.contains(&format!("\"{var}\"")) {
+        let by_constant = constants
+            .iter()
+            .any(|(constant, v)| v == var && has_word(&text, constant));
+        if text.contains(&format!("\"{var}\"")) || by_constant {
             out.insert(target.clone());
         }
     }
@@ -261,6 +353,7 @@ fn each_function_is_granted_exactly_the_tables_and_queues_it_uses() {
         &mut env,
     );
     let fields = settings_env_vars();
+    let constants = secret_id_constants();
 
     let functions: BTreeSet<String> = resources
         .iter()
@@ -281,7 +374,16 @@ fn each_function_is_granted_exactly_the_tables_and_queues_it_uses() {
             problems.push(format!("{function}: no Policies"));
             continue;
         };
+        let kms = policies.iter().filter(|p| is_kms_use_policy(p)).count();
+        if kms > 1 {
+            problems.push(format!("{function}: KmsUsePolicy attached {kms} times"));
+        }
         for policy in policies {
+            if is_kms_use_policy(policy) {
+                // The one extra policy: the customer-managed key, only when there is
+                // one, only through the stores (customer_managed_key_covers_… below).
+                continue;
+            }
             let Some(statements) = policy.get("Statement").and_then(Value::as_sequence) else {
                 problems.push(format!(
                     "{function}: a policy that is not an inline Statement list (SAM policy templates grant more than the code needs): {policy:?}"
@@ -309,6 +411,11 @@ fn each_function_is_granted_exactly_the_tables_and_queues_it_uses() {
                         let ok = match a.split(':').next() {
                             Some("dynamodb") => k == "AWS::DynamoDB::Table",
                             Some("sqs") => k == "AWS::SQS::Queue",
+                            // Read only: no function writes, rotates or lists secrets.
+                            Some("secretsmanager") => {
+                                k == "AWS::SecretsManager::Secret"
+                                    && a == "secretsmanager:GetSecretValue"
+                            }
                             _ => false,
                         };
                         if !ok {
@@ -346,14 +453,14 @@ fn each_function_is_granted_exactly_the_tables_and_queues_it_uses() {
                 "{function}: policy grants {granted:?}, the reviewed uses are {declared:?}"
             ));
         }
-        // Only tables and queues (not parameters such as SecretsName).
+        // Only tables, queues and secrets (not parameters such as LogLevel).
         fn_env.retain(|_, target| {
             matches!(
                 kind(target).as_str(),
-                "AWS::DynamoDB::Table" | "AWS::SQS::Queue"
+                "AWS::DynamoDB::Table" | "AWS::SQS::Queue" | "AWS::SecretsManager::Secret"
             )
         });
-        let named = named_in_code(dir, &fields, &fn_env);
+        let named = named_in_code(dir, &fields, &fn_env, &constants);
         for d in &declared {
             if !named.contains(d) && !consumed.contains(d) {
                 problems.push(format!(
@@ -585,6 +692,19 @@ fn every_queue_function_and_table_is_operable() {
         );
     }
 
+    // The secrets survive a stack deletion or a replacing update: every stored
+    // dedup key derives from the phone-hash key.
+    let secrets = of_type(resources, "AWS::SecretsManager::Secret");
+    assert!(secrets.len() >= 4, "{:?}", secrets.keys());
+    for (id, secret) in &secrets {
+        assert_eq!(secret["DeletionPolicy"].as_str(), Some("Retain"), "{id}");
+        assert_eq!(
+            secret["UpdateReplacePolicy"].as_str(),
+            Some("Retain"),
+            "{id}"
+        );
+    }
+
     // Stateful tables survive a stack deletion or a replacing update and can be
     // restored; the expiring ones (idempotency, raw payloads) need not.
     for (id, table) in of_type(resources, "AWS::DynamoDB::Table") {
@@ -609,4 +729,283 @@ fn every_queue_function_and_table_is_operable() {
             "{id}"
         );
     }
+}
+
+/// `!Ref <to>`.
+fn is_ref(v: &Value, to: &str) -> bool {
+    ref_target(v) == Some(to)
+}
+
+/// `!Ref X` -> X (not `!GetAtt`, not `!Sub`).
+fn ref_target(v: &Value) -> Option<&str> {
+    match v {
+        Value::Tagged(t) if t.tag == "!Ref" => t.value.as_str(),
+        _ => None,
+    }
+}
+
+fn template() -> Value {
+    serde_yaml::from_str(&std::fs::read_to_string(repo_path("template.yaml")).unwrap())
+        .expect("template.yaml parses")
+}
+
+/// With `KmsKeyArn` set (condition `HasKmsKey`), the customer-managed key encrypts
+/// every table (`SSESpecification`), queue (`KmsMasterKeyId`) and secret
+/// (`KmsKeyId`), and every function may use it, through those services only
+/// (`KmsUsePolicy`, `kms:ViaService`); without it, nothing changes (AWS-owned or
+/// managed keys). A resource type that holds data and is not covered here fails
+/// the test until it is decided.
+#[test]
+fn customer_managed_key_covers_every_store_and_secret() {
+    let template = template();
+    let resources = template["Resources"].as_mapping().unwrap();
+    let keyed = |v: &Value| if_has_kms_key(v).is_some_and(|then| is_ref(then, "KmsKeyArn"));
+
+    let param = &template["Parameters"]["KmsKeyArn"];
+    assert_eq!(param["Type"].as_str(), Some("String"));
+    assert_eq!(
+        param["Default"].as_str(),
+        Some(""),
+        "empty by default: AWS-managed keys"
+    );
+    // HasKmsKey: !Not [!Equals [!Ref KmsKeyArn, ""]]
+    let has_kms_key = match &template["Conditions"]["HasKmsKey"] {
+        Value::Tagged(not) if not.tag == "!Not" => {
+            match not.value.as_sequence().map(Vec::as_slice) {
+                Some([Value::Tagged(eq)]) if eq.tag == "!Equals" => {
+                    matches!(eq.value.as_sequence().map(Vec::as_slice),
+                    Some([r, Value::String(empty)]) if is_ref(r, "KmsKeyArn") && empty.is_empty())
+                }
+                _ => false,
+            }
+        }
+        _ => false,
+    };
+    assert!(
+        has_kms_key,
+        "HasKmsKey is not !Not [!Equals [!Ref KmsKeyArn, \"\"]]"
+    );
+
+    let mut problems = Vec::new();
+    // Types that hold data or configuration, and what covers them.
+    let stores = [
+        "AWS::DynamoDB::Table",
+        "AWS::SQS::Queue",
+        "AWS::SecretsManager::Secret",
+    ];
+    // Reviewed: no customer data here, or encrypted by the service without a key of ours.
+    let not_keyed = [
+        (
+            "AWS::Serverless::Function",
+            "no secret in the environment (no_secret_is_in_…)",
+        ),
+        ("AWS::Serverless::HttpApi", "holds nothing"),
+        (
+            "AWS::Logs::LogGroup",
+            "CloudWatch Logs encrypts at rest; no phone is ever logged",
+        ),
+        ("AWS::SNS::Topic", "alarm notices only"),
+        ("AWS::SNS::Subscription", "holds nothing"),
+        ("AWS::CloudWatch::Alarm", "holds nothing"),
+        ("AWS::CloudWatch::Dashboard", "holds nothing"),
+        ("AWS::IAM::ManagedPolicy", "KmsUsePolicy itself"),
+    ];
+    let mut counts = BTreeMap::new();
+    for (id, r) in resources {
+        let id = id.as_str().unwrap();
+        let kind = r["Type"].as_str().unwrap_or("?");
+        let props = &r["Properties"];
+        *counts.entry(kind).or_insert(0) += 1;
+        match kind {
+            "AWS::DynamoDB::Table" => {
+                let sse = if_has_kms_key(&props["SSESpecification"]);
+                let ok = sse.is_some_and(|s| {
+                    s["SSEEnabled"].as_bool() == Some(true)
+                        && s["SSEType"].as_str() == Some("KMS")
+                        && is_ref(&s["KMSMasterKeyId"], "KmsKeyArn")
+                });
+                if !ok {
+                    problems.push(format!(
+                        "{id}: SSESpecification is not !If [HasKmsKey, {{SSEEnabled: true, SSEType: KMS, KMSMasterKeyId: !Ref KmsKeyArn}}, !Ref AWS::NoValue]"
+                    ));
+                }
+            }
+            "AWS::SQS::Queue" if !keyed(&props["KmsMasterKeyId"]) => problems.push(format!(
+                "{id}: KmsMasterKeyId is not !If [HasKmsKey, !Ref KmsKeyArn, !Ref AWS::NoValue]"
+            )),
+            "AWS::SecretsManager::Secret" if !keyed(&props["KmsKeyId"]) => problems.push(format!(
+                "{id}: KmsKeyId is not !If [HasKmsKey, !Ref KmsKeyArn, !Ref AWS::NoValue]"
+            )),
+            "AWS::Serverless::Function" => {
+                let attached = props["Policies"]
+                    .as_sequence()
+                    .is_some_and(|p| p.iter().any(is_kms_use_policy));
+                if !attached {
+                    problems.push(format!(
+                        "{id}: Policies lack !If [HasKmsKey, !Ref KmsUsePolicy, !Ref AWS::NoValue]"
+                    ));
+                }
+            }
+            k if stores.contains(&k) => {}
+            k if not_keyed.iter().any(|(t, _)| *t == k) => {}
+            k => problems.push(format!(
+                "{id}: {k} is neither keyed nor reviewed as needing no key here"
+            )),
+        }
+    }
+    for kind in stores {
+        assert!(
+            counts.get(kind).copied().unwrap_or(0) > 0,
+            "no {kind} at all?"
+        );
+    }
+
+    // The key's use: decrypt and data keys, on that key, through the stores only.
+    let policy = &template["Resources"]["KmsUsePolicy"];
+    assert_eq!(policy["Type"].as_str(), Some("AWS::IAM::ManagedPolicy"));
+    assert_eq!(policy["Condition"].as_str(), Some("HasKmsKey"));
+    let statements = policy["Properties"]["PolicyDocument"]["Statement"]
+        .as_sequence()
+        .expect("KmsUsePolicy statements");
+    assert_eq!(statements.len(), 1, "{statements:?}");
+    let s = &statements[0];
+    assert_eq!(s["Effect"].as_str(), Some("Allow"));
+    let actions: BTreeSet<String> = strings(&s["Action"]).into_iter().collect();
+    assert_eq!(
+        actions,
+        BTreeSet::from(["kms:Decrypt".to_string(), "kms:GenerateDataKey".to_string()])
+    );
+    assert!(is_ref(&s["Resource"], "KmsKeyArn"), "{:?}", s["Resource"]);
+    let via = serde_yaml::to_string(&s["Condition"]["StringEquals"]["kms:ViaService"]).unwrap();
+    for service in ["dynamodb", "sqs", "secretsmanager"] {
+        assert!(
+            via.contains(&format!("{service}.${{AWS::Region}}.${{AWS::URLSuffix}}")),
+            "kms:ViaService lacks {service} in the stack's region: {via}"
+        );
+    }
+    assert_eq!(
+        via.matches("${AWS::Region}").count(),
+        3,
+        "only those three: {via}"
+    );
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Reviewed: env var names that look secret by the rule below but hold none.
+const NOT_SECRET: [(&str, &str); 1] = [(
+    "SECRETS_TTL_SECONDS",
+    "how long a read secret is reused, in seconds",
+)];
+
+/// Functions get their secrets' ids and read the values at run time
+/// (`shared/aws/src/secrets.rs`); no secret value is in any function's
+/// environment, where anyone with `lambda:GetFunctionConfiguration` reads it:
+/// - no `{{resolve:` dynamic reference anywhere in the template, and no `NoEcho`
+///   parameter (a secret passed in at deploy time);
+/// - the rule for names: an env var (Globals or a function's own) one of whose
+///   `_`-separated words is SECRET(S), KEY(S), TOKEN(S), PASSWORD, CREDENTIAL(S)
+///   or APIKEY is either a secret's id — named `*_SECRET_ID`, its value exactly
+///   `!Ref <an AWS::SecretsManager::Secret>` (the ARN), in the environment of a
+///   function that reads it, not in Globals — or reviewed in `NOT_SECRET`;
+/// - no other variable refers to a secret resource.
+#[test]
+fn no_secret_is_in_any_functions_environment() {
+    let text = std::fs::read_to_string(repo_path("template.yaml")).unwrap();
+    assert!(
+        !text.contains("{{resolve:"),
+        "a dynamic reference puts the resolved value into the template's resources"
+    );
+    let template = template();
+    let resources = template["Resources"].as_mapping().unwrap();
+    let kind = |id: &str| {
+        resources
+            .get(id)
+            .and_then(|r| r["Type"].as_str())
+            .unwrap_or("?")
+            .to_string()
+    };
+    let mut problems = Vec::new();
+    for (name, p) in template["Parameters"].as_mapping().unwrap() {
+        if p["NoEcho"].as_bool() == Some(true) || p["NoEcho"].as_str() == Some("true") {
+            problems.push(format!(
+                "parameter {name:?} is NoEcho: a secret belongs in Secrets Manager"
+            ));
+        }
+    }
+
+    let secretish = |var: &str| {
+        var.split('_').any(|w| {
+            matches!(
+                w,
+                "SECRET"
+                    | "SECRETS"
+                    | "KEY"
+                    | "KEYS"
+                    | "TOKEN"
+                    | "TOKENS"
+                    | "PASSWORD"
+                    | "CREDENTIAL"
+                    | "CREDENTIALS"
+                    | "APIKEY"
+            )
+        })
+    };
+    let mut environments: Vec<(String, &Value)> = vec![(
+        "Globals".to_string(),
+        &template["Globals"]["Function"]["Environment"]["Variables"],
+    )];
+    for (id, r) in resources {
+        if r["Type"].as_str() == Some("AWS::Serverless::Function") {
+            environments.push((
+                id.as_str().unwrap().to_string(),
+                &r["Properties"]["Environment"]["Variables"],
+            ));
+        }
+    }
+    let mut ids_seen = BTreeSet::new();
+    for (owner, vars) in environments {
+        let Some(vars) = vars.as_mapping() else {
+            continue;
+        };
+        for (var, value) in vars {
+            let var = var.as_str().unwrap();
+            let targets = referenced(value);
+            let names_secret = targets
+                .iter()
+                .any(|t| kind(t) == "AWS::SecretsManager::Secret");
+            if var.ends_with("_SECRET_ID") {
+                let is_secret_ref =
+                    ref_target(value).is_some_and(|id| kind(id) == "AWS::SecretsManager::Secret");
+                if !is_secret_ref {
+                    problems.push(format!(
+                        "{owner}: {var} is not !Ref of a secret (its ARN): {value:?}"
+                    ));
+                } else if owner == "Globals" {
+                    problems.push(format!(
+                        "Globals: {var}: a secret's id goes to the functions that read it only"
+                    ));
+                }
+                if !SECRET_ID_VARS.contains(&var) {
+                    problems.push(format!(
+                        "{owner}: {var} is a secret id the code does not know (SECRET_ID_VARS)"
+                    ));
+                }
+                ids_seen.insert(var.to_string());
+                continue;
+            }
+            if names_secret {
+                problems.push(format!(
+                    "{owner}: {var} refers to a secret but is not a *_SECRET_ID id"
+                ));
+            }
+            if secretish(var) && !NOT_SECRET.iter().any(|(n, _)| *n == var) {
+                problems.push(format!(
+                    "{owner}: {var} looks like a secret in the environment (read it at run time by id, or review it into NOT_SECRET)"
+                ));
+            }
+        }
+    }
+    let expected: BTreeSet<String> = SECRET_ID_VARS.iter().map(|s| s.to_string()).collect();
+    assert_eq!(ids_seen, expected, "every secret id reaches a function");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

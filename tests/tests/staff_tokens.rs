@@ -39,7 +39,7 @@ fn event(staff: &str, dealer: &str, brand: &str, extra: &[&str]) -> String {
     ];
     args.extend_from_slice(extra);
     // No signing key in leadctl's environment: it must not need one.
-    let (ok, out, err) = leadctl(&args, &[("API_TOKEN_SECRET", "")]);
+    let (ok, out, err) = leadctl(&args, &[("STAFF_TOKEN_SECRET_ID", "")]);
     assert!(ok, "{out}{err}");
     out
 }

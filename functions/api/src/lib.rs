@@ -33,6 +33,7 @@
 use chrono::{NaiveDate, Utc};
 use lambda_http::{Body, Request, Response};
 use leads_aws::retry::{ConflictRetry, IsConflict};
+use leads_aws::secrets::{self, CachedSecret};
 use leads_aws::store::{
     AssignResult, DirectoryStore, DynamoAudit, DynamoDirectory, DynamoLeads, DynamoRankings,
     MessageQueue, SqsQueue, StatusResult,
@@ -44,7 +45,6 @@ use leads_domain::auth::{self, Claims, Keyring};
 use leads_domain::dedup::{self, LinkOutcome};
 use leads_domain::directory::{Dealer, Staff, StaffRole};
 use leads_domain::identity::PhoneHasher;
-use leads_domain::intake::IntakeSecrets;
 use leads_domain::lead::{CustomerKey, LeadRecord, LeadStatus};
 use leads_domain::status::{self, StatusEvent};
 use leads_domain::Phone;
@@ -58,7 +58,8 @@ pub const DIRECTORY_TTL: std::time::Duration = std::time::Duration::from_secs(60
 type Cached<V> = std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, V)>>;
 
 pub struct Api {
-    keyring: Keyring,
+    /// The staff-token keys, re-read from Secrets Manager after their TTL.
+    keyring: CachedSecret<Keyring>,
     directory_ttl: std::time::Duration,
     rosters: Cached<Vec<Staff>>,
     dealers: Cached<Option<Dealer>>,
@@ -138,21 +139,21 @@ struct EventBody {
 impl Api {
     pub async fn from_env() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let settings = Settings::from_env()?;
-        let keyring = Keyring::parse(&config::required("API_TOKEN_SECRET")?)?;
-        // The intake's phone hash key: `PHONE_HASH_KEY` in AWS (the secret's
-        // `phone_hash_key`), else from the whole intake secret (local stack).
-        let hash_key = match config::optional("PHONE_HASH_KEY") {
-            Some(key) => key,
-            None => IntakeSecrets::from_json(&config::required("INTAKE_SECRETS")?)?.phone_hash_key,
-        };
-        if hash_key.len() < 16 {
-            return Err("PHONE_HASH_KEY must be at least 16 characters (the intake's key)".into());
-        }
-        Ok(
-            Self::new(&settings, &AwsClients::from_env().await, Vec::new())
-                .with_keyring(keyring)
-                .with_phone_hasher(PhoneHasher::new(hash_key.into_bytes())),
+        let clients = AwsClients::from_env().await;
+        // Both from Secrets Manager: the token keys (re-read after their TTL,
+        // so a rotation needs no redeploy) and the intake's phone-hash key.
+        let token_keys_id = config::required(secrets::STAFF_TOKEN_SECRET_ID)?;
+        let keyring = secrets::staff_token_keys_at(
+            &clients.secrets,
+            &token_keys_id,
+            secrets::ttl_from_env()?,
         )
+        .await?;
+        let phone_hash_id = config::required(secrets::PHONE_HASH_SECRET_ID)?;
+        let hash_key = secrets::phone_hash_key_at(&clients.secrets, &phone_hash_id).await?;
+        Ok(Self::new(&settings, &clients, Vec::new())
+            .with_keyring_secret(keyring)
+            .with_phone_hasher(PhoneHasher::new(hash_key)))
     }
 
     /// The key that turns a recorded phone into the customer's dedup key; it
@@ -163,7 +164,12 @@ impl Api {
     }
 
     /// The token keys (replacing the one `new` was given).
-    pub fn with_keyring(mut self, keyring: Keyring) -> Self {
+    pub fn with_keyring(self, keyring: Keyring) -> Self {
+        self.with_keyring_secret(CachedSecret::fixed(keyring))
+    }
+
+    /// Token keys that are read again after their TTL.
+    pub fn with_keyring_secret(mut self, keyring: CachedSecret<Keyring>) -> Self {
         self.keyring = keyring;
         self
     }
@@ -178,7 +184,7 @@ impl Api {
     pub fn new(settings: &Settings, clients: &AwsClients, token_secret: Vec<u8>) -> Self {
         let t = &settings.tables;
         Api {
-            keyring: Keyring::single("k1", &token_secret),
+            keyring: CachedSecret::fixed(Keyring::single("k1", &token_secret)),
             directory_ttl: DIRECTORY_TTL,
             rosters: Default::default(),
             dealers: Default::default(),
@@ -246,9 +252,10 @@ impl Api {
         let now = Utc::now();
         let token = auth::bearer(header).map_err(unauthorized)?;
         // A ranking-page token is only good for the two ranking reads.
-        let (claims, rankings_only) = match self.keyring.verify(token, auth::AUD_STAFF, now) {
+        let keyring = self.keyring.get().await;
+        let (claims, rankings_only) = match keyring.verify(token, auth::AUD_STAFF, now) {
             Err(auth::AuthError::WrongAudience) => (
-                self.keyring
+                keyring
                     .verify(token, auth::AUD_RANKINGS, now)
                     .map_err(unauthorized)?,
                 true,
@@ -367,7 +374,7 @@ impl Api {
         );
         tracing::info!(staff_id = %claims.staff_id, dealer_id = %claims.dealer_id, role = ?claims.role, hours = body.hours, "staff token issued by direct invoke");
         Ok(serde_json::json!({
-            "token": self.keyring.issue(&claims),
+            "token": self.keyring.get().await.issue(&claims),
             "staff_id": claims.staff_id,
             "role": claims.role,
             "expires_at": claims.exp,

@@ -4,14 +4,15 @@
 //! for two of its dealers. `date` itself is left for the caller to rank
 //! through the Lambda binary. Prints one JSON object on stdout.
 //!
-//! Needs the local stack's environment (`.local/env`) with API_TOKEN_SECRET.
+//! Needs the local stack's environment (`.local/env`): it signs the page's
+//! tokens with the stack's staff-token secret (`STAFF_TOKEN_SECRET_ID`).
 //! Usage: cargo run -p brand-ranking --example ranking_demo_seed [YYYY-MM-DD]
 
 use brand_ranking::{default_date, BrandRanking};
 use chrono::{Days, NaiveDate, Utc};
 use leads_aws::store::{DirectoryStore, DynamoDirectory, DynamoStats};
-use leads_aws::{config, AwsClients, Settings};
-use leads_domain::auth::{self, Claims};
+use leads_aws::{AwsClients, Settings};
+use leads_domain::auth::Claims;
 use leads_domain::directory::StaffRole;
 use leads_domain::directory_file::DirectoryFile;
 use leads_domain::intake::ContentStats;
@@ -46,7 +47,10 @@ const NAMES: [&str; 20] = [
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let settings = Settings::from_env()?;
     let clients = AwsClients::from_env().await;
-    let secret = config::required("API_TOKEN_SECRET")?;
+    let keyring = leads_aws::secrets::staff_token_keys(&clients.secrets)
+        .await?
+        .get()
+        .await;
     let date: NaiveDate = match std::env::args().nth(1) {
         Some(d) => d.parse()?,
         None => default_date(Utc::now()),
@@ -166,17 +170,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     ranking.rank(&brand, previous).await?;
 
     let token = |i: u64| {
-        auth::issue(
-            secret.as_bytes(),
-            &Claims::staff(
-                &format!("{}-s", dealer(i)),
-                &dealer(i),
-                &brand.clone(),
-                StaffRole::Sales,
-                Utc::now(),
-                3_600,
-            ),
-        )
+        keyring.issue(&Claims::staff(
+            &format!("{}-s", dealer(i)),
+            &dealer(i),
+            &brand.clone(),
+            StaffRole::Sales,
+            Utc::now(),
+            3_600,
+        ))
     };
     println!(
         "{}",

@@ -1,25 +1,81 @@
-//! The notifier's settings, from environment variables that `template.yaml`
-//! sets (secrets resolved from Secrets Manager at deploy time). A channel is
-//! on when all of its variables are set, off when none are, and a
-//! configuration error when only some are: a half-configured channel would
-//! otherwise fail silently.
+//! The notifier's settings: environment variables that `template.yaml` sets
+//! for everything that is not a secret, and the notifier secret in Secrets
+//! Manager (`NOTIFIER_SECRET_ID`, JSON [`NotifierSecrets`]) for the channels'
+//! keys, read again after `SECRETS_TTL_SECONDS`. A channel is on when all of
+//! its settings are there, off when none are, and a configuration error when
+//! only some are: a half-configured channel would otherwise fail silently.
 
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use leads_aws::config::{self, ConfigError};
+use leads_aws::secrets::NOTIFIER_SECRET_ID;
 use leads_domain::delivery::Backoff;
+use serde::Deserialize;
 
-/// A credential: usable, but never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+/// A credential: usable, but never printed. Clones share the value, so a
+/// rotated key [`replace`](Secret::replace)d once reaches every channel.
+#[derive(Clone)]
+pub struct Secret(Arc<RwLock<String>>);
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
+        Secret(Arc::new(RwLock::new(value.into())))
     }
 
-    pub fn expose(&self) -> &str {
-        &self.0
+    pub fn expose(&self) -> String {
+        self.0.read().expect("secret lock").clone()
+    }
+
+    /// A rotated value, for this copy and every clone.
+    pub fn replace(&self, value: &str) {
+        let mut current = self.0.write().expect("secret lock");
+        if *current != value {
+            *current = value.to_string();
+        }
+    }
+}
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.expose() == other.expose()
+    }
+}
+
+impl Eq for Secret {}
+
+/// The notifier secret: each channel's key, present when the channel is on.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifierSecrets {
+    #[serde(default)]
+    pub wecom_corp_secret: Option<String>,
+    #[serde(default)]
+    pub sms_api_key: Option<String>,
+    #[serde(default)]
+    pub crm_webhook_secret: Option<String>,
+}
+
+impl NotifierSecrets {
+    /// The error gives a position only: serde's message can quote the secret.
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        serde_json::from_str(text).map_err(|e| {
+            format!(
+                "the notifier secret is invalid JSON or of the wrong shape (line {}, column {}); keys: wecom_corp_secret, sms_api_key, crm_webhook_secret",
+                e.line(),
+                e.column()
+            )
+        })
+    }
+}
+
+impl std::fmt::Debug for NotifierSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NotifierSecrets")
+            .field("wecom_corp_secret", &self.wecom_corp_secret.is_some())
+            .field("sms_api_key", &self.sms_api_key.is_some())
+            .field("crm_webhook_secret", &self.crm_webhook_secret.is_some())
+            .finish()
     }
 }
 
@@ -101,8 +157,9 @@ pub fn check_url(
 }
 
 impl NotifierConfig {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let config = Self::from_env_unchecked()?;
+    /// The environment's settings with the keys from `secrets`.
+    pub fn from_env(secrets: &NotifierSecrets) -> Result<Self, ConfigError> {
+        let config = Self::from_env_unchecked(secrets)?;
         let loopback = config::optional("NOTIFY_ALLOW_LOOPBACK_HTTP").as_deref() == Some("1");
         if let Some(w) = &config.wecom {
             check_url("WECOM_BASE_URL", &w.base_url, loopback)?;
@@ -116,8 +173,13 @@ impl NotifierConfig {
         Ok(config)
     }
 
-    fn from_env_unchecked() -> Result<Self, ConfigError> {
-        let wecom = match all_or_none(&["WECOM_CORP_ID", "WECOM_CORP_SECRET", "WECOM_AGENT_ID"])? {
+    fn from_env_unchecked(secrets: &NotifierSecrets) -> Result<Self, ConfigError> {
+        let env = |name: &'static str| (name, config::optional(name));
+        let wecom = match all_or_none(&[
+            env("WECOM_CORP_ID"),
+            ("wecom_corp_secret", secrets.wecom_corp_secret.clone()),
+            env("WECOM_AGENT_ID"),
+        ])? {
             None => None,
             Some(v) => Some(WecomConfig {
                 base_url: config::optional("WECOM_BASE_URL")
@@ -131,15 +193,22 @@ impl NotifierConfig {
                 per_member_per_minute: config::number("WECOM_PER_MEMBER_PER_MINUTE", 30)? as u32,
             }),
         };
-        let sms = all_or_none(&["SMS_GATEWAY_URL", "SMS_API_KEY"])?.map(|v| SmsConfig {
+        let sms = all_or_none(&[
+            env("SMS_GATEWAY_URL"),
+            ("sms_api_key", secrets.sms_api_key.clone()),
+        ])?
+        .map(|v| SmsConfig {
             url: v[0].clone(),
             api_key: Secret::new(v[1].clone()),
         });
-        let webhook =
-            all_or_none(&["CRM_WEBHOOK_URL", "CRM_WEBHOOK_SECRET"])?.map(|v| WebhookConfig {
-                url: v[0].clone(),
-                secret: Secret::new(v[1].clone()),
-            });
+        let webhook = all_or_none(&[
+            env("CRM_WEBHOOK_URL"),
+            ("crm_webhook_secret", secrets.crm_webhook_secret.clone()),
+        ])?
+        .map(|v| WebhookConfig {
+            url: v[0].clone(),
+            secret: Secret::new(v[1].clone()),
+        });
         let defaults = Backoff::default();
         Ok(NotifierConfig {
             lead_link_base: config::required("LEAD_LINK_BASE")?,
@@ -160,19 +229,47 @@ impl NotifierConfig {
             delivery_lease: Duration::from_secs(config::number("NOTIFY_LEASE_SECONDS", 120)?),
         })
     }
+
+    /// Puts rotated keys from `secrets` into the channels that are on (a key
+    /// missing from the secret keeps the one in use).
+    pub fn rotate(&self, secrets: &NotifierSecrets) {
+        if let (Some(w), Some(v)) = (&self.wecom, &secrets.wecom_corp_secret) {
+            w.corp_secret.replace(v);
+        }
+        if let (Some(s), Some(v)) = (&self.sms, &secrets.sms_api_key) {
+            s.api_key.replace(v);
+        }
+        if let (Some(w), Some(v)) = (&self.webhook, &secrets.crm_webhook_secret) {
+            w.secret.replace(v);
+        }
+    }
 }
 
-/// The values of `names` if all are set, `None` if none is, an error naming
-/// the first missing one otherwise.
-fn all_or_none(names: &[&'static str]) -> Result<Option<Vec<String>>, ConfigError> {
-    let values: Vec<Option<String>> = names.iter().map(|n| config::optional(n)).collect();
-    if values.iter().all(Option::is_none) {
+/// The values of one channel's settings if all are set, `None` if none is,
+/// an error naming the first missing one otherwise. A lower-case name is a key
+/// of the notifier secret, an upper-case one an environment variable.
+fn all_or_none(
+    settings: &[(&'static str, Option<String>)],
+) -> Result<Option<Vec<String>>, ConfigError> {
+    if settings.iter().all(|(_, v)| v.is_none()) {
         return Ok(None);
     }
-    names
+    settings
         .iter()
-        .zip(values)
-        .map(|(name, v)| v.ok_or(ConfigError::Missing(name)))
+        .map(|(name, v)| {
+            v.clone().ok_or_else(|| {
+                if name.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+                    ConfigError::Secret {
+                        name: NOTIFIER_SECRET_ID,
+                        reason: format!(
+                            "{name} is missing, and the channel's other settings are set"
+                        ),
+                    }
+                } else {
+                    ConfigError::Missing(name)
+                }
+            })
+        })
         .collect::<Result<Vec<_>, _>>()
         .map(Some)
 }
@@ -215,5 +312,61 @@ mod tests {
             secret: s,
         };
         assert!(!format!("{w:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn a_rotated_key_reaches_every_clone() {
+        let s = Secret::new("old-key");
+        let channel_copy = s.clone();
+        s.replace("new-key");
+        assert_eq!(channel_copy.expose(), "new-key");
+    }
+
+    #[test]
+    fn the_notifier_secret_is_refused_without_quoting_it() {
+        let ok = NotifierSecrets::from_json(r#"{"sms_api_key": "k"}"#).unwrap();
+        assert_eq!(ok.sms_api_key.as_deref(), Some("k"));
+        for bad in [
+            r#"{"sms_api_kye": "s3cr3t"}"#,
+            r#"{"sms_api_key": 7, "x": "s3cr3t"}"#,
+            "s3cr3t",
+        ] {
+            let err = NotifierSecrets::from_json(bad).unwrap_err();
+            assert!(!err.contains("s3cr3t"), "{err}");
+        }
+        assert!(!format!(
+            "{:?}",
+            NotifierSecrets::from_json(r#"{"crm_webhook_secret": "s3cr3t"}"#).unwrap()
+        )
+        .contains("s3cr3t"));
+    }
+
+    #[test]
+    fn a_channel_half_configured_between_env_and_secret_is_an_error() {
+        let err = all_or_none(&[
+            ("SMS_GATEWAY_URL", Some("https://sms".into())),
+            ("sms_api_key", None),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("NOTIFIER_SECRET_ID") && err.contains("sms_api_key"),
+            "{err}"
+        );
+        let err = all_or_none(&[
+            ("SMS_GATEWAY_URL", None),
+            ("sms_api_key", Some("s3cr3t".into())),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("SMS_GATEWAY_URL") && !err.contains("s3cr3t"),
+            "{err}"
+        );
+        assert!(
+            all_or_none(&[("SMS_GATEWAY_URL", None), ("sms_api_key", None)])
+                .unwrap()
+                .is_none()
+        );
     }
 }

@@ -34,6 +34,7 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::{DateTime, Utc};
+use leads_aws::secrets::CachedSecret;
 use leads_aws::store::{
     DirectoryStore, DynamoAudit, DynamoDirectory, DynamoJobLedger, DynamoPoolNotices, Fold,
     JobClaim, JobState, SqsQueue,
@@ -49,7 +50,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use channels::{Address, Channel, Envelope, Recipient, SmsChannel, WebhookChannel, WecomChannel};
-use config::NotifierConfig;
+use config::{NotifierConfig, NotifierSecrets};
 
 const ACTOR: &str = "notifier";
 /// How long a dealer's staff (roles, WeCom ids, mobiles) is reused across jobs
@@ -119,6 +120,8 @@ struct Planned {
 
 pub struct Notifier {
     config: NotifierConfig,
+    /// Where the channels' keys are re-read from (`None`: fixed keys).
+    secrets: Option<CachedSecret<NotifierSecrets>>,
     directory: DynamoDirectory,
     audit: DynamoAudit,
     ledger: DynamoJobLedger,
@@ -155,8 +158,15 @@ pub struct Disposition {
 impl Notifier {
     pub async fn from_env() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let settings = Settings::from_env()?;
-        let config = NotifierConfig::from_env()?;
         let clients = AwsClients::from_env().await;
+        // The channels' keys from Secrets Manager, read again after their TTL.
+        let secrets = CachedSecret::from_env(
+            &clients.secrets,
+            leads_aws::secrets::NOTIFIER_SECRET_ID,
+            NotifierSecrets::from_json,
+        )
+        .await?;
+        let config = NotifierConfig::from_env(&*secrets.get().await)?;
         let ttl =
             leads_aws::config::number("NOTIFY_DIRECTORY_TTL_SECONDS", DIRECTORY_TTL.as_secs())?;
         let window = leads_aws::config::number(
@@ -165,6 +175,7 @@ impl Notifier {
         )?;
         let max_receives = leads_aws::config::number("NOTIFY_MAX_RECEIVE_COUNT", 5)?;
         let mut notifier = Self::new(&settings, &clients, config)?
+            .with_rotating_secrets(secrets)
             .with_directory_ttl(Duration::from_secs(ttl))
             .with_pool_window(Duration::from_secs(window))
             .with_max_receive_count(max_receives as u32);
@@ -175,6 +186,13 @@ impl Notifier {
             ),
         }
         Ok(notifier)
+    }
+
+    /// Keys re-read after their TTL: a rotation reaches the channels at the
+    /// next batch (without it the keys are those of the config, fixed).
+    pub fn with_rotating_secrets(mut self, secrets: CachedSecret<NotifierSecrets>) -> Self {
+        self.secrets = Some(secrets);
+        self
     }
 
     /// Sends jobs that cannot reach a recipient to `url` (the notification DLQ).
@@ -244,6 +262,7 @@ impl Notifier {
                 .clone()
                 .map(|c| WebhookChannel::new(http.clone(), c)),
             config,
+            secrets: None,
             audit_clock: Mutex::new(DateTime::<Utc>::MIN_UTC),
             dead_letters: None,
             max_receive_count: 5,
@@ -253,6 +272,9 @@ impl Notifier {
     /// Processes a batch within `deadline`; failed messages are reported so
     /// SQS redelivers only those.
     pub async fn handle_batch(&self, event: SqsEvent, deadline: Instant) -> SqsBatchResponse {
+        if let Some(secrets) = &self.secrets {
+            self.config.rotate(&*secrets.get().await);
+        }
         let mut response = SqsBatchResponse::default();
         for message in event.records {
             let id = message.message_id.clone().unwrap_or_default();

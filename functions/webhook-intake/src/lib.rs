@@ -21,6 +21,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, RequestExt, Response};
+use leads_aws::secrets::CachedSecret;
 use leads_aws::store::{new_claim_id, Claim, DynamoRawPayloads, MessageQueue, SendState, SqsQueue};
 use leads_aws::{config, AwsClients, Settings};
 use leads_domain::identity::PhoneHasher;
@@ -44,7 +45,8 @@ const MAX_ROUNDS: usize = 3;
 const RELEASE_FOR: Duration = Duration::from_millis(3_000);
 
 pub struct Intake {
-    secrets: IntakeSecrets,
+    /// Re-read from Secrets Manager after their TTL (a rotation needs no redeploy).
+    secrets: CachedSecret<IntakeSecrets>,
     normaliser: Normaliser,
     raw_payloads: DynamoRawPayloads,
     lead_queue: SqsQueue,
@@ -57,18 +59,14 @@ pub struct Intake {
 struct EffectError(String);
 
 impl Intake {
-    /// Builds from the environment: table/queue names from the template, the
-    /// secrets JSON from `INTAKE_SECRETS` (Secrets Manager in AWS).
+    /// Builds from the environment: table/queue names from the template; the
+    /// webhook secrets and the phone-hash key from Secrets Manager (by the ids
+    /// in `WEBHOOK_SECRET_ID` and `PHONE_HASH_SECRET_ID`), the webhook secrets
+    /// read again every `SECRETS_TTL_SECONDS`.
     pub async fn from_env() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let settings = Settings::from_env()?;
-        let secrets = IntakeSecrets::from_json(&config::required("INTAKE_SECRETS")?)?;
-        for app in secrets.unbound_douyin_apps() {
-            tracing::warn!(
-                client_key = app,
-                "Douyin app has no douyin_accounts entry: it may deliver for any account"
-            );
-        }
         let clients = AwsClients::from_env().await;
+        let secrets = leads_aws::secrets::intake_secrets(&clients.secrets).await?;
         let accept = match config::optional("ACCEPT_MAINLAND_MOBILES").as_deref() {
             None | Some("true") => true,
             Some("false") => false,
@@ -78,7 +76,9 @@ impl Intake {
                 )
             }
         };
-        Ok(Self::new(&settings, &clients, secrets).accepting_mainland_mobiles(accept))
+        Ok(Self::with_secrets(&settings, &clients, secrets)
+            .await
+            .accepting_mainland_mobiles(accept))
     }
 
     /// false: refuse leads with a mainland mobile (a stack outside China).
@@ -87,8 +87,29 @@ impl Intake {
         self
     }
 
+    /// Fixed secrets (tests, benchmarks).
     pub fn new(settings: &Settings, clients: &AwsClients, secrets: IntakeSecrets) -> Self {
         let hasher = PhoneHasher::new(secrets.phone_hash_key.as_bytes().to_vec());
+        Self::build(settings, clients, CachedSecret::fixed(secrets), hasher)
+    }
+
+    /// Secrets that are read again after their TTL (the phone-hash key in
+    /// them never changes: it is read once, with them).
+    pub async fn with_secrets(
+        settings: &Settings,
+        clients: &AwsClients,
+        secrets: CachedSecret<IntakeSecrets>,
+    ) -> Self {
+        let hasher = PhoneHasher::new(secrets.get().await.phone_hash_key.as_bytes().to_vec());
+        Self::build(settings, clients, secrets, hasher)
+    }
+
+    fn build(
+        settings: &Settings,
+        clients: &AwsClients,
+        secrets: CachedSecret<IntakeSecrets>,
+        hasher: PhoneHasher,
+    ) -> Self {
         Intake {
             normaliser: Normaliser::new(hasher),
             secrets,
@@ -155,7 +176,8 @@ impl Intake {
             body,
             now,
         };
-        match intake::handle(&req, &self.secrets, &self.normaliser)? {
+        let secrets = self.secrets.get().await;
+        match intake::handle(&req, &secrets, &self.normaliser)? {
             Outcome::Handshake(reply) => {
                 tracing::info!(%source, "url verification answered");
                 Ok(reply_response(&reply))

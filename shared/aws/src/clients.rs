@@ -12,6 +12,8 @@ use crate::request_counter::RequestCounter;
 pub struct AwsClients {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub sqs: aws_sdk_sqs::Client,
+    /// Secrets Manager: the functions read their keys at run time ([`crate::secrets`]).
+    pub secrets: aws_sdk_secretsmanager::Client,
 }
 
 /// Endpoints that override the environment's, per service (tests and benchmarks).
@@ -56,9 +58,11 @@ impl AwsClients {
         let shared = aws_config::defaults(BehaviorVersion::latest()).load().await;
         let mut dynamodb = aws_sdk_dynamodb::config::Builder::from(&shared);
         let mut sqs = aws_sdk_sqs::config::Builder::from(&shared);
+        let mut secrets = aws_sdk_secretsmanager::config::Builder::from(&shared);
         if let Some(counter) = counter {
             dynamodb = dynamodb.interceptor(counter.clone());
             sqs = sqs.interceptor(counter.clone());
+            secrets = secrets.interceptor(counter.clone());
         }
         if let Some(url) = endpoints.dynamodb {
             dynamodb = dynamodb.endpoint_url(url);
@@ -69,6 +73,7 @@ impl AwsClients {
         AwsClients {
             dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb.build()),
             sqs: aws_sdk_sqs::Client::from_conf(sqs.build()),
+            secrets: aws_sdk_secretsmanager::Client::from_conf(secrets.build()),
         }
     }
 }

@@ -9,6 +9,10 @@ pub enum ConfigError {
     Missing(&'static str),
     #[error("environment variable {name} is invalid: {reason}")]
     Invalid { name: &'static str, reason: String },
+    /// The secret named by env var `name` could not be read or parsed (the
+    /// reason never quotes the secret).
+    #[error("the secret named by {name} is unusable: {reason}")]
+    Secret { name: &'static str, reason: String },
 }
 
 #[derive(Debug, Clone)]

@@ -41,6 +41,14 @@ impl StoreError {
         Self::from_sdk("sqs", err)
     }
 
+    pub fn secrets_manager<E, R>(err: SdkError<E, R>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        Self::from_sdk("secretsmanager", err)
+    }
+
     fn from_sdk<E, R>(service: &'static str, err: SdkError<E, R>) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,

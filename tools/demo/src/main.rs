@@ -26,10 +26,10 @@ use lead_demo::receiver::Receiver;
 use lead_demo::{directory, report, staff, Run, Sent};
 use leads_aws::store::{DirectoryStore, DynamoDirectory};
 use leads_aws::{config, AwsClients, Settings};
+use leads_domain::auth::Keyring;
 use leads_domain::dedup::china_day;
 use leads_domain::directory::StaffRole;
 use leads_domain::directory_file::{Directory, DirectoryFile};
-use leads_domain::intake::IntakeSecrets;
 use leads_domain::notification::Notice;
 
 #[derive(Parser)]
@@ -79,7 +79,17 @@ async fn main() -> DemoResult<()> {
     let cli = Cli::parse();
     let settings = Settings::from_env()?;
     let clients = AwsClients::from_env().await;
-    let secrets = IntakeSecrets::from_json(&config::required("INTAKE_SECRETS")?)?;
+    // The demo plays the platforms (which hold the webhook secrets) and signs
+    // staff tokens as `leadctl token` would: both from the stack's Secrets
+    // Manager, like the functions.
+    let secrets = leads_aws::secrets::intake_secrets(&clients.secrets)
+        .await?
+        .get()
+        .await;
+    let keyring = leads_aws::secrets::staff_token_keys(&clients.secrets)
+        .await?
+        .get()
+        .await;
     let functions = Functions::new(&cli.endpoint)?;
     let receiver = match cli.receiver_port {
         Some(port) => Some(Receiver::start(port).await?),
@@ -114,12 +124,11 @@ async fn main() -> DemoResult<()> {
     step("consultants at work: claims and call-backs through the staff API");
     run.routed = report::leads_since(&clients, &settings, now).await?;
     let leads = &run.routed;
-    let api_secret = config::required("API_TOKEN_SECRET")?;
     run.follow_up = staff::follow_up(
         &functions,
         &directory,
         leads,
-        api_secret.as_bytes(),
+        &keyring,
         &data.wecom_phones,
         staff::CallBacks {
             draws: &call_back_draws,
@@ -158,7 +167,7 @@ async fn main() -> DemoResult<()> {
     }
     // The RankingPublished notices to each ranked dealer's managers.
     play_notifier(&cli, &functions, &clients, &settings, &receiver, &mut run).await?;
-    run.top10 = top10(&functions, &directory, api_secret.as_bytes(), &run).await?;
+    run.top10 = top10(&functions, &directory, &keyring, &run).await?;
     run.total_time = started.elapsed();
 
     if let Some(receiver) = &receiver {
@@ -345,7 +354,7 @@ async fn play_notifier(
 async fn top10(
     functions: &Functions,
     directory: &Directory,
-    api_secret: &[u8],
+    keyring: &Keyring,
     run: &Run,
 ) -> DemoResult<Vec<(String, serde_json::Value)>> {
     let Some(date) = run.ranking_date else {
@@ -361,7 +370,7 @@ async fn top10(
                     .any(|d| d.dealer_id == s.dealer_id && d.brand_id == brand.brand_id)
         });
         let Some(manager) = manager else { continue };
-        let token = staff::token(directory, api_secret, &manager.staff_id).unwrap_or_default();
+        let token = staff::token(directory, keyring, &manager.staff_id).unwrap_or_default();
         let path = format!("/rankings/{}/{date}?top=10", brand.brand_id);
         let (status, body) = functions
             .api(reqwest::Method::GET, &path, &token, None)

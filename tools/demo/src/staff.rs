@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use chrono::Utc;
 use futures::stream::{self, StreamExt};
-use leads_domain::auth::{self, Claims};
+use leads_domain::auth::{self, Claims, Keyring};
 use leads_domain::directory_file::Directory;
 use leads_domain::lead::{CustomerKey, LeadRecord, LeadStatus};
 use reqwest::Method;
@@ -71,12 +71,12 @@ pub async fn follow_up(
     functions: &Functions,
     directory: &Directory,
     leads: &[LeadRecord],
-    api_secret: &[u8],
+    keyring: &Keyring,
     wecom_phones: &HashMap<String, String>,
     call_backs: CallBacks<'_>,
     seed: u64,
 ) -> DemoResult<FollowUp> {
-    let token = |staff_id: &str| token(directory, api_secret, staff_id);
+    let token = |staff_id: &str| token(directory, keyring, staff_id);
     let outcomes: Vec<DemoResult<Outcome>> = stream::iter(leads)
         .map(|lead| {
             let mut rng = Rng::new(seed ^ fnv1a(&lead.lead_id));
@@ -184,23 +184,20 @@ pub async fn follow_up(
 }
 
 /// A staff API token for a member of the directory, with their own role.
-pub fn token(directory: &Directory, api_secret: &[u8], staff_id: &str) -> Option<String> {
+pub fn token(directory: &Directory, keyring: &Keyring, staff_id: &str) -> Option<String> {
     let staff = directory.staff.iter().find(|s| s.staff_id == staff_id)?;
     let dealer = directory
         .dealers
         .iter()
         .find(|d| d.dealer_id == staff.dealer_id)?;
-    Some(auth::issue(
-        api_secret,
-        &Claims::staff(
-            &staff.staff_id,
-            &dealer.dealer_id,
-            &dealer.brand_id,
-            staff.role,
-            Utc::now(),
-            auth::MAX_LIFETIME_S,
-        ),
-    ))
+    Some(keyring.issue(&Claims::staff(
+        &staff.staff_id,
+        &dealer.dealer_id,
+        &dealer.brand_id,
+        staff.role,
+        Utc::now(),
+        auth::MAX_LIFETIME_S,
+    )))
 }
 
 /// FNV-1a, to give every lead its own stream of the seeded generator.

@@ -177,10 +177,14 @@ async fn run(cli: Cli) -> Result<(), String> {
             invoke_event: false,
             rankings_page,
         } => {
-            let keyring = leads_domain::auth::Keyring::parse(
-                &config::required("API_TOKEN_SECRET").map_err(|e| e.to_string())?,
-            )
-            .map_err(|e| e.to_string())?;
+            // The stack's signing keys, from its Secrets Manager (the local
+            // stack's; in AWS use --invoke-event, so no operator holds them).
+            let clients = AwsClients::from_env().await;
+            let keyring = leads_aws::secrets::staff_token_keys(&clients.secrets)
+                .await
+                .map_err(|e| e.to_string())?
+                .get()
+                .await;
             if !(1..=12).contains(&hours) {
                 return Err("--hours must be 1 to 12 (tokens live at most 12 hours)".into());
             }

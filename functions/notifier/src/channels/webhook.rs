@@ -71,7 +71,7 @@ impl WebhookChannel {
             .header("x-timestamp", &timestamp)
             .header(
                 "x-signature",
-                signature(self.config.secret.expose(), &timestamp, &body),
+                signature(&self.config.secret.expose(), &timestamp, &body),
             )
             .header("x-event-id", notice.job_id())
             .body(body)

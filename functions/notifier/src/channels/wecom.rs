@@ -76,7 +76,7 @@ impl WecomChannel {
             .get(self.url("/cgi-bin/gettoken"))
             .query(&[
                 ("corpid", self.config.corp_id.as_str()),
-                ("corpsecret", self.config.corp_secret.expose()),
+                ("corpsecret", &self.config.corp_secret.expose()),
             ])
             .send()
             .await

@@ -21,11 +21,15 @@ use serde::Deserialize;
 
 use super::Source;
 
-/// The deployment secret holds other functions' keys too (`api_token_secret`),
-/// so unknown top-level fields are allowed here.
+/// What the intake authenticates with. In AWS two secrets: the webhook secret
+/// (JSON, everything but the key, read by [`IntakeSecrets::from_webhooks_json`])
+/// and the phone-hash key (its own secret, never rotated in place). Unknown
+/// fields are refused: a misspelt `douyin_acounts` must not silently unbind apps.
 #[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct IntakeSecrets {
     /// Key of the HMAC that turns phones into dedup keys.
+    #[serde(default)]
     pub phone_hash_key: String,
     /// Douyin apps: client_key -> client_secret (also used by `douyin_stats`).
     #[serde(default)]
@@ -85,18 +89,50 @@ impl IntakeSecrets {
             .collect()
     }
 
+    /// The webhook secret's JSON plus the phone-hash key from its own secret.
+    /// A `phone_hash_key` inside the JSON is refused: the key lives only in
+    /// its secret, so the internet-facing webhook secret cannot leak it.
+    pub fn from_webhooks_json(text: &str, phone_hash_key: &str) -> Result<Self, String> {
+        let mut secrets = Self::parse(text)?;
+        if !secrets.phone_hash_key.is_empty() {
+            return Err(
+                "webhook secret: phone_hash_key belongs in the phone-hash secret, not here".into(),
+            );
+        }
+        secrets.phone_hash_key = Self::phone_hash_key(phone_hash_key)?;
+        secrets.check()
+    }
+
+    /// The phone-hash secret's text, trimmed: at least 16 characters.
+    pub fn phone_hash_key(text: &str) -> Result<String, &'static str> {
+        let key = text.trim();
+        if key.len() < 16 {
+            return Err("the phone-hash key must be at least 16 characters");
+        }
+        Ok(key.to_string())
+    }
+
+    /// Everything in one JSON, the key included (tests and benchmarks).
     pub fn from_json(text: &str) -> Result<Self, String> {
+        let secrets = Self::parse(text)?;
+        Self::phone_hash_key(&secrets.phone_hash_key)
+            .map_err(|e| format!("intake secrets: {e}"))?;
+        secrets.check()
+    }
+
+    fn parse(text: &str) -> Result<Self, String> {
         // Position only: serde's message can quote the secret.
-        let secrets: IntakeSecrets = serde_json::from_str(text).map_err(|e| {
+        serde_json::from_str(text).map_err(|e| {
             format!(
                 "intake secrets are invalid JSON or of the wrong shape (line {}, column {})",
                 e.line(),
                 e.column()
             )
-        })?;
-        if secrets.phone_hash_key.len() < 16 {
-            return Err("intake secrets: phone_hash_key must be at least 16 characters".into());
-        }
+        })
+    }
+
+    fn check(self) -> Result<Self, String> {
+        let secrets = self;
         // A bad EncodingAESKey fails at start-up, not as a stream of 401s.
         for corp in &secrets.wecom {
             super::wecom::WecomCrypto::new(corp)
@@ -117,5 +153,53 @@ impl std::fmt::Debug for IntakeSecrets {
                 &self.wecom.iter().map(|c| &c.corp_id).collect::<Vec<_>>(),
             )
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod webhook_secret_tests {
+    use super::*;
+
+    const KEY: &str = "phone-hash-key-0123456789";
+
+    #[test]
+    fn the_webhook_secret_takes_its_key_from_the_phone_hash_secret() {
+        let s = IntakeSecrets::from_webhooks_json(
+            r#"{"douyin": {"app": "app-secret"}}"#,
+            &format!("  {KEY}\n"),
+        )
+        .unwrap();
+        assert_eq!(s.phone_hash_key, KEY);
+        assert_eq!(s.douyin["app"], "app-secret");
+        // An empty webhook secret is valid: no platform configured yet.
+        assert!(IntakeSecrets::from_webhooks_json("{}", KEY).is_ok());
+    }
+
+    #[test]
+    fn a_key_inside_the_webhook_secret_or_a_short_key_is_refused_without_quoting_it() {
+        let err = IntakeSecrets::from_webhooks_json(
+            r#"{"phone_hash_key": "s3cr3t-inline-key-0123"}"#,
+            KEY,
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("phone-hash secret") && !err.contains("s3cr3t"),
+            "{err}"
+        );
+        let err = IntakeSecrets::from_webhooks_json("{}", "s3cr3t-short").unwrap_err();
+        assert!(err.contains("16") && !err.contains("s3cr3t"), "{err}");
+    }
+
+    #[test]
+    fn a_misspelt_field_is_refused_not_ignored() {
+        let err = IntakeSecrets::from_webhooks_json(
+            r#"{"douyin_acounts": {"app": ["s3cr3t-account"]}}"#,
+            KEY,
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("wrong shape") && !err.contains("s3cr3t"),
+            "{err}"
+        );
     }
 }
