@@ -55,7 +55,9 @@ if [[ $store -eq 1 ]]; then
   # Its own target dir and snapshot, so a domain run may go on meanwhile; seeded
   # from the work tree's target so the dependencies are not built again.
   export CARGO_TARGET_DIR="$work/target-store"
-  [[ -d "$CARGO_TARGET_DIR" || ! -d "$repo/target" ]] || cp -a "$repo/target" "$CARGO_TARGET_DIR"
+  # A build writing to target meanwhile can make cp fail: only a slower start.
+  [[ -d "$CARGO_TARGET_DIR" || ! -d "$repo/target" ]] || cp -a "$repo/target" "$CARGO_TARGET_DIR" ||
+    echo "mutants.sh: target not fully copied (a build was writing it); the store run builds what is missing" >&2
   src="$work/src-store"
   env="$(infra/local/stack.sh up)" && eval "$env"
 else
