@@ -236,11 +236,16 @@ async fn a_failed_enqueue_is_not_lost_the_retry_enqueues() {
 /// Writes the claim an attempt leaves behind when it dies between its put and
 /// its send (the crash window), or when its send and then its release failed:
 /// `SENDING`, its lease ending `lease_ms` from now (negative: over), nothing
-/// enqueued.
-async fn abandoned_claim(stack: &Stack, reference: &str, body: &str, lease_ms: i64) {
+/// enqueued. Returns the claim's key (the CRM body's hash: `X-Event-Id` is
+/// unsigned and ignored for dedup).
+async fn abandoned_claim(stack: &Stack, body: &str, lease_ms: i64) -> String {
+    let reference = format!(
+        "RAW#oem_crm#{}",
+        leads_domain::intake::body_hash(body.as_bytes())
+    );
     let now = Utc::now();
     let item = HashMap::from([
-        ("pk".to_string(), AttributeValue::S(reference.into())),
+        ("pk".to_string(), AttributeValue::S(reference.clone())),
         ("source".to_string(), AttributeValue::S("oem_crm".into())),
         (
             "received_at".to_string(),
@@ -266,6 +271,7 @@ async fn abandoned_claim(stack: &Stack, reference: &str, body: &str, lease_ms: i
         .send()
         .await
         .unwrap();
+    reference
 }
 
 #[tokio::test]
@@ -279,11 +285,7 @@ async fn a_claim_left_by_a_dead_attempt_is_taken_over_and_enqueued() {
         r#"{{"lead_id":"crm-2","dealer_id":"ht-jn-01","phone":"13705318888","city":"济南","note":"{event_id}"}}"#
     );
     let body = body.as_str();
-    let reference = format!(
-        "RAW#oem_crm#{}",
-        leads_domain::intake::body_hash(body.as_bytes())
-    );
-    abandoned_claim(&stack, &reference, body, -1_000).await;
+    let reference = abandoned_claim(&stack, body, -1_000).await;
 
     // The platform retries (it never got an answer): the retry must enqueue.
     let (status, _) = status_and_body(&intake, crm_request(body, &event_id)).await;
@@ -312,11 +314,7 @@ async fn a_copy_during_the_lease_of_an_owner_that_failed_to_send_and_release_enq
     let body = format!(
         r#"{{"lead_id":"crm-3","dealer_id":"ht-jn-01","phone":"13705319999","city":"济南","note":"{event_id}"}}"#
     );
-    let reference = format!(
-        "RAW#oem_crm#{}",
-        leads_domain::intake::body_hash(body.as_bytes())
-    );
-    abandoned_claim(&stack, &reference, &body, 1_500).await;
+    let reference = abandoned_claim(&stack, &body, 1_500).await;
 
     let (status, _) = status_and_body(&intake, crm_request(&body, &event_id)).await;
     assert_eq!(status, 200);

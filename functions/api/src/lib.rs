@@ -38,7 +38,7 @@ use leads_aws::store::{
     AssignResult, DirectoryStore, DynamoAudit, DynamoDirectory, DynamoLeads, DynamoRankings,
     MessageQueue, SqsQueue, StatusResult,
 };
-use leads_aws::{config, AwsClients, Settings, StoreError};
+use leads_aws::{AwsClients, Settings, StoreError};
 use leads_domain::assignment::StaffLoad;
 use leads_domain::audit::{Actor, AuditAction, AuditEvent};
 use leads_domain::auth::{self, Claims, Keyring};
@@ -142,15 +142,8 @@ impl Api {
         let clients = AwsClients::from_env().await;
         // Both from Secrets Manager: the token keys (re-read after their TTL,
         // so a rotation needs no redeploy) and the intake's phone-hash key.
-        let token_keys_id = config::required(secrets::STAFF_TOKEN_SECRET_ID)?;
-        let keyring = secrets::staff_token_keys_at(
-            &clients.secrets,
-            &token_keys_id,
-            secrets::ttl_from_env()?,
-        )
-        .await?;
-        let phone_hash_id = config::required(secrets::PHONE_HASH_SECRET_ID)?;
-        let hash_key = secrets::phone_hash_key_at(&clients.secrets, &phone_hash_id).await?;
+        let keyring = secrets::staff_token_keys(&clients.secrets).await?;
+        let hash_key = secrets::phone_hash_key(&clients.secrets).await?;
         Ok(Self::new(&settings, &clients, Vec::new())
             .with_keyring_secret(keyring)
             .with_phone_hasher(PhoneHasher::new(hash_key)))

@@ -174,18 +174,23 @@ pub async fn phone_hash_key_at(
     client: &aws_sdk_secretsmanager::Client,
     id: &str,
 ) -> Result<Vec<u8>, ConfigError> {
+    Ok(phone_hash_key_text(client, id).await?.into_bytes())
+}
+
+async fn phone_hash_key_text(
+    client: &aws_sdk_secretsmanager::Client,
+    id: &str,
+) -> Result<String, ConfigError> {
     let text = read_text(client, id)
         .await
         .map_err(|e| ConfigError::Secret {
             name: PHONE_HASH_SECRET_ID,
             reason: e.to_string(),
         })?;
-    IntakeSecrets::phone_hash_key(&text)
-        .map(String::into_bytes)
-        .map_err(|reason| ConfigError::Secret {
-            name: PHONE_HASH_SECRET_ID,
-            reason: reason.to_string(),
-        })
+    IntakeSecrets::phone_hash_key(&text).map_err(|reason| ConfigError::Secret {
+        name: PHONE_HASH_SECRET_ID,
+        reason: reason.to_string(),
+    })
 }
 
 /// The intake's secrets: the webhook secret (re-read after `ttl`) combined
@@ -196,8 +201,7 @@ pub async fn intake_secrets_at(
     webhook_id: &str,
     ttl: Duration,
 ) -> Result<CachedSecret<IntakeSecrets>, ConfigError> {
-    let key =
-        String::from_utf8(phone_hash_key_at(client, phone_id).await?).expect("the key was text");
+    let key = phone_hash_key_text(client, phone_id).await?;
     CachedSecret::load(
         client.clone(),
         WEBHOOK_SECRET_ID,
