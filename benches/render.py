@@ -189,7 +189,7 @@ def render(directory):
             table,
             "",
             prices
-            + " Not included: storage (DynamoDB $0.25 per GB-month; raw payloads expire after 90 days), CloudWatch Logs and "
+            + " Not included: storage (DynamoDB $0.25 per GB-month; raw payloads expire after 30 days by default), CloudWatch Logs and "
             "X-Ray, data transfer, Secrets Manager, the SQS triggers' empty polls (a fixed cost per queue, not per lead), the "
             "nightly ranking and the SLA sweeper (per dealer and per 5 minutes, not per lead). cn-north-1 / cn-northwest-1 are "
             "priced in CNY by the China regions' operators; multiply the quantities by their price list.",

@@ -107,6 +107,7 @@ pub fn lead(
         received_at: Utc::now(),
         raw_payload_ref: "RAW#test".into(),
         signer_brand: None,
+        sealed_contact: None,
     }
 }
 
@@ -131,6 +132,7 @@ pub fn wecom_lead(w: &World, external_userid: &str) -> CanonicalLead {
         received_at: Utc::now(),
         raw_payload_ref: "RAW#test".into(),
         signer_brand: None,
+        sealed_contact: None,
     }
 }
 

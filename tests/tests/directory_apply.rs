@@ -74,6 +74,7 @@ fn taian_lead(brand: &str) -> CanonicalLead {
         received_at: Utc::now(),
         raw_payload_ref: "RAW#test".into(),
         signer_brand: None,
+        sealed_contact: None,
     }
 }
 

@@ -917,9 +917,12 @@ async fn f2_a_brand_crm_secret_creates_leads_only_for_its_brand() {
     }
     let mut created = Vec::new();
     for body in drain(&w.stack.clients.sqs, &settings.queues.lead).await {
-        let IntakeMessage::Lead(lead) = serde_json::from_str(&body).unwrap() else {
+        let IntakeMessage::Lead(mut lead) = serde_json::from_str(&body).unwrap() else {
             panic!("{body}")
         };
+        leads_domain::seal::ContactSeal::from_phone_hash_key(b"insider-phone-hash-key")
+            .open(&mut lead)
+            .unwrap();
         let processed = w.router.handle_lead(&lead, Utc::now()).await.unwrap();
         created.push((lead.phone.clone().unwrap(), processed.lead_id));
     }

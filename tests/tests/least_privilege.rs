@@ -60,8 +60,10 @@ const USES: [(&str, &str, &[&str]); 6] = [
     (
         "LeadRouterFunction",
         "functions/lead-router",
-        // consumes LeadQueue; directory + tiers; leads + counters; audit; jobs and CRM hand-offs
+        // consumes LeadQueue; directory + tiers; leads + counters; audit; jobs and CRM hand-offs;
+        // the phone-hash key opens the contacts the intake sealed
         &[
+            "PhoneHashSecret",
             "LeadQueue",
             "DirectoryTable",
             "RankingsTable",

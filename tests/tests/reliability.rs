@@ -57,6 +57,7 @@ use leads_domain::intake::{
     self, IntakeMessage, IntakeRequest, IntakeSecrets, Method, Normaliser, Outcome, Source,
 };
 use leads_domain::lead::{LeadRecord, LeadStatus, Touchpoint};
+use leads_domain::seal::ContactSeal;
 use webhook_intake::Intake;
 
 /// The intake function's timeout in the template.
@@ -659,7 +660,9 @@ async fn no_accepted_lead_is_lost_or_doubled_under_faults_duplicates_and_kills()
     settings.queues.notification = scratch(&stack, "reliability-notify").await;
     settings.queues.crm = scratch(&stack, "reliability-crm").await;
     let intake = Arc::new(Intake::new(&settings, &faulty, secrets.clone()));
-    let router = Arc::new(Router::new(&settings, &faulty));
+    let router = Arc::new(Router::new(&settings, &faulty).with_contact_seal(
+        ContactSeal::from_phone_hash_key(secrets.phone_hash_key.as_bytes()),
+    ));
 
     // Faults while the webhooks arrive, at fixed points of the replay (so the
     // share of faulty time does not depend on the machine's speed): storage

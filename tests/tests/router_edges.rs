@@ -287,7 +287,15 @@ async fn a_pooled_lead_is_never_placed_with_a_consultant_at_cap() {
     let record = w.leads.get(&first).await.unwrap().unwrap();
     assert_eq!(
         w.leads
-            .apply_status(&record, LeadStatus::Contacted, None, true, false, 15, now)
+            .apply_status(
+                &record,
+                LeadStatus::Contacted,
+                None,
+                true,
+                false,
+                &brand(&w).await,
+                now
+            )
             .await
             .unwrap(),
         StatusResult::Applied

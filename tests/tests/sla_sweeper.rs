@@ -206,7 +206,15 @@ async fn two_concurrent_sweeps_warn_once_and_reassign_at_most_once() {
     // The first consultant's late "contacted", read before the move, no longer applies.
     assert_eq!(
         s.w.leads
-            .apply_status(&assigned, LeadStatus::Contacted, None, true, false, 15, now)
+            .apply_status(
+                &assigned,
+                LeadStatus::Contacted,
+                None,
+                true,
+                false,
+                &s.brand().await,
+                now
+            )
             .await
             .unwrap(),
         StatusResult::Conflict
@@ -256,7 +264,7 @@ async fn a_lead_contacted_in_time_is_not_warned() {
                 None,
                 true,
                 false,
-                15,
+                &s.brand().await,
                 contacted_at
             )
             .await
@@ -272,7 +280,15 @@ async fn a_lead_contacted_in_time_is_not_warned() {
     // Closing the lead takes it out of the index.
     assert_eq!(
         s.w.leads
-            .apply_status(&after, LeadStatus::Lost, None, false, true, 15, now)
+            .apply_status(
+                &after,
+                LeadStatus::Lost,
+                None,
+                false,
+                true,
+                &s.brand().await,
+                now
+            )
             .await
             .unwrap(),
         StatusResult::Applied
@@ -340,7 +356,15 @@ async fn expired_exclusivity_goes_back_to_the_pool_and_to_someone_else() {
     let assigned = s.lead_at(now).await;
     let first = assigned.assignee.clone().unwrap();
     s.w.leads
-        .apply_status(&assigned, LeadStatus::Contacted, None, true, false, 15, now)
+        .apply_status(
+            &assigned,
+            LeadStatus::Contacted,
+            None,
+            true,
+            false,
+            &s.brand().await,
+            now,
+        )
         .await
         .unwrap();
     // Nothing is due before the 15 days are up.

@@ -118,12 +118,30 @@ async fn raw_record(stack: &Stack, key: &str) -> Option<HashMap<String, Attribut
         .item
 }
 
+/// The leads on the queue, their sealed contact opened; a queue body never
+/// holds the phone or the name in clear.
 fn leads_in(bodies: &[String]) -> Vec<leads_domain::lead::CanonicalLead> {
+    let seal =
+        leads_domain::seal::ContactSeal::from_phone_hash_key(secrets().phone_hash_key.as_bytes());
     bodies
         .iter()
         .map(
             |b| match serde_json::from_str::<IntakeMessage>(b).unwrap() {
-                IntakeMessage::Lead(l) => *l,
+                IntakeMessage::Lead(mut l) => {
+                    seal.open(&mut l).unwrap();
+                    for clear in l
+                        .phone
+                        .iter()
+                        .map(|p| p.national().to_string())
+                        .chain(l.customer_name.clone())
+                    {
+                        assert!(
+                            !b.contains(&clear),
+                            "a queue message holds a contact in clear"
+                        );
+                    }
+                    *l
+                }
                 other => panic!("{other:?}"),
             },
         )

@@ -43,6 +43,7 @@ use leads_benches::{bench_secrets, percentile, sample_directory};
 use leads_domain::dedup::DedupOutcome;
 use leads_domain::delivery::Backoff;
 use leads_domain::routing::Route;
+use leads_domain::seal::ContactSeal;
 use notifier::config::{NotifierConfig, Secret, SmsConfig, WebhookConfig, WecomConfig};
 use notifier::Notifier;
 use serde_json::json;
@@ -604,7 +605,9 @@ async fn main() -> Result<(), Error> {
     let (base, rx) = start_receiver().await?;
     let bench = Bench {
         intake: webhook_intake::Intake::new(&settings, &clients, bench_secrets()),
-        router: Router::new(&settings, &clients),
+        router: Router::new(&settings, &clients).with_contact_seal(
+            ContactSeal::from_phone_hash_key(bench_secrets().phone_hash_key.as_bytes()),
+        ),
         notifier: Notifier::new(&settings, &clients, notifier_config(&base))?,
         settings,
         counted,

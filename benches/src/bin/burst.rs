@@ -36,6 +36,7 @@ use leads_domain::intake::douyin;
 use leads_domain::intake::secrets::IntakeSecrets;
 use leads_domain::intake::IntakeMessage;
 use leads_domain::lead::LeadRecord;
+use leads_domain::seal::ContactSeal;
 use serde_json::json;
 use webhook_intake::Intake;
 
@@ -287,8 +288,9 @@ async fn main() -> Result<(), Error> {
     secrets
         .douyin
         .insert(DOUYIN_APP.0.into(), DOUYIN_APP.1.into());
+    let seal = ContactSeal::from_phone_hash_key(secrets.phone_hash_key.as_bytes());
     let intake = Arc::new(Intake::new(&settings, &contended, secrets));
-    let router = Arc::new(Router::new(&settings, &contended));
+    let router = Arc::new(Router::new(&settings, &contended).with_contact_seal(seal));
     let stats_before = contention_stats(&contention_url).await?;
 
     // The burst: each webhook posted at its scheduled time (in flight together

@@ -43,7 +43,7 @@ use leads_domain::assignment::StaffLoad;
 use leads_domain::audit::{Actor, AuditAction, AuditEvent};
 use leads_domain::auth::{self, Claims, Keyring};
 use leads_domain::dedup::{self, LinkOutcome};
-use leads_domain::directory::{Dealer, Staff, StaffRole};
+use leads_domain::directory::{Brand, Dealer, Staff, StaffRole};
 use leads_domain::identity::PhoneHasher;
 use leads_domain::lead::{CustomerKey, LeadRecord, LeadStatus};
 use leads_domain::status::{self, StatusEvent};
@@ -427,8 +427,11 @@ impl Api {
                 let shown = leads_domain::templates::mask_phones(event);
                 ApiError(400, "unknown_event", format!("unknown event {shown:?}"))
             })?;
-        let brand = self.directory.brand(&claims.brand_id).await?;
-        let exclusivity_days = brand.map_or(15, |b| b.exclusivity_days);
+        let brand = self
+            .directory
+            .brand(&claims.brand_id)
+            .await?
+            .unwrap_or_else(|| Brand::with_defaults(&claims.brand_id));
         for _attempt in 0..3 {
             let lead = self.visible_lead(claims, lead_id).await?;
             if lead.assignee.as_deref() != Some(claims.staff_id.as_str())
@@ -462,7 +465,7 @@ impl Api {
                     valid,
                     status::is_progress(event),
                     closes,
-                    exclusivity_days,
+                    &brand,
                     now,
                 )
                 .await?

@@ -27,7 +27,7 @@ use leads_aws::store::{
     AssignResult, Contended, CreateResult, CustomerItem, DynamoAudit, DynamoDirectory, DynamoLeads,
     DynamoStats, HeldTickets, IdentitySeen, MessageQueue, Recorded, RouteResult, SqsQueue,
 };
-use leads_aws::{AwsClients, Settings, StoreError};
+use leads_aws::{secrets, AwsClients, Settings, StoreError};
 use leads_domain::assignment::{self, Assignment, Preferred, StaffLoad};
 use leads_domain::audit::{Actor, AuditAction, AuditEvent};
 use leads_domain::decision::{self, Placement};
@@ -39,6 +39,7 @@ use leads_domain::intake::{ContentStats, IntakeMessage};
 use leads_domain::lead::{CanonicalLead, LeadRecord, LeadStatus};
 use leads_domain::notification::{NotificationJob, NotificationKind};
 use leads_domain::routing::{self, RemoteCandidate, Route};
+use leads_domain::seal::ContactSeal;
 use serde::Serialize;
 
 pub mod snapshot;
@@ -158,13 +159,24 @@ pub struct Router {
     conflicts_retried: AtomicU64,
     /// Round-robin turns of leads not yet written (kept across retries).
     tickets: HeldTickets,
+    /// Opens the phone and name the intake sealed (the stack's phone-hash key).
+    seal: Option<ContactSeal>,
 }
 
 impl Router {
     pub async fn from_env() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let settings = Settings::from_env()?;
         let clients = AwsClients::from_env().await;
-        Ok(Self::new(&settings, &clients))
+        let phone_hash_key = secrets::phone_hash_key(&clients.secrets).await?;
+        Ok(Self::new(&settings, &clients)
+            .with_contact_seal(ContactSeal::from_phone_hash_key(&phone_hash_key)))
+    }
+
+    /// The key that opens the contacts the intake sealed: built from the
+    /// same phone-hash key as the intake's.
+    pub fn with_contact_seal(mut self, seal: ContactSeal) -> Self {
+        self.seal = Some(seal);
+        self
     }
 
     pub fn new(settings: &Settings, clients: &AwsClients) -> Self {
@@ -184,6 +196,7 @@ impl Router {
             retry: ConflictRetry::default(),
             conflicts_retried: AtomicU64::new(0),
             tickets: HeldTickets::default(),
+            seal: None,
         }
     }
 
@@ -297,7 +310,10 @@ impl Router {
         let parsed: IntakeMessage =
             serde_json::from_str(body).map_err(|e| RouterError::Malformed(e.to_string()))?;
         match parsed {
-            IntakeMessage::Lead(lead) => self.handle_lead(&lead, Utc::now()).await,
+            IntakeMessage::Lead(mut lead) => {
+                self.open_contact(&mut lead)?;
+                self.handle_lead(&lead, Utc::now()).await
+            }
             IntakeMessage::ContentStats(stats) => {
                 self.handle_stats(&stats).await?;
                 Ok(Processed {
@@ -307,6 +323,19 @@ impl Router {
                     assignee: None,
                 })
             }
+        }
+    }
+
+    /// Puts the lead's sealed phone and name back (see `leads_domain::seal`).
+    fn open_contact(&self, lead: &mut CanonicalLead) -> Result<(), RouterError> {
+        match (&self.seal, lead.sealed_contact.is_some()) {
+            (_, false) => Ok(()),
+            (Some(seal), true) => seal
+                .open(lead)
+                .map_err(|e| RouterError::Malformed(e.to_string())),
+            (None, true) => Err(RouterError::Malformed(
+                "a sealed contact, and this router has no key to open it".into(),
+            )),
         }
     }
 
@@ -638,11 +667,18 @@ impl Router {
         now: DateTime<Utc>,
     ) -> Result<Processed, RouterError> {
         tracing::info!(%lead_id, outcome = "duplicate", "delivery seen before; resuming any unfinished steps");
-        let record = self
-            .leads
-            .get(lead_id)
-            .await?
-            .ok_or_else(|| RouterError::Malformed(format!("lead {lead_id} not found")))?;
+        // The marker and its lead are written together: a marker without
+        // its lead is a lead erased (`leadctl erase`) or past its retention.
+        // Its customer must not come back from a redelivery: nothing to do.
+        let Some(record) = self.leads.get(lead_id).await? else {
+            tracing::info!(%lead_id, "delivery of an erased or expired lead; dropped");
+            return Ok(Processed {
+                lead_id: None,
+                outcome: Some(DedupOutcome::Duplicate),
+                route: None,
+                assignee: None,
+            });
+        };
         if outcome == DedupOutcome::Merged {
             self.notify_returned(&record, lead).await?;
         }

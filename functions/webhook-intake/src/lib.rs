@@ -30,6 +30,7 @@ use leads_domain::intake::{
     self, IntakeError, IntakeMessage, IntakeRequest, IntakeSecrets, Method, Normaliser, Outcome,
     Reply, Source,
 };
+use leads_domain::seal::ContactSeal;
 
 /// How long a claim's owner has to enqueue (or give the claim back), from just
 /// before its put. Copies arriving meanwhile wait this long at most, inside the
@@ -47,6 +48,8 @@ const RELEASE_FOR: Duration = Duration::from_millis(3_000);
 pub struct Intake {
     /// Re-read from Secrets Manager after their TTL (a rotation needs no redeploy).
     secrets: CachedSecret<IntakeSecrets>,
+    /// Seals each lead's phone and name before it goes on the queue.
+    seal: ContactSeal,
     normaliser: Normaliser,
     raw_payloads: DynamoRawPayloads,
     lead_queue: SqsQueue,
@@ -89,8 +92,8 @@ impl Intake {
 
     /// Fixed secrets (tests, benchmarks).
     pub fn new(settings: &Settings, clients: &AwsClients, secrets: IntakeSecrets) -> Self {
-        let hasher = PhoneHasher::new(secrets.phone_hash_key.as_bytes().to_vec());
-        Self::build(settings, clients, CachedSecret::fixed(secrets), hasher)
+        let key = secrets.phone_hash_key.as_bytes().to_vec();
+        Self::build(settings, clients, CachedSecret::fixed(secrets), &key)
     }
 
     /// Secrets that are read again after their TTL (the phone-hash key in
@@ -100,18 +103,19 @@ impl Intake {
         clients: &AwsClients,
         secrets: CachedSecret<IntakeSecrets>,
     ) -> Self {
-        let hasher = PhoneHasher::new(secrets.get().await.phone_hash_key.as_bytes().to_vec());
-        Self::build(settings, clients, secrets, hasher)
+        let key = secrets.get().await.phone_hash_key.as_bytes().to_vec();
+        Self::build(settings, clients, secrets, &key)
     }
 
     fn build(
         settings: &Settings,
         clients: &AwsClients,
         secrets: CachedSecret<IntakeSecrets>,
-        hasher: PhoneHasher,
+        phone_hash_key: &[u8],
     ) -> Self {
         Intake {
-            normaliser: Normaliser::new(hasher),
+            normaliser: Normaliser::new(PhoneHasher::new(phone_hash_key.to_vec())),
+            seal: ContactSeal::from_phone_hash_key(phone_hash_key),
             secrets,
             raw_payloads: DynamoRawPayloads::new(
                 clients.dynamodb.clone(),
@@ -196,6 +200,12 @@ impl Intake {
                 {
                     leads_aws::emf::count(leads_aws::emf::names::MAINLAND_MOBILES_REFUSED, 1);
                     return Err(refused);
+                }
+                let mut messages = messages;
+                for message in &mut messages {
+                    if let IntakeMessage::Lead(lead) = message {
+                        self.seal.seal(lead);
+                    }
                 }
                 Ok(self
                 .accept(source, &delivery_key, body, &messages, &reply)

@@ -61,7 +61,7 @@ impl Settings {
                 crm: required("CRM_QUEUE_URL")?,
             },
             raw_payload_retention: Duration::from_secs(
-                number("RAW_PAYLOAD_RETENTION_DAYS", 90)? * 86_400,
+                number("RAW_PAYLOAD_RETENTION_DAYS", 30)? * 86_400,
             ),
             idempotency_retention: Duration::from_secs(
                 number("IDEMPOTENCY_RETENTION_HOURS", 72)? * 3_600,

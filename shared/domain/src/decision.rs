@@ -192,6 +192,7 @@ mod tests {
             received_at: at,
             raw_payload_ref: "RAW#1".into(),
             signer_brand: None,
+            sealed_contact: None,
         };
         LeadRecord::new("L1".into(), "b", &canonical, Some("d".into()))
     }

@@ -375,6 +375,7 @@ mod tests {
             reassign_on_sla_breach: false,
             score_weights: None,
             ranking: None,
+            retention_days: 730,
         }
     }
 
@@ -550,6 +551,7 @@ mod tests {
             received_at: at(0),
             raw_payload_ref: "RAW#x".into(),
             signer_brand: None,
+            sealed_contact: None,
         };
         let mut r = LeadRecord::new(id.into(), "b", &lead, None);
         r.assignee = assignee.map(str::to_string);

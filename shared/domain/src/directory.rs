@@ -34,6 +34,29 @@ pub struct Brand {
     /// opt-ins; `None`: the defaults (see `ranking::RankingSettings`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ranking: Option<crate::ranking::RankingSettings>,
+    /// Days the customer's personal data (lead, identities, touchpoints) is
+    /// kept after the lead's last activity (PIPL); then DynamoDB's TTL
+    /// deletes it.
+    #[serde(default = "defaults::retention_days")]
+    pub retention_days: u32,
+}
+
+impl Brand {
+    /// A brand with every setting at its default (one missing from the
+    /// directory is treated so).
+    pub fn with_defaults(brand_id: &str) -> Brand {
+        Brand {
+            brand_id: brand_id.to_string(),
+            name: brand_id.to_string(),
+            protection_days: defaults::protection_days(),
+            exclusivity_days: defaults::exclusivity_days(),
+            first_contact_minutes: defaults::first_contact_minutes(),
+            reassign_on_sla_breach: false,
+            score_weights: None,
+            ranking: None,
+            retention_days: defaults::retention_days(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -183,5 +206,9 @@ pub mod defaults {
     }
     pub fn daily_remote_capacity() -> u32 {
         50
+    }
+    /// Two years after the last activity.
+    pub fn retention_days() -> u32 {
+        730
     }
 }

@@ -90,6 +90,10 @@ pub struct CanonicalLead {
     /// account of that brand.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signer_brand: Option<String>,
+    /// On the lead queue: `phone` and `customer_name` sealed
+    /// ([`crate::seal::ContactSeal`]); both are then absent on the wire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_contact: Option<String>,
 }
 
 impl CanonicalLead {
@@ -115,6 +119,10 @@ pub struct Touchpoint {
     pub traffic: Traffic,
     pub at: DateTime<Utc>,
     pub source_event_id: String,
+    /// The raw body it came in (None on touchpoints recorded before this was
+    /// kept): an erasure finds every body of the customer through it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_payload_ref: Option<String>,
 }
 
 impl From<&CanonicalLead> for Touchpoint {
@@ -126,6 +134,7 @@ impl From<&CanonicalLead> for Touchpoint {
             traffic: lead.traffic,
             at: lead.received_at,
             source_event_id: lead.source_event_id.clone(),
+            raw_payload_ref: Some(lead.raw_payload_ref.clone()),
         }
     }
 }

@@ -22,6 +22,7 @@ pub mod phone;
 pub mod pool_notice;
 pub mod ranking;
 pub mod routing;
+pub mod seal;
 pub mod sla;
 pub mod status;
 pub mod templates;

@@ -145,6 +145,7 @@ mod tests {
                 traffic: Traffic::Natural,
                 at: t(0),
                 source_event_id: "e".into(),
+                raw_payload_ref: None,
             },
             touchpoints: 1,
             account_dealer: Some("d".into()),

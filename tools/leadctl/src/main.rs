@@ -9,6 +9,9 @@
 //!                            make the directory of the file's brands exactly the file:
 //!                            prints the diff (+ added, ~ changed, - removed), then applies it
 //!
+//!   leadctl erase --brand B (--phone P | --lead ID) --request REF
+//!                            erase one customer's personal data (PIPL): README, "Personal data"
+//!
 //!   leadctl stack-env --stack NAME
 //!                            print `export` lines of a stack's table and queue names
 //!                            (its CloudFormation outputs) and retention parameters
@@ -49,6 +52,22 @@ enum Command {
     StackEnv {
         #[arg(long)]
         stack: String,
+    },
+    /// Erase one customer's personal data (PIPL) across the stack: their
+    /// leads, identities, touchpoints, raw bodies and dead letters; each lead's
+    /// audit trail records the erasure (README, "Personal data").
+    Erase {
+        #[arg(long)]
+        brand: String,
+        /// The customer's phone (hashed with the stack's phone-hash key).
+        #[arg(long, conflicts_with = "lead", required_unless_present = "lead")]
+        phone: Option<String>,
+        /// One of the customer's leads.
+        #[arg(long)]
+        lead: Option<String>,
+        /// The erasure request's reference (ticket), recorded in the audit.
+        #[arg(long)]
+        request: String,
     },
     /// The directory as a whole (`seed` only adds and updates).
     Directory {
@@ -155,6 +174,12 @@ async fn run(cli: Cli) -> Result<(), String> {
             action: DirectoryAction::Apply { file, dry_run },
         } => apply(&file, dry_run).await,
         Command::Redrive { queue, max, force } => redrive(queue, max, force).await,
+        Command::Erase {
+            brand,
+            phone,
+            lead,
+            request,
+        } => erase(&brand, phone.as_deref(), lead, &request).await,
         Command::Token {
             staff,
             dealer,
@@ -334,6 +359,63 @@ async fn redrive(queue: QueueName, max: usize, force: bool) -> Result<(), String
     println!(
         "moved {} message(s) back to {source}; {} left in {dlq} (first sent more than {retention_hours} h ago: re-run with --force to move them anyway)",
         report.moved, report.too_old
+    );
+    Ok(())
+}
+
+async fn erase(
+    brand: &str,
+    phone: Option<&str>,
+    lead: Option<String>,
+    request: &str,
+) -> Result<(), String> {
+    use leads_aws::store::{redrive, DynamoErasure, Subject};
+    let settings = leads_aws::Settings::from_env().map_err(|e| e.to_string())?;
+    let clients = AwsClients::from_env().await;
+    let subject = match (phone, lead) {
+        (Some(phone), _) => {
+            // Never echoed: a bad number is refused without quoting it.
+            let phone = leads_domain::Phone::parse(phone)
+                .map_err(|_| "--phone is not a mobile number".to_string())?;
+            let key = leads_aws::secrets::phone_hash_key(&clients.secrets)
+                .await
+                .map_err(|e| e.to_string())?;
+            let hash = leads_domain::identity::PhoneHasher::new(key).hash(&phone);
+            Subject::CustomerKey(leads_domain::dedup::customer_key(
+                brand,
+                &leads_domain::lead::CustomerKey::Phone { hash },
+            ))
+        }
+        (None, Some(lead)) => Subject::Lead(lead),
+        (None, None) => return Err("give --phone or --lead".into()),
+    };
+    let dead_letters = |queue: String| {
+        let sqs = clients.sqs.clone();
+        async move { redrive::dead_letter_queue_of(&sqs, &queue).await }
+    };
+    let lead_dlq = dead_letters(settings.queues.lead.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    let notification_dlq = dead_letters(settings.queues.notification.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    let report = DynamoErasure::new(
+        clients.dynamodb.clone(),
+        clients.sqs.clone(),
+        &settings.tables,
+    )
+    .with_dead_letter_queues(lead_dlq, notification_dlq)
+    .erase(brand, &subject, request, chrono::Utc::now())
+    .await
+    .map_err(|e| e.to_string())?;
+    println!(
+        "erased {} lead(s) {:?}: {} identities, {} touchpoints, {} raw bodies, {} dead letters",
+        report.leads.len(),
+        report.leads,
+        report.identities,
+        report.touchpoints,
+        report.raw_payloads,
+        report.dead_letters
     );
     Ok(())
 }

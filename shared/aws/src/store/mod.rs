@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod directory;
+pub mod erasure;
 pub mod idempotency;
 pub mod item;
 pub mod job_ledger;
@@ -17,6 +18,7 @@ pub mod tickets;
 
 pub use audit::DynamoAudit;
 pub use directory::{DirectoryStore, DynamoDirectory};
+pub use erasure::{DynamoErasure, ErasureReport, Subject};
 pub use idempotency::{Begin, DynamoIdempotency, IdempotencyStore};
 pub use job_ledger::{DynamoJobLedger, JobClaim, JobState};
 pub use leads::{

@@ -33,7 +33,9 @@ pub struct RawPayload {
     pub pk: String,
     pub source: String,
     pub received_at: DateTime<Utc>,
-    /// The body as received (UTF-8 checked by the caller; WeCom bodies are ciphertext).
+    /// The body as received (UTF-8 checked by the caller; WeCom bodies are
+    /// ciphertext). Empty once erased (`leadctl erase`): the item stays as the claim.
+    #[serde(default)]
     pub body: String,
     pub expires_at: i64,
     /// `None` on items written before the claim lived here.

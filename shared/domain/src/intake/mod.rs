@@ -302,6 +302,7 @@ mod residency_tests {
             received_at: chrono::Utc::now(),
             raw_payload_ref: "RAW#x".into(),
             signer_brand: None,
+            sealed_contact: None,
         }))
     }
 

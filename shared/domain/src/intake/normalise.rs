@@ -119,6 +119,7 @@ impl Normaliser {
             received_at,
             raw_payload_ref: raw_payload_ref.to_string(),
             signer_brand: None,
+            sealed_contact: None,
         })
     }
 }

@@ -215,10 +215,11 @@ impl DynamoLeads {
         };
         let identity = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(to_item(
-                &keys::customer(customer_key.to_string()),
-                &customer,
-            )?))
+            .set_item(Some(expiring(
+                to_item(&keys::customer(customer_key.to_string()), &customer)?,
+                brand,
+                now,
+            )))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         // Still absent, or its window still over (as read).
         let identity = identity
@@ -240,10 +241,14 @@ impl DynamoLeads {
                 .put(
                     Put::builder()
                         .table_name(&self.table)
-                        .set_item(Some(to_item(
-                            &keys::event(&brand.brand_id, &lead.source_event_id),
-                            &marker,
-                        )?))
+                        .set_item(Some(expiring(
+                            to_item(
+                                &keys::event(&brand.brand_id, &lead.source_event_id),
+                                &marker,
+                            )?,
+                            brand,
+                            now,
+                        )))
                         .condition_expression("attribute_not_exists(pk)")
                         // A redelivery learns where it went from the failure itself.
                         .return_values_on_condition_check_failure(
@@ -254,7 +259,7 @@ impl DynamoLeads {
                 )
                 .build(),
         );
-        let mut lead_item = self.lead_item(record)?;
+        let mut lead_item = expiring(self.lead_item(record)?, brand, now);
         if let Some(due) = plan.due {
             lead_item.insert("gsi2pk".into(), s(due_partition(&record.brand_id)));
             lead_item.insert("gsi2sk".into(), s(due.to_rfc3339()));
@@ -266,7 +271,14 @@ impl DynamoLeads {
         let touch = Touchpoint::from(lead);
         push(
             Part::Touchpoint,
-            self.put(to_item(&keys::touchpoint(lead_id, &touch), &touch)?, None),
+            self.put(
+                expiring(
+                    to_item(&keys::touchpoint(lead_id, &touch), &touch)?,
+                    brand,
+                    now,
+                ),
+                None,
+            ),
         );
         if let Some(dealer) = &record.account_dealer {
             push(Part::DailyCount, self.count_lead(dealer, lead, lead_id));

@@ -17,19 +17,21 @@ impl DynamoLeads {
         valid: Option<bool>,
         progress: bool,
         closes: bool,
-        exclusivity_days: u32,
+        brand: &Brand,
         now: DateTime<Utc>,
     ) -> Result<StatusResult, StoreError> {
         let current = wire_name(&lead.status);
         let next_s = wire_name(&next);
-        let mut set = vec!["#status = :next"];
+        // Its data lives on: a consultant's progress is activity on the lead.
+        let mut set = vec!["#status = :next", "expires_at = :expires"];
         let mut remove = Vec::new();
         let mut update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(keys::lead(&lead.lead_id).primary()))
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":current", s(current))
-            .expression_attribute_values(":next", s(next_s));
+            .expression_attribute_values(":next", s(next_s))
+            .expression_attribute_values(":expires", expiry(brand, now));
         // Same assignee too: the SLA sweeper may have given the lead to someone
         // else (status still assigned) since it was read.
         update = match &lead.assignee {
@@ -42,7 +44,7 @@ impl DynamoLeads {
             set.push("exclusive_until = :excl");
             update = update.expression_attribute_values(
                 ":excl",
-                s((now + chrono::Duration::days(i64::from(exclusivity_days))).to_rfc3339()),
+                s((now + chrono::Duration::days(i64::from(brand.exclusivity_days))).to_rfc3339()),
             );
         }
         if !status::is_open(next) {

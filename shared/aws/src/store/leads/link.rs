@@ -181,10 +181,11 @@ impl DynamoLeads {
         };
         let mut put = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(to_item(
-                &keys::customer(key_pk.to_string()),
-                &identity,
-            )?));
+            .set_item(Some(expiring(
+                to_item(&keys::customer(key_pk.to_string()), &identity)?,
+                brand,
+                now,
+            )));
         put = match seen {
             // Still free as read: absent, or its window over.
             None => put
@@ -210,6 +211,8 @@ impl DynamoLeads {
             },
             &fill,
             0,
+            None,
+            expiry(brand, now),
         )?;
         let items = vec![
             TransactWriteItem::builder()
@@ -245,8 +248,11 @@ impl DynamoLeads {
         new_keys: &[CustomerKey],
         fill: &Fill,
         touchpoints: u32,
+        absorbed: Option<&str>,
+        expires: AttributeValue,
     ) -> Result<TransactWriteItem, StoreError> {
-        let mut set = Vec::new();
+        // Its data lives on: the customer is active again.
+        let mut set = vec!["expires_at = :expires"];
         let mut update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(keys::lead(&lead.lead_id).primary()))
@@ -254,7 +260,17 @@ impl DynamoLeads {
                 "attribute_exists(pk) AND attribute_not_exists(merged_into) AND #status = :seen_status",
             )
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":seen_status", s(wire_name(&lead.status)));
+            .expression_attribute_values(":seen_status", s(wire_name(&lead.status)))
+            .expression_attribute_values(":expires", expires);
+        if let Some(absorbed) = absorbed {
+            // An erasure finds the leads merged into this one here.
+            set.push(
+                "absorbed_leads = list_append(if_not_exists(absorbed_leads, :none), :absorbed)",
+            );
+            update = update
+                .expression_attribute_values(":none", AttributeValue::L(Vec::new()))
+                .expression_attribute_values(":absorbed", AttributeValue::L(vec![s(absorbed)]));
+        }
         if !new_keys.is_empty() {
             set.push("linked_keys = list_append(if_not_exists(linked_keys, :empty), :keys)");
             let keys = new_keys
@@ -281,27 +297,10 @@ impl DynamoLeads {
             update = update
                 .expression_attribute_values(":city", serde_dynamo::to_attribute_value(city)?);
         }
-        let mut expression = String::new();
-        if !set.is_empty() {
-            expression = format!("SET {}", set.join(", "));
-        }
+        let mut expression = format!("SET {}", set.join(", "));
         if touchpoints > 0 {
             expression.push_str(" ADD touchpoints :touches");
             update = update.expression_attribute_values(":touches", n(touchpoints));
-        }
-        if expression.is_empty() {
-            // Nothing to change: only check the lead is still as read.
-            let check = ConditionCheck::builder()
-                .table_name(&self.table)
-                .set_key(Some(keys::lead(&lead.lead_id).primary()))
-                .condition_expression(
-                    "attribute_exists(pk) AND attribute_not_exists(merged_into) AND #status = :seen_status",
-                )
-                .expression_attribute_names("#status", "status")
-                .expression_attribute_values(":seen_status", s(wire_name(&lead.status)))
-                .build()
-                .expect("table, key and condition are set");
-            return Ok(TransactWriteItem::builder().condition_check(check).build());
         }
         Ok(TransactWriteItem::builder()
             .update(
@@ -413,7 +412,14 @@ impl DynamoLeads {
                     .update(merged.build().expect("table and key are set"))
                     .build(),
                 // 1: the survivor takes the customer over.
-                self.absorb_update(&survivor, &new_keys, &fill, absorbed.touchpoints)?,
+                self.absorb_update(
+                    &survivor,
+                    &new_keys,
+                    &fill,
+                    absorbed.touchpoints,
+                    Some(&absorbed.lead_id),
+                    expiry(brand, now),
+                )?,
             ];
             // The identities move to the survivor's window.
             for pk in &repoint {
@@ -422,6 +428,7 @@ impl DynamoLeads {
                     "first_platform = :platform",
                     "first_seen = :seen",
                     "window_until_s = :until",
+                    "expires_at = :expires",
                 ];
                 let mut update = Update::builder()
                     .table_name(&self.table)
@@ -429,6 +436,7 @@ impl DynamoLeads {
                     .condition_expression("lead_id = :absorbed")
                     .expression_attribute_values(":absorbed", s(&absorbed.lead_id))
                     .expression_attribute_values(":survivor", s(&survivor.lead_id))
+                    .expression_attribute_values(":expires", expiry(brand, now))
                     .expression_attribute_values(
                         ":platform",
                         serde_dynamo::to_attribute_value(survivor.first_touch.platform)?,
@@ -485,7 +493,14 @@ impl DynamoLeads {
             ));
             // The absorbed lead's touchpoints, listed on the survivor too.
             for t in touches.iter().take(MAX_COPIED_TOUCHPOINTS) {
-                items.push(self.put(to_item(&keys::touchpoint(&survivor.lead_id, t), t)?, None));
+                items.push(self.put(
+                    expiring(
+                        to_item(&keys::touchpoint(&survivor.lead_id, t), t)?,
+                        brand,
+                        now,
+                    ),
+                    None,
+                ));
             }
             let result = self.transact(items).await;
             match result {

@@ -110,6 +110,20 @@ fn due_partition(brand_id: &str) -> String {
     format!("DUE#{brand_id}")
 }
 
+/// When the customer's data written at `now` expires: the brand's retention
+/// after it (DynamoDB's TTL on `expires_at` deletes it then). Every write
+/// that is activity on the lead (a delivery, a link, a status change) sets
+/// it again on the items it touches.
+fn expiry(brand: &Brand, now: DateTime<Utc>) -> AttributeValue {
+    n((now + chrono::Duration::days(i64::from(brand.retention_days))).timestamp())
+}
+
+/// `item` with its expiry (see [`expiry`]).
+fn expiring(mut item: Item, brand: &Brand, now: DateTime<Utc>) -> Item {
+    item.insert("expires_at".into(), expiry(brand, now));
+    item
+}
+
 fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
@@ -486,13 +500,17 @@ impl DynamoLeads {
         let day = dedup::china_day(lead.received_at);
         // The transaction's items, by position (for its cancellation reasons).
         const MARKER: usize = 1;
-        let items = vec![
+        let items =
+            vec![
             // 0: the identity still points at this lead, inside the window.
             TransactWriteItem::builder()
-                .condition_check(
-                    ConditionCheck::builder()
+                .update(
+                    // Its data lives on: the customer is active again.
+                    Update::builder()
                         .table_name(&self.table)
                         .set_key(Some(keys::customer(customer_key.to_string()).primary()))
+                        .update_expression("SET expires_at = :expires")
+                        .expression_attribute_values(":expires", expiry(brand, now))
                         .condition_expression("lead_id = :lead AND window_until_s > :now")
                         .expression_attribute_values(":lead", s(&lead_id))
                         .expression_attribute_values(":now", n(now.timestamp()))
@@ -506,10 +524,11 @@ impl DynamoLeads {
                 .put(
                     Put::builder()
                         .table_name(&self.table)
-                        .set_item(Some(to_item(
-                            &keys::event(&brand.brand_id, &lead.source_event_id),
-                            &marker,
-                        )?))
+                        .set_item(Some(expiring(
+                            to_item(&keys::event(&brand.brand_id, &lead.source_event_id), &marker)?,
+                            brand,
+                            now,
+                        )))
                         .condition_expression("attribute_not_exists(pk)")
                         .return_values_on_condition_check_failure(
                             aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
@@ -518,15 +537,19 @@ impl DynamoLeads {
                         .expect("table and item are set"),
                 )
                 .build(),
-            self.put(to_item(&keys::touchpoint(&lead_id, &touch), &touch)?, None),
+            self.put(
+                expiring(to_item(&keys::touchpoint(&lead_id, &touch), &touch)?, brand, now),
+                None,
+            ),
             TransactWriteItem::builder()
                 .update(
                     Update::builder()
                         .table_name(&self.table)
                         .set_key(Some(keys::lead(&lead_id).primary()))
-                        .update_expression("ADD touchpoints :one")
+                        .update_expression("ADD touchpoints :one SET expires_at = :expires")
                         .condition_expression("attribute_exists(pk)")
                         .expression_attribute_values(":one", n(1))
+                        .expression_attribute_values(":expires", expiry(brand, now))
                         .build()
                         .expect("table and key are set"),
                 )
