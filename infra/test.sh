@@ -79,7 +79,8 @@ set +e
   cargo test --locked --no-fail-fast -p integration-tests \
     --test template_resources --test lead_router --test router_edges --test request_counts \
     --test sla_sweeper --test api --test webhook_intake --test notifier --test manager_storm \
-    --test brand_ranking --test directory_seed --test directory_apply --test insider
+    --test brand_ranking --test directory_seed --test directory_apply --test insider \
+    --test erasure
 ) 2>&1 | tee -a "$log"
 other_status=${PIPESTATUS[0]}
 set -e

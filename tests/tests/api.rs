@@ -522,3 +522,194 @@ async fn wecom_first_then_douyin_then_phone_merges_the_douyin_lead_into_the_weco
     assert_eq!(again.lead_id.as_deref(), Some(wecom_id.as_str()));
     assert_eq!(overlap(&w, "wecom#douyin").await, 2);
 }
+
+/// Open leads per consultant of the Jinan dealer, from their cap counters.
+async fn open_counts(w: &World) -> std::collections::HashMap<String, u32> {
+    let dealer = format!("{}-jn", w.brand);
+    let roster = DynamoDirectory::new(
+        w.stack.clients.dynamodb.clone(),
+        &w.stack.settings.tables.directory,
+    )
+    .staff_of(&dealer)
+    .await
+    .unwrap();
+    w.leads
+        .loads(&dealer, &roster)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| (l.staff_id, l.open_leads))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_manager_transfers_a_lead_and_puts_a_consultant_off_duty_and_no_one_else_can() {
+    let Some(w) = world(AssignmentStrategy::RoundRobin, &[5, 5]).await else {
+        return;
+    };
+    let api = api(&w);
+    let id = |short: &str| format!("{}-jn-{short}", w.brand);
+    let lead_id = w
+        .router
+        .handle_lead(
+            &lead(&w, Platform::Douyin, "dy-jn", &phone(), None),
+            Utc::now(),
+        )
+        .await
+        .unwrap()
+        .lead_id
+        .unwrap();
+    let holder = w
+        .leads
+        .get(&lead_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .assignee
+        .unwrap();
+    let other = if holder == id("s0") {
+        id("s1")
+    } else {
+        id("s0")
+    };
+    let (holder_short, other_short) = (&holder[holder.len() - 2..], &other[other.len() - 2..]);
+    let manager = token(&w, "jn-mgr", "jn", StaffRole::Manager);
+    let transfer = |to: &str| format!(r#"{{"to":"{to}"}}"#);
+    let path = format!("/leads/{lead_id}/transfer");
+    let before = open_counts(&w).await;
+
+    // The consultant who has it, and another dealer's consultant, cannot.
+    let holder_token = token(&w, &format!("jn-{holder_short}"), "jn", StaffRole::Sales);
+    let (status, body) = call(&api, "POST", &path, Some(&holder_token), &transfer(&other)).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("forbidden")),
+        "{body}"
+    );
+    let qd = token(&w, "qd-s0", "qd", StaffRole::Sales);
+    let (status, _) = call(&api, "POST", &path, Some(&qd), &transfer(&other)).await;
+    assert_eq!(status, 404, "another dealer's lead is not even there");
+    // Bad targets and bodies: each its answer, nothing moved, nothing echoed.
+    for (to, expected) in [
+        ("nobody".to_string(), (404, "unknown_consultant")),
+        (holder.clone(), (409, "same_consultant")),
+        (id("mgr"), (409, "cannot_take")),
+        (format!("{}-qd-s0", w.brand), (404, "unknown_consultant")),
+    ] {
+        let (status, body) = call(&api, "POST", &path, Some(&manager), &transfer(&to)).await;
+        assert_eq!(
+            (status, body["code"].as_str().unwrap()),
+            expected,
+            "{to}: {body}"
+        );
+    }
+    let (status, body) = call(&api, "POST", &path, Some(&manager), r#"{"to":13812345678}"#).await;
+    assert_eq!(status, 400);
+    assert!(!body.to_string().contains("13812345678"), "{body}");
+    assert_eq!(open_counts(&w).await, before);
+
+    // The manager moves it: one slot each way, the audit names all three.
+    let (status, body) = call(&api, "POST", &path, Some(&manager), &transfer(&other)).await;
+    assert_eq!(status, 200, "{body}");
+    let moved = w.leads.get(&lead_id).await.unwrap().unwrap();
+    assert_eq!(moved.assignee.as_deref(), Some(other.as_str()));
+    assert_eq!(moved.status, LeadStatus::Assigned);
+    let after = open_counts(&w).await;
+    assert_eq!(after[&holder], before[&holder] - 1);
+    assert_eq!(after[&other], before[&other] + 1);
+    let trail = w.audit.trail(&lead_id).await.unwrap();
+    let handoff = trail
+        .iter()
+        .find(|e| e.action == leads_domain::audit::AuditAction::Reassigned)
+        .expect("a reassigned entry");
+    assert_eq!(handoff.actor, leads_domain::audit::Actor::Staff(id("mgr")));
+    assert!(handoff.detail.contains(&holder) && handoff.detail.contains(&other));
+    let jobs: Vec<NotificationJob> = drain(&w.stack.clients.sqs, &w.notifications)
+        .await
+        .iter()
+        .filter_map(|b| serde_json::from_str(b).ok())
+        .collect();
+    assert!(
+        jobs.iter()
+            .any(|j| j.kind == NotificationKind::Reassigned && j.recipients == [other.clone()]),
+        "{jobs:?}"
+    );
+    // The previous holder can no longer move it on.
+    let (status, _) = call(
+        &api,
+        "POST",
+        &format!("/leads/{lead_id}/events"),
+        Some(&holder_token),
+        r#"{"event":"contacted"}"#,
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    // Duty: only the manager, only their own dealer's staff.
+    let duty = |on: bool| format!(r#"{{"on_duty":{on}}}"#);
+    let other_token = token(&w, &format!("jn-{other_short}"), "jn", StaffRole::Sales);
+    let (status, _) = call(
+        &api,
+        "PUT",
+        &format!("/staff/{holder}/duty"),
+        Some(&other_token),
+        &duty(false),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _) = call(
+        &api,
+        "PUT",
+        &format!("/staff/{}-qd-s0/duty", w.brand),
+        Some(&manager),
+        &duty(false),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, body) = call(
+        &api,
+        "PUT",
+        &format!("/staff/{other}/duty"),
+        Some(&manager),
+        &duty(false),
+    )
+    .await;
+    assert_eq!(
+        (status, body["on_duty"].as_bool()),
+        (200, Some(false)),
+        "{body}"
+    );
+    // The router honours it (a fresh snapshot): new leads go to the one on duty.
+    let mut settings = w.stack.settings.clone();
+    settings.queues.notification = w.notifications.clone();
+    settings.queues.crm = w.crm.clone();
+    let router = lead_router::Router::new(&settings, &w.stack.clients);
+    for _ in 0..2 {
+        let p = router
+            .handle_lead(
+                &lead(&w, Platform::Douyin, "dy-jn", &phone(), None),
+                Utc::now(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(p.assignee.as_deref(), Some(holder.as_str()));
+    }
+    // And a transfer to someone off duty is refused.
+    let (status, body) = call(&api, "POST", &path, Some(&manager), &transfer(&holder)).await;
+    assert_eq!(status, 200, "back to the one on duty: {body}");
+    let (status, body) = call(&api, "POST", &path, Some(&manager), &transfer(&other)).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("cannot_take")),
+        "{body}"
+    );
+    let (status, _) = call(
+        &api,
+        "PUT",
+        &format!("/staff/{other}/duty"),
+        Some(&manager),
+        &duty(true),
+    )
+    .await;
+    assert_eq!(status, 200);
+}

@@ -240,6 +240,7 @@ async fn sla_reassignment_from_a_stale_load_never_goes_over_cap() {
             due.due.as_ref().unwrap(),
             &stale(&w, other, 1),
             &brand(&w).await,
+            None,
             Utc::now(),
         )
         .await
@@ -322,6 +323,7 @@ async fn a_pooled_lead_is_never_placed_with_a_consultant_at_cap() {
                 pooled.due.as_ref().unwrap(),
                 &stale(&w, "s0", 1),
                 &b,
+                None,
                 later
             )
             .await

@@ -15,6 +15,10 @@
 //!   WeCom contact gave in the chat, on a WeCom-contact lead without a phone,
 //!   linked to the customer (may merge two leads of the caller's dealer; a
 //!   phone of another dealer's live lead: one generic 409, audited)
+//! - `POST /leads/{id}/transfer` `{"to": "<staff id>"}`: the dealer's manager
+//!   hands an open lead to another consultant (`leads_domain::handoff`)
+//! - `PUT  /staff/{id}/duty` `{"on_duty": bool}`: the dealer's manager puts a
+//!   consultant off or on duty (the router honours it)
 //! - `GET  /rankings/{brand}/{date}?top=N`  the brand's top N (default 10, at
 //!   most 100) for a date (`YYYY-MM-DD` or `latest`); any staff of that brand
 //! - `GET  /rankings/{brand}/{date}/dealers/{dealer}`  one dealer's position,
@@ -36,7 +40,7 @@ use leads_aws::retry::{ConflictRetry, IsConflict};
 use leads_aws::secrets::{self, CachedSecret};
 use leads_aws::store::{
     AssignResult, DirectoryStore, DynamoAudit, DynamoDirectory, DynamoLeads, DynamoRankings,
-    MessageQueue, SqsQueue, StatusResult,
+    MessageQueue, ReassignResult, SqsQueue, StatusResult,
 };
 use leads_aws::{AwsClients, Settings, StoreError};
 use leads_domain::assignment::StaffLoad;
@@ -44,8 +48,10 @@ use leads_domain::audit::{Actor, AuditAction, AuditEvent};
 use leads_domain::auth::{self, Claims, Keyring};
 use leads_domain::dedup::{self, LinkOutcome};
 use leads_domain::directory::{Brand, Dealer, Staff, StaffRole};
+use leads_domain::handoff;
 use leads_domain::identity::PhoneHasher;
 use leads_domain::lead::{CustomerKey, LeadRecord, LeadStatus};
+use leads_domain::notification::{NotificationJob, NotificationKind};
 use leads_domain::status::{self, StatusEvent};
 use leads_domain::Phone;
 use serde::Deserialize;
@@ -127,6 +133,18 @@ impl IsConflict for ApiError {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct TransferBody {
+    to: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DutyBody {
+    on_duty: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct EventBody {
     event: String,
     /// Only with `"event": "phone"`. Any JSON value, so that a number sent
@@ -182,7 +200,9 @@ impl Api {
             rosters: Default::default(),
             dealers: Default::default(),
             directory: DynamoDirectory::new(clients.dynamodb.clone(), &t.directory),
-            leads: DynamoLeads::new(clients.dynamodb.clone(), &t.leads, &t.stats),
+            // The audit table: a transfer writes its entry in its transaction.
+            leads: DynamoLeads::new(clients.dynamodb.clone(), &t.leads, &t.stats)
+                .with_audit(&t.audit),
             audit: DynamoAudit::new(clients.dynamodb.clone(), &t.audit),
             rankings: DynamoRankings::new(clients.dynamodb.clone(), &t.stats, &t.rankings),
             notifications: SqsQueue::new(clients.sqs.clone(), &settings.queues.notification),
@@ -259,7 +279,10 @@ impl Api {
         let path = request.uri().path().trim_end_matches('/');
         let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
         // Stage prefixes (`/prod/leads/...`) are tolerated.
-        let parts = match parts.iter().position(|p| *p == "leads" || *p == "rankings") {
+        let parts = match parts
+            .iter()
+            .position(|p| matches!(*p, "leads" | "rankings" | "staff"))
+        {
             Some(i) => &parts[i..],
             None => return Err(ApiError(404, "not_found", "no such route".into())),
         };
@@ -304,8 +327,139 @@ impl Api {
                     (event, None) => self.post_event(&claims, id, event).await,
                 }
             }
+            ("POST", ["leads", id, "transfer"]) => {
+                let body: TransferBody = body_of(request, "{\"to\": \"<staff id>\"}")?;
+                self.transfer(&claims, id, &body.to).await
+            }
+            ("PUT", ["staff", staff_id, "duty"]) => {
+                let body: DutyBody = body_of(request, "{\"on_duty\": true|false}")?;
+                self.set_duty(&claims, staff_id, body.on_duty).await
+            }
             _ => Err(ApiError(404, "not_found", "no such route".into())),
         }
+    }
+
+    /// `POST /leads/{id}/transfer`: a manager of the lead's dealer gives an
+    /// open lead to another consultant there. One transaction takes a slot
+    /// under the new consultant's cap, frees the previous one's, moves the
+    /// lead (assigned again, a new first-contact deadline) and writes the
+    /// audit entry naming the manager and both consultants.
+    async fn transfer(
+        &self,
+        claims: &Claims,
+        lead_id: &str,
+        to: &str,
+    ) -> Result<serde_json::Value, ApiError> {
+        let me = self.caller(claims).await?;
+        let unknown = || {
+            ApiError(
+                404,
+                "unknown_lead",
+                format!("no lead {lead_id} for dealer {}", claims.dealer_id),
+            )
+        };
+        let read = self.leads.due_lead(lead_id).await?.ok_or_else(unknown)?;
+        if read.lead.dealer_id.as_deref() != Some(claims.dealer_id.as_str()) {
+            return Err(unknown());
+        }
+        let roster = self.roster(&claims.dealer_id).await?;
+        let target: Vec<Staff> = roster.into_iter().filter(|s| s.staff_id == to).collect();
+        let loads = match target.is_empty() {
+            true => Vec::new(),
+            false => self.leads.staff_loads(&claims.dealer_id, &target).await?,
+        };
+        handoff::check_transfer(&me, &read.lead, loads.first()).map_err(refused)?;
+        let due = read
+            .due
+            .as_ref()
+            .ok_or_else(|| refused(handoff::Refusal::NotOpen))?;
+        let brand = self
+            .directory
+            .brand(&read.lead.brand_id)
+            .await?
+            .unwrap_or_else(|| Brand::with_defaults(&read.lead.brand_id));
+        let from = read.lead.assignee.clone().unwrap_or_default();
+        let now = Utc::now();
+        let event = AuditEvent {
+            lead_id: lead_id.to_string(),
+            action: AuditAction::Reassigned,
+            actor: Actor::Staff(me.staff_id.clone()),
+            at: now,
+            detail: format!("transferred by manager {} from {from} to {to}", me.staff_id),
+        };
+        match self
+            .leads
+            .reassign(&read, due, &loads[0], &brand, Some(&event), now)
+            .await?
+        {
+            ReassignResult::Reassigned => {
+                let mut moved = read.lead.clone();
+                moved.assignee = Some(to.to_string());
+                let job = NotificationJob::for_lead(
+                    &moved,
+                    NotificationKind::Reassigned,
+                    vec![to.to_string()],
+                    format!("transfer-{}", now.timestamp_millis()),
+                    now,
+                );
+                // The lead has moved: a lost job is logged, the new assignee
+                // still sees the lead in their list.
+                if let Err(e) = self.notifications.send(&job).await {
+                    tracing::error!(%lead_id, error = %e, "transfer notification not sent");
+                }
+                tracing::info!(%lead_id, manager = %me.staff_id, %from, %to, "lead transferred");
+                Ok(serde_json::json!({
+                    "lead_id": lead_id, "status": LeadStatus::Assigned,
+                    "assignee": to, "previous_assignee": from
+                }))
+            }
+            ReassignResult::CapReached => Err(refused(handoff::Refusal::CannotTake)),
+            ReassignResult::Changed => Err(ApiError(
+                409,
+                "changed",
+                "the lead changed meanwhile; read it again".into(),
+            )),
+        }
+    }
+
+    /// `PUT /staff/{id}/duty`: a manager puts a consultant of their dealer on
+    /// or off duty; the router stops (or starts) giving them leads once its
+    /// directory snapshot refreshes (at most a minute).
+    async fn set_duty(
+        &self,
+        claims: &Claims,
+        staff_id: &str,
+        on_duty: bool,
+    ) -> Result<serde_json::Value, ApiError> {
+        let me = self.caller(claims).await?;
+        if me.role != StaffRole::Manager {
+            return Err(refused(handoff::Refusal::NotManager));
+        }
+        let unknown = || {
+            ApiError(
+                404,
+                "unknown_consultant",
+                format!("no consultant {staff_id} at dealer {}", claims.dealer_id),
+            )
+        };
+        let roster = self.roster(&claims.dealer_id).await?;
+        if !roster.iter().any(|s| s.staff_id == staff_id) {
+            return Err(unknown());
+        }
+        if !self
+            .directory
+            .set_on_duty(&claims.dealer_id, staff_id, on_duty)
+            .await?
+        {
+            return Err(unknown());
+        }
+        // This instance sees the change at once.
+        self.rosters
+            .lock()
+            .expect("not poisoned")
+            .remove(&claims.dealer_id);
+        tracing::info!(manager = %me.staff_id, %staff_id, on_duty, "duty changed");
+        Ok(serde_json::json!({ "staff_id": staff_id, "on_duty": on_duty }))
     }
 
     /// `POST /admin/tokens` (see the module docs).
@@ -793,6 +947,35 @@ impl Api {
             "dealer": position.dealer,
         }))
     }
+}
+
+/// A JSON body of shape `T`; a bad one is refused with its position only
+/// (serde's message can quote the input).
+fn body_of<T: serde::de::DeserializeOwned>(request: &Request, shape: &str) -> Result<T, ApiError> {
+    serde_json::from_slice(request.body().as_ref()).map_err(|e| {
+        ApiError(
+            400,
+            "malformed",
+            format!(
+                "body must be {shape} (error at line {}, column {})",
+                e.line(),
+                e.column()
+            ),
+        )
+    })
+}
+
+/// The API answer of a refused hand-off.
+fn refused(r: handoff::Refusal) -> ApiError {
+    use handoff::Refusal::*;
+    let (status, code) = match r {
+        NotManager => (403, "forbidden"),
+        UnknownConsultant => (404, "unknown_consultant"),
+        NotOpen => (409, "not_open"),
+        SameConsultant => (409, "same_consultant"),
+        CannotTake => (409, "cannot_take"),
+    };
+    ApiError(status, code, r.to_string())
 }
 
 fn unauthorized(e: auth::AuthError) -> ApiError {

@@ -505,7 +505,11 @@ impl Sweeper {
                 .iter()
                 .find(|l| l.staff_id == staff_id)
                 .expect("chosen from loads");
-            match self.leads.reassign(lead, due, load, brand, now).await? {
+            match self
+                .leads
+                .reassign(lead, due, load, brand, None, now)
+                .await?
+            {
                 ReassignResult::Reassigned => return done(Placed::To(staff_id, reason)),
                 ReassignResult::Changed => return done(Placed::Changed),
                 ReassignResult::CapReached => continue,

@@ -159,6 +159,31 @@ impl DynamoDirectory {
     }
 }
 
+impl DynamoDirectory {
+    /// A manager puts a consultant on or off duty (leave, a day off): one
+    /// conditional update of the staff item; false if there is no such staff
+    /// member. The router and the API see it when their snapshots refresh.
+    pub async fn set_on_duty(
+        &self,
+        dealer_id: &str,
+        staff_id: &str,
+        on_duty: bool,
+    ) -> Result<bool, StoreError> {
+        crate::error::applied(
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", AttributeValue::S(format!("DEALER#{dealer_id}")))
+                .key("sk", AttributeValue::S(format!("STAFF#{staff_id}")))
+                .update_expression("SET on_duty = :on")
+                .condition_expression("attribute_exists(pk)")
+                .expression_attribute_values(":on", AttributeValue::Bool(on_duty))
+                .send()
+                .await,
+        )
+    }
+}
+
 /// For `leadctl directory apply`: the live side of a diff, and removals.
 impl DynamoDirectory {
     /// The cities a dealer's index items say it serves (what the router

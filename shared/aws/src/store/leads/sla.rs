@@ -1,6 +1,7 @@
 //! The SLA sweeper's writes: every one conditional on the lead being as read.
 
 use super::*;
+use leads_domain::audit::AuditEvent;
 
 impl DynamoLeads {
     // ------------------------------------------------------------ SLA sweeper
@@ -150,9 +151,30 @@ impl DynamoLeads {
         due: &Due,
         to: &StaffLoad,
         brand: &Brand,
+        audit: Option<&AuditEvent>,
         now: DateTime<Utc>,
     ) -> Result<ReassignResult, StoreError> {
         let record = &lead.lead;
+        // The hand-off's audit entry, in the same transaction (a manager's transfer).
+        let audit = match (audit, &self.audit_table) {
+            (None, _) => None,
+            (Some(event), Some(table)) => Some(
+                TransactWriteItem::builder()
+                    .put(
+                        Put::builder()
+                            .table_name(table)
+                            .set_item(Some(crate::store::audit::audit_item(event)?))
+                            .build()
+                            .expect("table and item are set"),
+                    )
+                    .build(),
+            ),
+            (Some(_), None) => {
+                return Err(StoreError::Malformed(
+                    "an audited reassignment needs the store's audit table (with_audit)".into(),
+                ))
+            }
+        };
         let dealer_id = record.dealer_id.as_deref().unwrap_or_default();
         let first_contact = leads_domain::decision::first_contact_due(brand, now);
         let exclusive = leads_domain::decision::exclusive_until(brand, now);
@@ -201,6 +223,7 @@ impl DynamoLeads {
             if let (true, Some(previous)) = (release_previous, &record.assignee) {
                 items.push(self.release_slot(dealer_id, previous));
             }
+            items.extend(audit.clone());
             let result = self.transact(items).await;
             match result {
                 Ok(_) => return Ok(ReassignResult::Reassigned),

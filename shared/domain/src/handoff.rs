@@ -1,0 +1,132 @@
+//! A dealer manager hands an open lead to another consultant of the dealer
+//! (cover during leave, a consultant who left, a DCC -> sales hand-off).
+//! Who may do it and to whom is decided here; the store moves both cap
+//! counters and writes the audit entry in one transaction.
+
+use crate::assignment::StaffLoad;
+use crate::directory::{Staff, StaffRole};
+use crate::lead::LeadRecord;
+use crate::status;
+
+/// Why a transfer is refused (each maps to one API answer).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// Only a manager of the lead's dealer moves its leads.
+    #[error("only a manager of the lead's dealer may transfer it")]
+    NotManager,
+    /// Closed, merged, or never assigned (a pool lead is assigned by the router).
+    #[error("only an open, assigned lead can be transferred")]
+    NotOpen,
+    #[error("the consultant is not on this dealer's staff")]
+    UnknownConsultant,
+    #[error("the lead is already with that consultant")]
+    SameConsultant,
+    /// Off duty, not a sales consultant, or at their cap.
+    #[error("that consultant cannot take a lead now (off duty, not sales, or at their cap)")]
+    CannotTake,
+}
+
+/// Whether `manager` may give `lead` to `target` (its load, from the
+/// dealer's roster and counters; `None`: not on the roster).
+pub fn check_transfer(
+    manager: &Staff,
+    lead: &LeadRecord,
+    target: Option<&StaffLoad>,
+) -> Result<(), Refusal> {
+    if manager.role != StaffRole::Manager || lead.dealer_id.as_deref() != Some(&manager.dealer_id) {
+        return Err(Refusal::NotManager);
+    }
+    if !status::is_open(lead.status) || lead.assignee.is_none() {
+        return Err(Refusal::NotOpen);
+    }
+    let target = target.ok_or(Refusal::UnknownConsultant)?;
+    if lead.assignee.as_deref() == Some(target.staff_id.as_str()) {
+        return Err(Refusal::SameConsultant);
+    }
+    if !target.can_take() {
+        return Err(Refusal::CannotTake);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lead::LeadStatus;
+
+    fn staff(id: &str, dealer: &str, role: StaffRole) -> Staff {
+        serde_json::from_value(serde_json::json!({
+            "staff_id": id, "dealer_id": dealer, "name": id, "role": role, "on_duty": true, "cap": 5
+        }))
+        .unwrap()
+    }
+
+    fn load(id: &str, open: u32, on_duty: bool) -> StaffLoad {
+        StaffLoad {
+            staff_id: id.into(),
+            role: StaffRole::Sales,
+            on_duty,
+            cap: 5,
+            open_leads: open,
+        }
+    }
+
+    fn lead(status: LeadStatus, assignee: Option<&str>) -> LeadRecord {
+        let mut l: LeadRecord = serde_json::from_value(serde_json::json!({
+            "lead_id": "L1", "brand_id": "b", "status": status,
+            "customer": {"kind": "phone", "hash": "h"},
+            "first_touch": {"platform": "douyin", "account_id": "a", "scene": "live",
+                "traffic": "natural", "at": "2026-12-01T00:00:00Z", "source_event_id": "e"},
+            "touchpoints": 1, "dealer_id": "d1",
+            "raw_payload_ref": "RAW#x", "received_at": "2026-12-01T00:00:00Z"
+        }))
+        .unwrap();
+        l.assignee = assignee.map(str::to_string);
+        l
+    }
+
+    #[test]
+    fn a_manager_of_the_dealer_moves_an_open_lead_to_a_free_colleague() {
+        let m = staff("m", "d1", StaffRole::Manager);
+        let l = lead(LeadStatus::Contacted, Some("s1"));
+        assert_eq!(check_transfer(&m, &l, Some(&load("s2", 4, true))), Ok(()));
+    }
+
+    #[test]
+    fn each_refusal() {
+        let m = staff("m", "d1", StaffRole::Manager);
+        let open = lead(LeadStatus::Assigned, Some("s1"));
+        let free = load("s2", 0, true);
+        // A consultant, or another dealer's manager.
+        for who in [
+            staff("s1", "d1", StaffRole::Sales),
+            staff("m2", "d2", StaffRole::Manager),
+        ] {
+            assert_eq!(
+                check_transfer(&who, &open, Some(&free)),
+                Err(Refusal::NotManager)
+            );
+        }
+        for l in [
+            lead(LeadStatus::Won, Some("s1")),
+            lead(LeadStatus::Merged, Some("s1")),
+            lead(LeadStatus::New, None),
+        ] {
+            assert_eq!(check_transfer(&m, &l, Some(&free)), Err(Refusal::NotOpen));
+        }
+        assert_eq!(
+            check_transfer(&m, &open, None),
+            Err(Refusal::UnknownConsultant)
+        );
+        assert_eq!(
+            check_transfer(&m, &open, Some(&load("s1", 0, true))),
+            Err(Refusal::SameConsultant)
+        );
+        for target in [load("s2", 5, true), load("s2", 0, false)] {
+            assert_eq!(
+                check_transfer(&m, &open, Some(&target)),
+                Err(Refusal::CannotTake)
+            );
+        }
+    }
+}
