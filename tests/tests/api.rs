@@ -147,9 +147,15 @@ async fn assignee_moves_the_lead_through_the_funnel_and_others_cannot() {
         assert_eq!(status, 200, "{event}: {body}");
     }
     assert_eq!(
-        call(&api, "POST", &path, Some(&me), r#"{"event":"lost"}"#)
-            .await
-            .0,
+        call(
+            &api,
+            "POST",
+            &path,
+            Some(&me),
+            r#"{"event":"lost","reason":"price"}"#
+        )
+        .await
+        .0,
         409
     );
     assert_eq!(
@@ -712,4 +718,73 @@ async fn a_manager_transfers_a_lead_and_puts_a_consultant_off_duty_and_no_one_el
     )
     .await;
     assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn lost_and_invalid_take_a_reason_code_of_the_brand_and_keep_it() {
+    let Some(w) = world(AssignmentStrategy::RoundRobin, &[5]).await else {
+        return;
+    };
+    let api = api(&w);
+    let id = w
+        .router
+        .handle_lead(
+            &lead(&w, Platform::Douyin, "dy-jn", &phone(), None),
+            Utc::now(),
+        )
+        .await
+        .unwrap()
+        .lead_id
+        .unwrap();
+    let me = token(&w, "jn-s0", "jn", StaffRole::Sales);
+    let path = format!("/leads/{id}/events");
+    for (body, expected) in [
+        (r#"{"event":"lost"}"#, "reason_required"),
+        (
+            r#"{"event":"lost","reason":"13812345678"}"#,
+            "unknown_reason",
+        ),
+        (
+            r#"{"event":"marked_invalid","reason":"price"}"#,
+            "unknown_reason",
+        ),
+        (
+            r#"{"event":"contacted","reason":"price"}"#,
+            "unexpected_reason",
+        ),
+    ] {
+        let (status, answer) = call(&api, "POST", &path, Some(&me), body).await;
+        assert_eq!(
+            (status, answer["code"].as_str()),
+            (422, Some(expected)),
+            "{body}: {answer}"
+        );
+        assert!(!answer.to_string().contains("13812345678"), "{answer}");
+    }
+    let untouched = w.leads.get(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (untouched.status, untouched.close_reason),
+        (LeadStatus::Assigned, None)
+    );
+
+    let (status, answer) = call(
+        &api,
+        "POST",
+        &path,
+        Some(&me),
+        r#"{"event":"lost","reason":"bought_other_brand"}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let (_, body) = call(&api, "GET", &format!("/leads/{id}"), Some(&me), "").await;
+    assert_eq!(body["lead"]["status"], "lost");
+    assert_eq!(body["lead"]["close_reason"], "bought_other_brand");
+    let trail = w.audit.trail(&id).await.unwrap();
+    assert!(
+        trail.iter().any(
+            |e| e.action == leads_domain::audit::AuditAction::StatusChanged
+                && e.detail.contains("bought_other_brand")
+        ),
+        "{trail:?}"
+    );
 }

@@ -767,7 +767,9 @@ async fn a_re_run_after_an_invalid_mark_gives_the_corrected_snapshot() {
         .method("POST")
         .uri(format!("/leads/{lead_c}/events"))
         .header("authorization", format!("Bearer {manager}"))
-        .body(Body::from(r#"{"event":"marked_invalid"}"#))
+        .body(Body::from(
+            r#"{"event":"marked_invalid","reason":"not_a_buyer"}"#,
+        ))
         .unwrap();
     let response = api.handle(request).await;
     assert_eq!(response.status().as_u16(), 200, "{:?}", response.body());

@@ -292,6 +292,7 @@ async fn a_pooled_lead_is_never_placed_with_a_consultant_at_cap() {
                 &record,
                 LeadStatus::Contacted,
                 None,
+                None,
                 true,
                 false,
                 &brand(&w).await,

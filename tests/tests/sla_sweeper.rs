@@ -210,6 +210,7 @@ async fn two_concurrent_sweeps_warn_once_and_reassign_at_most_once() {
                 &assigned,
                 LeadStatus::Contacted,
                 None,
+                None,
                 true,
                 false,
                 &s.brand().await,
@@ -262,6 +263,7 @@ async fn a_lead_contacted_in_time_is_not_warned() {
                 &assigned,
                 LeadStatus::Contacted,
                 None,
+                None,
                 true,
                 false,
                 &s.brand().await,
@@ -283,6 +285,7 @@ async fn a_lead_contacted_in_time_is_not_warned() {
             .apply_status(
                 &after,
                 LeadStatus::Lost,
+                None,
                 None,
                 false,
                 true,
@@ -359,6 +362,7 @@ async fn expired_exclusivity_goes_back_to_the_pool_and_to_someone_else() {
         .apply_status(
             &assigned,
             LeadStatus::Contacted,
+            None,
             None,
             true,
             false,

@@ -11,6 +11,7 @@
 //! - `GET  /leads/{id}/audit`    its audit trail
 //! - `POST /leads/{id}/events`   `{"event": "contacted" | "invited" | "visited" | "won" |
 //!                                "lost" | "marked_valid" | "marked_invalid" | "claim"}`
+//!   (`lost` and `marked_invalid` with `"reason"`: a code of the brand's list)
 //! - `POST /leads/{id}/events`   `{"event": "phone", "phone": "138..."}`: the phone a
 //!   WeCom contact gave in the chat, on a WeCom-contact lead without a phone,
 //!   linked to the customer (may merge two leads of the caller's dealer; a
@@ -152,6 +153,9 @@ struct EventBody {
     /// not by serde's (which would).
     #[serde(default)]
     phone: Option<serde_json::Value>,
+    /// With `lost` and `marked_invalid`: a reason code of the brand's list.
+    #[serde(default)]
+    reason: Option<String>,
 }
 
 impl Api {
@@ -324,7 +328,10 @@ impl Api {
                         "malformed",
                         "\"phone\" goes only with the \"phone\" event".into(),
                     )),
-                    (event, None) => self.post_event(&claims, id, event).await,
+                    (event, None) => {
+                        self.post_event(&claims, id, event, body.reason.as_deref())
+                            .await
+                    }
                 }
             }
             ("POST", ["leads", id, "transfer"]) => {
@@ -570,6 +577,7 @@ impl Api {
         claims: &Claims,
         lead_id: &str,
         event: &str,
+        reason: Option<&str>,
     ) -> Result<serde_json::Value, ApiError> {
         let me = &self.caller(claims).await?;
         if event == "claim" {
@@ -586,6 +594,14 @@ impl Api {
             .brand(&claims.brand_id)
             .await?
             .unwrap_or_else(|| Brand::with_defaults(&claims.brand_id));
+        let reason = status::close_reason(event, reason, &brand).map_err(|e| {
+            let code = match e {
+                status::ReasonError::Required { .. } => "reason_required",
+                status::ReasonError::Unknown { .. } => "unknown_reason",
+                status::ReasonError::NotExpected => "unexpected_reason",
+            };
+            ApiError(422, code, e.to_string())
+        })?;
         for _attempt in 0..3 {
             let lead = self.visible_lead(claims, lead_id).await?;
             if lead.assignee.as_deref() != Some(claims.staff_id.as_str())
@@ -617,6 +633,7 @@ impl Api {
                     &lead,
                     next,
                     valid,
+                    reason.as_deref(),
                     status::is_progress(event),
                     closes,
                     &brand,
@@ -631,7 +648,12 @@ impl Api {
                             action: AuditAction::StatusChanged,
                             actor: Actor::Staff(claims.staff_id.clone()),
                             at: now,
-                            detail: format!("{event:?}: {:?} -> {next:?}", lead.status),
+                            detail: match &reason {
+                                Some(r) => {
+                                    format!("{event:?}: {:?} -> {next:?} (reason {r})", lead.status)
+                                }
+                                None => format!("{event:?}: {:?} -> {next:?}", lead.status),
+                            },
                         }])
                         .await?;
                     tracing::info!(lead_id, staff_id = %claims.staff_id, ?event, from = ?lead.status, to = ?next, "status changed");

@@ -376,6 +376,8 @@ mod tests {
             score_weights: None,
             ranking: None,
             retention_days: 730,
+            lost_reasons: vec![],
+            invalid_reasons: vec![],
         }
     }
 

@@ -39,6 +39,12 @@ pub struct Brand {
     /// deletes it.
     #[serde(default = "defaults::retention_days")]
     pub retention_days: u32,
+    /// The reason codes a consultant picks from to mark a lead lost (战败).
+    #[serde(default = "defaults::lost_reasons")]
+    pub lost_reasons: Vec<String>,
+    /// The reason codes for marking a lead invalid (无效).
+    #[serde(default = "defaults::invalid_reasons")]
+    pub invalid_reasons: Vec<String>,
 }
 
 impl Brand {
@@ -55,6 +61,8 @@ impl Brand {
             score_weights: None,
             ranking: None,
             retention_days: defaults::retention_days(),
+            lost_reasons: defaults::lost_reasons(),
+            invalid_reasons: defaults::invalid_reasons(),
         }
     }
 }
@@ -210,5 +218,21 @@ pub mod defaults {
     /// Two years after the last activity.
     pub fn retention_days() -> u32 {
         730
+    }
+    fn codes(codes: &[&str]) -> Vec<String> {
+        codes.iter().map(|c| c.to_string()).collect()
+    }
+    pub fn lost_reasons() -> Vec<String> {
+        codes(&[
+            "bought_other_brand",
+            "bought_elsewhere_same_brand",
+            "price",
+            "postponed",
+            "unreachable",
+            "other",
+        ])
+    }
+    pub fn invalid_reasons() -> Vec<String> {
+        codes(&["wrong_number", "not_a_buyer", "duplicate", "test", "other"])
     }
 }

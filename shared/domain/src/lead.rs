@@ -229,6 +229,9 @@ pub struct LeadRecord {
     /// 线索有效性标记 by the consultant: None until marked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub valid: Option<bool>,
+    /// Why it was marked lost or invalid (a code of the brand's list).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub close_reason: Option<String>,
     pub raw_payload_ref: String,
     pub received_at: DateTime<Utc>,
 }
@@ -269,6 +272,7 @@ impl LeadRecord {
             previous_assignee: None,
             channel_tag: lead.channel_tag.clone(),
             valid: None,
+            close_reason: None,
             raw_payload_ref: lead.raw_payload_ref.clone(),
             received_at: lead.received_at,
         }

@@ -162,6 +162,7 @@ mod tests {
             previous_assignee: None,
             channel_tag: None,
             valid: None,
+            close_reason: None,
             raw_payload_ref: "r".into(),
             received_at: t(0),
         }

@@ -28,6 +28,50 @@ pub enum StatusEvent {
     MarkedInvalid,
 }
 
+/// A closing event's reason code, checked against the brand's list. The
+/// messages list the allowed codes and never repeat what was sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReasonError {
+    #[error("{event:?} needs a reason, one of {allowed:?}")]
+    Required {
+        event: StatusEvent,
+        allowed: Vec<String>,
+    },
+    #[error("not a reason code of this brand; one of {allowed:?}")]
+    Unknown { allowed: Vec<String> },
+    #[error("only lost and marked_invalid take a reason")]
+    NotExpected,
+}
+
+/// The reason recorded with `event`: `lost` and `marked_invalid` need one
+/// of the brand's codes; other events take none.
+pub fn close_reason(
+    event: StatusEvent,
+    reason: Option<&str>,
+    brand: &crate::directory::Brand,
+) -> Result<Option<String>, ReasonError> {
+    let allowed = match event {
+        StatusEvent::Lost => &brand.lost_reasons,
+        StatusEvent::MarkedInvalid => &brand.invalid_reasons,
+        _ => {
+            return match reason {
+                None => Ok(None),
+                Some(_) => Err(ReasonError::NotExpected),
+            }
+        }
+    };
+    match reason {
+        None => Err(ReasonError::Required {
+            event,
+            allowed: allowed.clone(),
+        }),
+        Some(r) if allowed.iter().any(|a| a == r) => Ok(Some(r.to_string())),
+        Some(_) => Err(ReasonError::Unknown {
+            allowed: allowed.clone(),
+        }),
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TransitionError {
     #[error("lead is {from:?}; {event:?} is not allowed")]
@@ -120,6 +164,38 @@ mod tests {
     use proptest::prelude::*;
     use LeadStatus as S;
     use StatusEvent as E;
+
+    #[test]
+    fn closing_needs_a_reason_of_the_brand_and_nothing_else_takes_one() {
+        let mut brand = crate::directory::Brand::with_defaults("b");
+        brand.lost_reasons = vec!["price".into(), "unreachable".into()];
+        assert_eq!(
+            close_reason(E::Lost, Some("price"), &brand),
+            Ok(Some("price".into()))
+        );
+        // A default code the brand dropped is unknown; the message lists the
+        // brand's codes and never repeats what was sent.
+        let err = close_reason(E::Lost, Some("13812345678"), &brand).unwrap_err();
+        assert!(matches!(err, ReasonError::Unknown { .. }));
+        assert!(err.to_string().contains("unreachable") && !err.to_string().contains("138"));
+        assert!(matches!(
+            close_reason(E::Lost, Some("postponed"), &brand),
+            Err(ReasonError::Unknown { .. })
+        ));
+        assert!(matches!(
+            close_reason(E::MarkedInvalid, None, &brand),
+            Err(ReasonError::Required { .. })
+        ));
+        assert_eq!(
+            close_reason(E::MarkedInvalid, Some("wrong_number"), &brand),
+            Ok(Some("wrong_number".into()))
+        );
+        assert_eq!(close_reason(E::Contacted, None, &brand), Ok(None));
+        assert_eq!(
+            close_reason(E::Contacted, Some("price"), &brand),
+            Err(ReasonError::NotExpected)
+        );
+    }
 
     const ALL_STATUSES: [LeadStatus; 11] = [
         S::New,

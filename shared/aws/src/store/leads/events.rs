@@ -15,6 +15,7 @@ impl DynamoLeads {
         lead: &LeadRecord,
         next: LeadStatus,
         valid: Option<bool>,
+        reason: Option<&str>,
         progress: bool,
         closes: bool,
         brand: &Brand,
@@ -59,6 +60,10 @@ impl DynamoLeads {
         if next == LeadStatus::Contacted && lead.contacted_at.is_none() {
             set.push("contacted_at = :now");
             update = update.expression_attribute_values(":now", s(now.to_rfc3339()));
+        }
+        if let Some(reason) = reason {
+            set.push("close_reason = :reason");
+            update = update.expression_attribute_values(":reason", s(reason));
         }
         if let Some(valid) = valid {
             set.push("valid = :valid");
