@@ -788,3 +788,126 @@ async fn lost_and_invalid_take_a_reason_code_of_the_brand_and_keep_it() {
         "{trail:?}"
     );
 }
+
+#[tokio::test]
+async fn lead_lists_page_through_the_dealer_index_within_each_role() {
+    let Some(w) = world(AssignmentStrategy::RoundRobin, &[50, 50]).await else {
+        return;
+    };
+    let api = api(&w);
+    // Seven leads at Jinan (round robin: s0 and s1 alternate), one at Qingdao.
+    let mut created = Vec::new();
+    for _ in 0..7 {
+        let p = w
+            .router
+            .handle_lead(
+                &lead(&w, Platform::Douyin, "dy-jn", &phone(), None),
+                Utc::now(),
+            )
+            .await
+            .unwrap();
+        created.push((p.lead_id.unwrap(), p.assignee.unwrap()));
+    }
+    w.router
+        .handle_lead(
+            &lead(&w, Platform::Douyin, "dy-jn", &phone(), Some("青岛")),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    let s0 = format!("{}-jn-s0", w.brand);
+    let mine: Vec<&String> = created
+        .iter()
+        .filter(|(_, a)| *a == s0)
+        .map(|(l, _)| l)
+        .collect();
+    let manager = token(&w, "jn-mgr", "jn", StaffRole::Manager);
+    let sales = token(&w, "jn-s0", "jn", StaffRole::Sales);
+    let ids = |body: &serde_json::Value| -> Vec<String> {
+        body["leads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["lead_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    // The manager pages through all seven, three at a time, newest first,
+    // each exactly once; no phone in full.
+    let mut seen = Vec::new();
+    let mut path = "/leads?limit=3".to_string();
+    loop {
+        let (status, body) = call(&api, "GET", &path, Some(&manager), "").await;
+        assert_eq!(status, 200, "{body}");
+        assert!(ids(&body).len() <= 3);
+        assert!(!body.to_string().contains("\"phone\""), "{body}");
+        seen.extend(ids(&body));
+        match body["next_cursor"].as_str() {
+            Some(c) => path = format!("/leads?limit=3&cursor={c}"),
+            None => break,
+        }
+    }
+    let mut expected: Vec<String> = created.iter().map(|(l, _)| l.clone()).collect();
+    expected.reverse();
+    assert_eq!(seen, expected, "newest first, each once, Jinan only");
+
+    // A consultant: their own by default, never a colleague's.
+    let (status, body) = call(&api, "GET", "/leads", Some(&sales), "").await;
+    assert_eq!(status, 200);
+    let mut own = ids(&body);
+    own.sort();
+    let mut want: Vec<String> = mine.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    assert_eq!(own, want);
+    let (status, _) = call(
+        &api,
+        "GET",
+        &format!("/leads?assignee={}-jn-s1", w.brand),
+        Some(&sales),
+        "",
+    )
+    .await;
+    assert_eq!(status, 403);
+    // The manager filters by consultant and status.
+    let (_, body) = call(
+        &api,
+        "GET",
+        &format!("/leads?assignee={s0}&status=assigned"),
+        Some(&manager),
+        "",
+    )
+    .await;
+    assert_eq!(ids(&body).len(), mine.len());
+    let (_, body) = call(&api, "GET", "/leads?status=won", Some(&manager), "").await;
+    assert!(ids(&body).is_empty());
+
+    // Bad input: each its answer.
+    let (_, first_page) = call(&api, "GET", "/leads?limit=3", Some(&manager), "").await;
+    let cursor = first_page["next_cursor"].as_str().unwrap().to_string();
+    for (path, expected) in [
+        (
+            format!("/leads?limit=3&status=won&cursor={cursor}"),
+            (400, "bad_cursor"),
+        ),
+        (
+            "/leads?from=2026-01-01&to=2026-12-01".to_string(),
+            (422, "bad_range"),
+        ),
+        (
+            "/leads?status=teleported".to_string(),
+            (400, "bad_parameter"),
+        ),
+        (
+            "/leads?phone=13812345678".to_string(),
+            (400, "bad_parameter"),
+        ),
+    ] {
+        let (status, body) = call(&api, "GET", &path, Some(&manager), "").await;
+        assert_eq!(
+            (status, body["code"].as_str().unwrap()),
+            expected,
+            "{path}: {body}"
+        );
+        assert!(!body.to_string().contains("13812345678"));
+    }
+}

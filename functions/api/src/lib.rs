@@ -7,6 +7,8 @@
 //! assignee (or the dealer's manager) sees the full phone. A ranking-page
 //! token (audience `rankings`) reads rankings and nothing else.
 //!
+//! - `GET  /leads?status&assignee&pool&from&to&limit&cursor`  a page of the
+//!   dealer's leads, newest first (`leads_domain::lead_list`)
 //! - `GET  /leads/{id}`          the lead, its touchpoints
 //! - `GET  /leads/{id}/audit`    its audit trail
 //! - `POST /leads/{id}/events`   `{"event": "contacted" | "invited" | "visited" | "won" |
@@ -305,6 +307,7 @@ impl Api {
             ("GET", ["rankings", brand, date, "dealers", dealer]) => {
                 self.ranking_position(&claims, brand, date, dealer).await
             }
+            ("GET", ["leads"]) => self.list(&claims, request.uri().query()).await,
             ("GET", ["leads", id]) => self.lead(&claims, id).await,
             ("GET", ["leads", id, "audit"]) => self.trail(&claims, id).await,
             ("POST", ["leads", id, "events"]) => {
@@ -344,6 +347,53 @@ impl Api {
             }
             _ => Err(ApiError(404, "not_found", "no such route".into())),
         }
+    }
+
+    /// `GET /leads?status&assignee&pool&from&to&limit&cursor`: a page of the
+    /// caller's dealer's leads (`leads_domain::lead_list` says whose).
+    async fn list(
+        &self,
+        claims: &Claims,
+        query: Option<&str>,
+    ) -> Result<serde_json::Value, ApiError> {
+        use leads_domain::lead_list::{ListError, ListQuery};
+        let me = self.caller(claims).await?;
+        let mut params = std::collections::HashMap::new();
+        for pair in query
+            .unwrap_or_default()
+            .split('&')
+            .filter(|p| !p.is_empty())
+        {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            // Nothing listed needs escaping: an escaped value is refused, not guessed.
+            if value.contains(['%', '+'])
+                || params.insert(name.to_string(), value.to_string()).is_some()
+            {
+                return Err(ApiError(
+                    400,
+                    "bad_parameter",
+                    "parameters are plain and given once".into(),
+                ));
+            }
+        }
+        let today = dedup::china_day(Utc::now());
+        let q = ListQuery::parse(&params, &me, today).map_err(|e| {
+            let (status, code) = match e {
+                ListError::Malformed(_) => (400, "bad_parameter"),
+                ListError::NotYours => (403, "forbidden"),
+                ListError::Range => (422, "bad_range"),
+                ListError::Cursor => (400, "bad_cursor"),
+            };
+            ApiError(status, code, e.to_string())
+        })?;
+        let (leads, next) = self.leads.dealer_leads(&q).await?;
+        Ok(serde_json::json!({
+            "dealer_id": q.dealer_id,
+            "from": q.from,
+            "to": q.to,
+            "leads": leads,
+            "next_cursor": next.map(|k| q.cursor(&k)),
+        }))
     }
 
     /// `POST /leads/{id}/transfer`: a manager of the lead's dealer gives an

@@ -18,6 +18,7 @@ pub mod handoff;
 pub mod identity;
 pub mod intake;
 pub mod lead;
+pub mod lead_list;
 pub mod notification;
 pub mod phone;
 pub mod pool_notice;

@@ -260,6 +260,11 @@ impl DynamoLeads {
                 .build(),
         );
         let mut lead_item = expiring(self.lead_item(record)?, brand, now);
+        if let Some(dealer) = &record.dealer_id {
+            let (pk, sk) = leads_domain::lead_list::index_keys(dealer, record.received_at, lead_id);
+            lead_item.insert("gsi3pk".into(), s(pk));
+            lead_item.insert("gsi3sk".into(), s(sk));
+        }
         if let Some(due) = plan.due {
             lead_item.insert("gsi2pk".into(), s(due_partition(&record.brand_id)));
             lead_item.insert("gsi2sk".into(), s(due.to_rfc3339()));

@@ -709,7 +709,14 @@ impl DynamoLeads {
             .expression_attribute_names("#route", "route")
             .expression_attribute_values(":route", serde_dynamo::to_attribute_value(route)?);
         if let Some(dealer) = &routed.dealer_id {
-            update = update.expression_attribute_values(":dealer", s(dealer));
+            // Listed under its dealer from now on (`by_dealer`).
+            let (pk, sk) =
+                leads_domain::lead_list::index_keys(dealer, lead.received_at, &lead.lead_id);
+            set.push("gsi3pk = :by_dealer_pk, gsi3sk = :by_dealer_sk");
+            update = update
+                .expression_attribute_values(":dealer", s(dealer))
+                .expression_attribute_values(":by_dealer_pk", s(pk))
+                .expression_attribute_values(":by_dealer_sk", s(sk));
         }
         if routed.status == LeadStatus::Unroutable {
             set.push("#status = :unroutable");
@@ -795,4 +802,91 @@ pub enum RouteResult {
     AlreadyRouted,
     /// The remote dealer's daily capacity was used up concurrently.
     CapacityTaken,
+}
+
+impl DynamoLeads {
+    /// One page of a dealer's leads, newest first (`by_dealer`; see
+    /// `leads_domain::lead_list`), and where the next page starts. Each
+    /// query asks for at most what is still missing, so a page never skips
+    /// an item the filter would have kept.
+    pub async fn dealer_leads(
+        &self,
+        q: &leads_domain::lead_list::ListQuery,
+    ) -> Result<
+        (
+            Vec<leads_domain::lead_list::LeadSummary>,
+            Option<leads_domain::lead_list::IndexKey>,
+        ),
+        StoreError,
+    > {
+        use leads_domain::lead_list::{Holder, IndexKey};
+        let (from, to) = q.bounds();
+        let (pk, _) = leads_domain::lead_list::index_keys(&q.dealer_id, Utc::now(), "");
+        let mut filters = Vec::new();
+        let mut values = vec![(":pk", s(pk)), (":from", s(from)), (":to", s(to))];
+        match &q.holder {
+            Holder::Anyone => {}
+            Holder::Pool => filters.push("attribute_not_exists(assignee)"),
+            Holder::Staff(a) => {
+                filters.push("assignee = :assignee");
+                values.push((":assignee", s(a)));
+            }
+        }
+        if let Some(status) = q.status {
+            filters.push("#status = :status");
+            values.push((":status", s(wire_name(&status))));
+        }
+        let mut start = q.after.as_ref().map(|k| {
+            Item::from([
+                ("pk".to_string(), s(&k.pk)),
+                ("sk".to_string(), s(&k.sk)),
+                ("gsi3pk".to_string(), s(&k.gsi3pk)),
+                ("gsi3sk".to_string(), s(&k.gsi3sk)),
+            ])
+        });
+        let mut leads = Vec::new();
+        loop {
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name("by_dealer")
+                .key_condition_expression("gsi3pk = :pk AND gsi3sk BETWEEN :from AND :to")
+                .scan_index_forward(false)
+                .limit((q.limit as usize - leads.len()) as i32)
+                .set_exclusive_start_key(start.take());
+            for (name, value) in &values {
+                query = query.expression_attribute_values(*name, value.clone());
+            }
+            if !filters.is_empty() {
+                query = query.filter_expression(filters.join(" AND "));
+            }
+            if q.status.is_some() {
+                query = query.expression_attribute_names("#status", "status");
+            }
+            let page = query.send().await.map_err(StoreError::dynamodb)?;
+            for item in page.items.unwrap_or_default() {
+                leads.push(from_item(item)?);
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() || leads.len() >= q.limit as usize {
+                break;
+            }
+        }
+        let next = start.map(|k| {
+            let get = |name: &str| {
+                k.get(name)
+                    .and_then(|v| v.as_s().ok())
+                    .cloned()
+                    .unwrap_or_default()
+            };
+            IndexKey {
+                pk: get("pk"),
+                sk: get("sk"),
+                gsi3pk: get("gsi3pk"),
+                gsi3sk: get("gsi3sk"),
+            }
+        });
+        Ok((leads, next))
+    }
 }
