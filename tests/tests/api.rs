@@ -911,3 +911,84 @@ async fn lead_lists_page_through_the_dealer_index_within_each_role() {
         assert!(!body.to_string().contains("13812345678"));
     }
 }
+
+#[tokio::test]
+async fn a_manager_hands_over_all_open_leads_of_a_consultant_within_caps() {
+    let Some(w) = world(AssignmentStrategy::RoundRobin, &[5, 5, 5]).await else {
+        return;
+    };
+    let api = api(&w);
+    let id = |short: &str| format!("{}-jn-{short}", w.brand);
+    for _ in 0..6 {
+        w.router
+            .handle_lead(
+                &lead(&w, Platform::Douyin, "dy-jn", &phone(), None),
+                Utc::now(),
+            )
+            .await
+            .unwrap();
+    }
+    let before = open_counts(&w).await;
+    assert_eq!(
+        [before[&id("s0")], before[&id("s1")], before[&id("s2")]],
+        [2, 2, 2]
+    );
+    let manager = token(&w, "jn-mgr", "jn", StaffRole::Manager);
+    let sales = token(&w, "jn-s1", "jn", StaffRole::Sales);
+    let (status, _) = call(
+        &api,
+        "POST",
+        &format!("/staff/{}/handover", id("s0")),
+        Some(&sales),
+        "{}",
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _) = call(&api, "POST", "/staff/nobody/handover", Some(&manager), "{}").await;
+    assert_eq!(status, 404);
+
+    // s0 leaves: each lead to the freest colleague (s1 and s2 tie at 3 free:
+    // s1 first, then s2 has more).
+    let (status, body) = call(
+        &api,
+        "POST",
+        &format!("/staff/{}/handover", id("s0")),
+        Some(&manager),
+        "{}",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["moved"].as_array().unwrap().len(), 2, "{body}");
+    assert!(body["kept"].as_array().unwrap().is_empty());
+    let counts = open_counts(&w).await;
+    assert_eq!(
+        [counts[&id("s0")], counts[&id("s1")], counts[&id("s2")]],
+        [0, 3, 3]
+    );
+
+    // s1's three to s2, who has room for two: one stays, with why.
+    let (status, body) = call(
+        &api,
+        "POST",
+        &format!("/staff/{}/handover", id("s1")),
+        Some(&manager),
+        &format!(r#"{{"to":"{}"}}"#, id("s2")),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["moved"].as_array().unwrap().len(), 2, "{body}");
+    assert_eq!(body["kept"][0]["reason"], "cannot_take", "{body}");
+    let counts = open_counts(&w).await;
+    assert_eq!(
+        [counts[&id("s0")], counts[&id("s1")], counts[&id("s2")]],
+        [0, 1, 5]
+    );
+    // Every move is in its lead's audit trail, by the manager.
+    let moved = body["moved"][0]["lead_id"].as_str().unwrap();
+    let trail = w.audit.trail(moved).await.unwrap();
+    assert!(trail
+        .iter()
+        .any(|e| e.action == leads_domain::audit::AuditAction::Reassigned
+            && e.actor == leads_domain::audit::Actor::Staff(id("mgr"))
+            && e.detail.starts_with("handed over")));
+}

@@ -20,6 +20,8 @@
 //!   phone of another dealer's live lead: one generic 409, audited)
 //! - `POST /leads/{id}/transfer` `{"to": "<staff id>"}`: the dealer's manager
 //!   hands an open lead to another consultant (`leads_domain::handoff`)
+//! - `POST /staff/{id}/handover` `{"to"?}`: the dealer's manager hands all of a
+//!   consultant's open leads to one colleague, or each to the freest one
 //! - `PUT  /staff/{id}/duty` `{"on_duty": bool}`: the dealer's manager puts a
 //!   consultant off or on duty (the router honours it)
 //! - `GET  /rankings/{brand}/{date}?top=N`  the brand's top N (default 10, at
@@ -138,6 +140,13 @@ impl IsConflict for ApiError {
 #[serde(deny_unknown_fields)]
 struct TransferBody {
     to: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HandoverBody {
+    #[serde(default)]
+    to: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -341,6 +350,10 @@ impl Api {
                 let body: TransferBody = body_of(request, "{\"to\": \"<staff id>\"}")?;
                 self.transfer(&claims, id, &body.to).await
             }
+            ("POST", ["staff", staff_id, "handover"]) => {
+                let body: HandoverBody = body_of(request, "{\"to\": \"<staff id>\"} or {}")?;
+                self.handover(&claims, staff_id, body.to.as_deref()).await
+            }
             ("PUT", ["staff", staff_id, "duty"]) => {
                 let body: DutyBody = body_of(request, "{\"on_duty\": true|false}")?;
                 self.set_duty(&claims, staff_id, body.on_duty).await
@@ -397,10 +410,7 @@ impl Api {
     }
 
     /// `POST /leads/{id}/transfer`: a manager of the lead's dealer gives an
-    /// open lead to another consultant there. One transaction takes a slot
-    /// under the new consultant's cap, frees the previous one's, moves the
-    /// lead (assigned again, a new first-contact deadline) and writes the
-    /// audit entry naming the manager and both consultants.
+    /// open lead to another consultant there (see [`Self::hand_over`]).
     async fn transfer(
         &self,
         claims: &Claims,
@@ -408,6 +418,73 @@ impl Api {
         to: &str,
     ) -> Result<serde_json::Value, ApiError> {
         let me = self.caller(claims).await?;
+        let (from, to) = self
+            .hand_over(&me, claims, lead_id, Some(to), "transferred")
+            .await?;
+        Ok(serde_json::json!({
+            "lead_id": lead_id, "status": LeadStatus::Assigned,
+            "assignee": to, "previous_assignee": from
+        }))
+    }
+
+    /// `POST /staff/{id}/handover` `{"to"?}`: a manager hands every open lead
+    /// of a consultant (on leave, leaving) to `to`, or each to the colleague
+    /// on duty with the most free slots (`handoff::pick_cover`). Each lead
+    /// moves as a transfer does; one that cannot is listed with why.
+    async fn handover(
+        &self,
+        claims: &Claims,
+        staff_id: &str,
+        to: Option<&str>,
+    ) -> Result<serde_json::Value, ApiError> {
+        let me = self.caller(claims).await?;
+        if me.role != StaffRole::Manager {
+            return Err(refused(handoff::Refusal::NotManager));
+        }
+        if !self
+            .roster(&claims.dealer_id)
+            .await?
+            .iter()
+            .any(|s| s.staff_id == staff_id)
+        {
+            return Err(refused(handoff::Refusal::UnknownConsultant));
+        }
+        let mut moved = Vec::new();
+        let mut kept = Vec::new();
+        for lead_id in self
+            .leads
+            .open_leads_of(&claims.dealer_id, staff_id)
+            .await?
+        {
+            match self
+                .hand_over(&me, claims, &lead_id, to, "handed over")
+                .await
+            {
+                Ok((_, to)) => {
+                    moved.push(serde_json::json!({ "lead_id": lead_id, "assignee": to }))
+                }
+                Err(ApiError(_, code, _)) => {
+                    kept.push(serde_json::json!({ "lead_id": lead_id, "reason": code }))
+                }
+            }
+        }
+        tracing::info!(manager = %me.staff_id, %staff_id, moved = moved.len(), kept = kept.len(), "handover");
+        Ok(serde_json::json!({ "staff_id": staff_id, "moved": moved, "kept": kept }))
+    }
+
+    /// Moves one open lead to `to` (None: the cover pick) as manager `me`.
+    /// One transaction takes a slot under the new consultant's cap, frees
+    /// the previous one's, moves the lead (assigned again, a new
+    /// first-contact deadline) and writes the audit entry naming the manager
+    /// and both consultants (`why` says how). Returns (from, to).
+    async fn hand_over(
+        &self,
+        me: &Staff,
+        claims: &Claims,
+        lead_id: &str,
+        to: Option<&str>,
+        why: &str,
+    ) -> Result<(String, String), ApiError> {
         let unknown = || {
             ApiError(
                 404,
@@ -420,12 +497,29 @@ impl Api {
             return Err(unknown());
         }
         let roster = self.roster(&claims.dealer_id).await?;
-        let target: Vec<Staff> = roster.into_iter().filter(|s| s.staff_id == to).collect();
-        let loads = match target.is_empty() {
-            true => Vec::new(),
-            false => self.leads.staff_loads(&claims.dealer_id, &target).await?,
+        let from = read.lead.assignee.clone().unwrap_or_default();
+        let candidates: Vec<Staff> = match to {
+            Some(to) => roster.into_iter().filter(|s| s.staff_id == to).collect(),
+            None => roster,
         };
-        handoff::check_transfer(&me, &read.lead, loads.first()).map_err(refused)?;
+        let loads = match candidates.is_empty() {
+            true => Vec::new(),
+            false => {
+                self.leads
+                    .staff_loads(&claims.dealer_id, &candidates)
+                    .await?
+            }
+        };
+        let target = match to {
+            Some(_) => loads.first(),
+            None => handoff::pick_cover(&loads, &from),
+        };
+        if to.is_none() && target.is_none() {
+            return Err(refused(handoff::Refusal::CannotTake));
+        }
+        handoff::check_transfer(me, &read.lead, target).map_err(refused)?;
+        let target = target.expect("checked");
+        let to = target.staff_id.clone();
         let due = read
             .due
             .as_ref()
@@ -435,40 +529,36 @@ impl Api {
             .brand(&read.lead.brand_id)
             .await?
             .unwrap_or_else(|| Brand::with_defaults(&read.lead.brand_id));
-        let from = read.lead.assignee.clone().unwrap_or_default();
         let now = Utc::now();
         let event = AuditEvent {
             lead_id: lead_id.to_string(),
             action: AuditAction::Reassigned,
             actor: Actor::Staff(me.staff_id.clone()),
             at: now,
-            detail: format!("transferred by manager {} from {from} to {to}", me.staff_id),
+            detail: format!("{why} by manager {} from {from} to {to}", me.staff_id),
         };
         match self
             .leads
-            .reassign(&read, due, &loads[0], &brand, Some(&event), now)
+            .reassign(&read, due, target, &brand, Some(&event), now)
             .await?
         {
             ReassignResult::Reassigned => {
                 let mut moved = read.lead.clone();
-                moved.assignee = Some(to.to_string());
+                moved.assignee = Some(to.clone());
                 let job = NotificationJob::for_lead(
                     &moved,
                     NotificationKind::Reassigned,
-                    vec![to.to_string()],
+                    vec![to.clone()],
                     format!("transfer-{}", now.timestamp_millis()),
                     now,
                 );
                 // The lead has moved: a lost job is logged, the new assignee
-                // still sees the lead in their list.
+                // still finds the lead in their list.
                 if let Err(e) = self.notifications.send(&job).await {
-                    tracing::error!(%lead_id, error = %e, "transfer notification not sent");
+                    tracing::error!(%lead_id, error = %e, "hand-off notification not sent");
                 }
-                tracing::info!(%lead_id, manager = %me.staff_id, %from, %to, "lead transferred");
-                Ok(serde_json::json!({
-                    "lead_id": lead_id, "status": LeadStatus::Assigned,
-                    "assignee": to, "previous_assignee": from
-                }))
+                tracing::info!(%lead_id, manager = %me.staff_id, %from, %to, why, "lead handed over");
+                Ok((from, to))
             }
             ReassignResult::CapReached => Err(refused(handoff::Refusal::CannotTake)),
             ReassignResult::Changed => Err(ApiError(

@@ -1,5 +1,6 @@
 //! A dealer manager hands an open lead to another consultant of the dealer
-//! (cover during leave, a consultant who left, a DCC -> sales hand-off).
+//! (cover during leave, a consultant who left, a DCC -> sales hand-off), or
+//! all of one consultant's open leads at once.
 //! Who may do it and to whom is decided here; the store moves both cap
 //! counters and writes the audit entry in one transaction.
 
@@ -49,6 +50,20 @@ pub fn check_transfer(
     Ok(())
 }
 
+/// Who covers the leads of `leaving` when the manager names nobody: the
+/// sales consultant on duty with the most free slots under their cap (ties:
+/// the lower staff id), never `leaving` themselves.
+pub fn pick_cover<'a>(loads: &'a [StaffLoad], leaving: &str) -> Option<&'a StaffLoad> {
+    loads
+        .iter()
+        .filter(|l| l.staff_id != leaving && l.can_take())
+        .min_by(|a, b| {
+            (b.cap - b.open_leads)
+                .cmp(&(a.cap - a.open_leads))
+                .then_with(|| a.staff_id.cmp(&b.staff_id))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +105,20 @@ mod tests {
         let m = staff("m", "d1", StaffRole::Manager);
         let l = lead(LeadStatus::Contacted, Some("s1"));
         assert_eq!(check_transfer(&m, &l, Some(&load("s2", 4, true))), Ok(()));
+    }
+
+    #[test]
+    fn the_cover_is_the_free_est_colleague_on_duty() {
+        let loads = [
+            load("leaver", 0, true),
+            load("b", 1, true),
+            load("a", 1, true),
+            load("c", 0, false),
+            load("d", 5, true),
+        ];
+        // a and b have 4 free slots each: the lower id; c is off duty, d full.
+        assert_eq!(pick_cover(&loads, "leaver").unwrap().staff_id, "a");
+        assert!(pick_cover(&loads[3..], "leaver").is_none());
     }
 
     #[test]

@@ -890,3 +890,49 @@ impl DynamoLeads {
         Ok((leads, next))
     }
 }
+
+impl DynamoLeads {
+    /// Every open lead `staff_id` holds at `dealer_id`, whenever received (a
+    /// hand-off of all of them): the dealer index, filtered, every page.
+    pub async fn open_leads_of(
+        &self,
+        dealer_id: &str,
+        staff_id: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let (pk, _) = leads_domain::lead_list::index_keys(dealer_id, Utc::now(), "");
+        let open: Vec<AttributeValue> = [
+            LeadStatus::Assigned,
+            LeadStatus::Contacted,
+            LeadStatus::Invited,
+            LeadStatus::Visited,
+        ]
+        .iter()
+        .filter(|s| status::is_open(**s))
+        .map(|s| AttributeValue::S(wire_name(s)))
+        .collect();
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("by_dealer")
+            .key_condition_expression("gsi3pk = :pk")
+            .filter_expression(format!(
+                "assignee = :staff AND #status IN ({})",
+                (0..open.len())
+                    .map(|i| format!(":s{i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":pk", s(pk))
+            .expression_attribute_values(":staff", s(staff_id));
+        for (i, v) in open.into_iter().enumerate() {
+            query = query.expression_attribute_values(format!(":s{i}"), v);
+        }
+        let items = super::item::query_all_items(query).await?;
+        Ok(items
+            .iter()
+            .filter_map(|i| i.get("lead_id").and_then(|v| v.as_s().ok()).cloned())
+            .collect())
+    }
+}
