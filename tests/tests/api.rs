@@ -992,3 +992,155 @@ async fn a_manager_hands_over_all_open_leads_of_a_consultant_within_caps() {
             && e.actor == leads_domain::audit::Actor::Staff(id("mgr"))
             && e.detail.starts_with("handed over")));
 }
+
+#[tokio::test]
+async fn follow_ups_set_intent_and_next_call_and_show_on_the_timeline() {
+    let Some(w) = world(AssignmentStrategy::RoundRobin, &[5, 5]).await else {
+        return;
+    };
+    let api = api(&w);
+    let p = w
+        .router
+        .handle_lead(
+            &lead(&w, Platform::Douyin, "dy-jn", &phone(), None),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    let (id, holder) = (p.lead_id.unwrap(), p.assignee.unwrap());
+    let short = |s: &str| s[s.len() - 2..].to_string();
+    let other = if short(&holder) == "s0" { "s1" } else { "s0" };
+    let me = token(
+        &w,
+        &format!("jn-{}", short(&holder)),
+        "jn",
+        StaffRole::Sales,
+    );
+    let colleague = token(&w, &format!("jn-{other}"), "jn", StaffRole::Sales);
+    let path = format!("/leads/{id}/events");
+
+    let (status, _) = call(
+        &api,
+        "POST",
+        &path,
+        Some(&colleague),
+        r#"{"event":"follow_up","note":"hi","intent":"H"}"#,
+    )
+    .await;
+    assert_eq!(status, 403);
+    let past = (Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+    for (body, expected) in [
+        (
+            r#"{"event":"follow_up","note":"hi"}"#.to_string(),
+            (422, "follow_up_incomplete"),
+        ),
+        (
+            format!(r#"{{"event":"follow_up","note":"hi","intent":"A","next_at":"{past}"}}"#),
+            (422, "bad_next_at"),
+        ),
+        (
+            r#"{"event":"follow_up","note":"hi","intent":"A","next_at":"tomorrow"}"#.to_string(),
+            (422, "bad_next_at"),
+        ),
+        (
+            r#"{"event":"contacted","note":"hi"}"#.to_string(),
+            (400, "malformed"),
+        ),
+    ] {
+        let (status, answer) = call(&api, "POST", &path, Some(&me), &body).await;
+        assert_eq!(
+            (status, answer["code"].as_str().unwrap()),
+            expected,
+            "{body}: {answer}"
+        );
+    }
+    assert_eq!(
+        w.leads.get(&id).await.unwrap().unwrap().follow_ups,
+        0,
+        "nothing recorded"
+    );
+
+    // Hot (H): the next call defaults to the brand's cadence, 24 h.
+    let before = Utc::now();
+    let (status, answer) = call(
+        &api,
+        "POST",
+        &path,
+        Some(&me),
+        r#"{"event":"follow_up","note":"想周末试驾, 备用电话 13812345678","intent":"H"}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let after = Utc::now();
+    let record = w.leads.get(&id).await.unwrap().unwrap();
+    assert_eq!(record.intent, Some(leads_domain::followup::Intent::H));
+    assert_eq!(record.follow_ups, 1);
+    let next = record.next_follow_up_at.unwrap();
+    assert!(
+        next >= before + chrono::Duration::hours(24) && next <= after + chrono::Duration::hours(24)
+    );
+    // An explicit next call.
+    let at =
+        (Utc::now() + chrono::Duration::days(3)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let (status, _) = call(
+        &api,
+        "POST",
+        &path,
+        Some(&me),
+        &format!(r#"{{"event":"follow_up","note":"周六来","intent":"A","next_at":"{at}"}}"#),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let record = w.leads.get(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (record.intent, record.follow_ups),
+        (Some(leads_domain::followup::Intent::A), 2)
+    );
+    assert_eq!(
+        record
+            .next_follow_up_at
+            .unwrap()
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        at
+    );
+
+    // The timeline: the touchpoint first, then the follow-ups with their
+    // notes, the phone in a note masked.
+    let (status, timeline) =
+        call(&api, "GET", &format!("/leads/{id}/timeline"), Some(&me), "").await;
+    assert_eq!(status, 200);
+    let entries = timeline["entries"].as_array().unwrap();
+    assert_eq!(entries[0]["kind"], "touchpoint", "{timeline}");
+    let notes: Vec<&str> = entries
+        .iter()
+        .filter(|e| e["kind"] == "followed_up")
+        .map(|e| e["detail"].as_str().unwrap())
+        .collect();
+    assert_eq!(notes.len(), 2, "{timeline}");
+    assert!(notes[0].contains("想周末试驾") && notes[1].contains("周六来"));
+    assert!(!timeline.to_string().contains("13812345678"), "{timeline}");
+
+    // A closed lead takes no follow-up.
+    let (status, _) = call(
+        &api,
+        "POST",
+        &path,
+        Some(&me),
+        r#"{"event":"lost","reason":"price"}"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, answer) = call(
+        &api,
+        "POST",
+        &path,
+        Some(&me),
+        r#"{"event":"follow_up","note":"hi","intent":"N"}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (409, Some("not_open")),
+        "{answer}"
+    );
+}

@@ -523,3 +523,60 @@ async fn redrive_moves_dead_letters_back_once_and_keeps_the_old_ones() {
     // Invisible for a minute after the first look: the forced run finds nothing yet.
     assert_eq!(forced.unwrap().moved, 0);
 }
+
+/// The dealer index projects exactly what a lead list shows
+/// (`leads_domain::lead_list::PROJECTED`): a field added to one and not the
+/// other would be silently missing from every list.
+#[test]
+fn the_dealer_index_projects_the_lead_summary() {
+    let text = std::fs::read_to_string(repo_path("template.yaml")).unwrap();
+    let template: Value = serde_yaml::from_str(&text).unwrap();
+    let index = template["Resources"]["LeadsTable"]["Properties"]["GlobalSecondaryIndexes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|i| i["IndexName"].as_str() == Some("by_dealer"))
+        .expect("by_dealer is declared");
+    let mut projected: Vec<&str> = index["Projection"]["NonKeyAttributes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    projected.sort();
+    let mut summary = leads_domain::lead_list::PROJECTED.to_vec();
+    summary.sort();
+    assert_eq!(projected, summary);
+    // And the summary type has those fields and no other.
+    let example = serde_json::to_value(leads_domain::lead_list::LeadSummary {
+        lead_id: "L".into(),
+        status: leads_domain::lead::LeadStatus::Assigned,
+        assignee: Some("s".into()),
+        phone_masked: Some("138****5678".into()),
+        customer_city: None,
+        series_interest: vec![],
+        first_touch: serde_json::from_value(serde_json::json!({"platform": "douyin",
+            "account_id": "a", "scene": "live", "traffic": "natural",
+            "at": "2026-12-01T00:00:00Z", "source_event_id": "e"}))
+        .unwrap(),
+        touchpoints: 1,
+        received_at: chrono::Utc::now(),
+        first_contact_due: Some(chrono::Utc::now()),
+        contacted_at: Some(chrono::Utc::now()),
+        valid: Some(true),
+        close_reason: Some("price".into()),
+        intent: Some(leads_domain::followup::Intent::H),
+        next_follow_up_at: Some(chrono::Utc::now()),
+    })
+    .unwrap();
+    let mut fields: Vec<&str> = example
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .filter(|f| *f != "customer_city")
+        .collect();
+    fields.push("customer_city");
+    fields.sort();
+    assert_eq!(fields, summary);
+}

@@ -11,6 +11,9 @@
 //!   dealer's leads, newest first (`leads_domain::lead_list`)
 //! - `GET  /leads/{id}`          the lead, its touchpoints
 //! - `GET  /leads/{id}/audit`    its audit trail
+//! - `GET  /leads/{id}/timeline` its touchpoints and audit trail in time order
+//! - `POST /leads/{id}/events`   `{"event": "follow_up", "note", "intent": "H"|"A"|"B"|"C"|"N",
+//!                                "next_at"?}`: a follow-up call (`leads_domain::followup`)
 //! - `POST /leads/{id}/events`   `{"event": "contacted" | "invited" | "visited" | "won" |
 //!                                "lost" | "marked_valid" | "marked_invalid" | "claim"}`
 //!   (`lost` and `marked_invalid` with `"reason"`: a code of the brand's list)
@@ -167,6 +170,13 @@ struct EventBody {
     /// With `lost` and `marked_invalid`: a reason code of the brand's list.
     #[serde(default)]
     reason: Option<String>,
+    /// With `follow_up`: what was said, the intent, the next call (RFC 3339).
+    #[serde(default)]
+    note: Option<String>,
+    #[serde(default)]
+    intent: Option<leads_domain::followup::Intent>,
+    #[serde(default)]
+    next_at: Option<String>,
 }
 
 impl Api {
@@ -319,6 +329,7 @@ impl Api {
             ("GET", ["leads"]) => self.list(&claims, request.uri().query()).await,
             ("GET", ["leads", id]) => self.lead(&claims, id).await,
             ("GET", ["leads", id, "audit"]) => self.trail(&claims, id).await,
+            ("GET", ["leads", id, "timeline"]) => self.timeline(&claims, id).await,
             ("POST", ["leads", id, "events"]) => {
                 let body: EventBody =
                     serde_json::from_slice(request.body().as_ref()).map_err(|e| {
@@ -333,6 +344,27 @@ impl Api {
                             ),
                         )
                     })?;
+                let follow_up_fields =
+                    body.note.is_some() || body.intent.is_some() || body.next_at.is_some();
+                if body.event == "follow_up" {
+                    return self
+                        .follow_up(
+                            &claims,
+                            id,
+                            body.note.as_deref(),
+                            body.intent,
+                            body.next_at.as_deref(),
+                        )
+                        .await;
+                }
+                if follow_up_fields {
+                    return Err(ApiError(
+                        400,
+                        "malformed",
+                        "\"note\", \"intent\" and \"next_at\" go only with the \"follow_up\" event"
+                            .into(),
+                    ));
+                }
                 match (body.event.as_str(), body.phone) {
                     ("phone", phone) => self.record_phone(&claims, id, phone).await,
                     (_, Some(_)) => Err(ApiError(
@@ -360,6 +392,141 @@ impl Api {
             }
             _ => Err(ApiError(404, "not_found", "no such route".into())),
         }
+    }
+
+    /// `POST /leads/{id}/events` `{"event": "follow_up", "note", "intent",
+    /// "next_at"?}`: the assignee (or a manager) records a follow-up call on
+    /// an open lead (`leads_domain::followup`).
+    async fn follow_up(
+        &self,
+        claims: &Claims,
+        lead_id: &str,
+        note: Option<&str>,
+        intent: Option<leads_domain::followup::Intent>,
+        next_at: Option<&str>,
+    ) -> Result<serde_json::Value, ApiError> {
+        use leads_domain::followup;
+        let me = self.caller(claims).await?;
+        let (Some(note), Some(intent)) = (note, intent) else {
+            return Err(ApiError(
+                422,
+                "follow_up_incomplete",
+                "a follow-up needs \"note\" and \"intent\" (H, A, B, C or N)".into(),
+            ));
+        };
+        let next_at = next_at
+            .map(|t| {
+                chrono::DateTime::parse_from_rfc3339(t)
+                    .map(|d| d.with_timezone(&Utc))
+                    .map_err(|_| {
+                        ApiError(
+                            422,
+                            "bad_next_at",
+                            "next_at must be an RFC 3339 time".into(),
+                        )
+                    })
+            })
+            .transpose()?;
+        let brand = self
+            .directory
+            .brand(&claims.brand_id)
+            .await?
+            .unwrap_or_else(|| Brand::with_defaults(&claims.brand_id));
+        for _attempt in 0..3 {
+            let lead = self.visible_lead(claims, lead_id).await?;
+            if lead.assignee.as_deref() != Some(claims.staff_id.as_str())
+                && me.role != StaffRole::Manager
+            {
+                return Err(ApiError(
+                    403,
+                    "forbidden",
+                    "only the assignee or a manager may follow this lead up".into(),
+                ));
+            }
+            if !status::is_open(lead.status) {
+                return Err(ApiError(
+                    409,
+                    "not_open",
+                    format!(
+                        "the lead is {}; only an open lead is followed up",
+                        leads_domain::wire_name(&lead.status)
+                    ),
+                ));
+            }
+            let now = Utc::now();
+            let checked = followup::check(note, intent, next_at, &brand.follow_up_cadence, now)
+                .map_err(|e| {
+                    let code = match e {
+                        followup::FollowUpError::Note => "bad_note",
+                        followup::FollowUpError::NextAt => "bad_next_at",
+                    };
+                    ApiError(422, code, e.to_string())
+                })?;
+            let next = checked.next_at.map_or(String::new(), |at| {
+                format!(", next call {}", at.to_rfc3339())
+            });
+            let event = AuditEvent {
+                lead_id: lead_id.to_string(),
+                action: AuditAction::FollowedUp,
+                actor: Actor::Staff(claims.staff_id.clone()),
+                at: now,
+                detail: format!("intent {intent:?}{next}: {}", checked.note),
+            };
+            match self
+                .leads
+                .record_follow_up(&lead, &checked, &event, &brand, now)
+                .await?
+            {
+                StatusResult::Applied => {
+                    return Ok(serde_json::json!({
+                        "lead_id": lead_id, "intent": intent,
+                        "next_follow_up_at": checked.next_at, "follow_ups": lead.follow_ups + 1
+                    }))
+                }
+                StatusResult::Conflict => continue,
+            }
+        }
+        Err(ApiError(
+            409,
+            "conflict",
+            "the lead changed concurrently; retry".into(),
+        ))
+    }
+
+    /// `GET /leads/{id}/timeline`: the lead's touchpoints and its audit trail
+    /// (status changes, follow-ups with their notes, hand-offs) in time order.
+    async fn timeline(
+        &self,
+        claims: &Claims,
+        lead_id: &str,
+    ) -> Result<serde_json::Value, ApiError> {
+        self.visible_lead(claims, lead_id).await?;
+        let mut entries: Vec<(chrono::DateTime<Utc>, serde_json::Value)> = self
+            .leads
+            .touchpoints(lead_id)
+            .await?
+            .into_iter()
+            .map(|t| {
+                (
+                    t.at,
+                    serde_json::json!({
+                        "at": t.at, "kind": "touchpoint", "platform": t.platform,
+                        "account_id": t.account_id, "scene": t.scene, "traffic": t.traffic
+                    }),
+                )
+            })
+            .collect();
+        for e in self.audit.trail(lead_id).await? {
+            entries.push((
+                e.at,
+                serde_json::json!({ "at": e.at, "kind": e.action, "actor": e.actor, "detail": e.detail }),
+            ));
+        }
+        entries.sort_by_key(|(at, _)| *at);
+        Ok(serde_json::json!({
+            "lead_id": lead_id,
+            "entries": entries.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
+        }))
     }
 
     /// `GET /leads?status&assignee&pool&from&to&limit&cursor`: a page of the

@@ -22,6 +22,8 @@ pub enum AuditAction {
     NotificationFailed,
     Claimed,
     StatusChanged,
+    /// A consultant's follow-up call: note (phones masked), intent, next call.
+    FollowedUp,
     Reassigned,
     SlaBreached,
     ReturnedToPool,

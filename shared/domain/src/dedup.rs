@@ -378,6 +378,7 @@ mod tests {
             retention_days: 730,
             lost_reasons: vec![],
             invalid_reasons: vec![],
+            follow_up_cadence: Default::default(),
         }
     }
 

@@ -45,6 +45,9 @@ pub struct Brand {
     /// The reason codes for marking a lead invalid (无效).
     #[serde(default = "defaults::invalid_reasons")]
     pub invalid_reasons: Vec<String>,
+    /// Hours from a follow-up to the next call, per intent (`followup`).
+    #[serde(default)]
+    pub follow_up_cadence: crate::followup::Cadence,
 }
 
 impl Brand {
@@ -63,6 +66,7 @@ impl Brand {
             retention_days: defaults::retention_days(),
             lost_reasons: defaults::lost_reasons(),
             invalid_reasons: defaults::invalid_reasons(),
+            follow_up_cadence: Default::default(),
         }
     }
 }

@@ -232,6 +232,14 @@ pub struct LeadRecord {
     /// Why it was marked lost or invalid (a code of the brand's list).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub close_reason: Option<String>,
+    /// The latest follow-up's intent and next call (`followup`), and how
+    /// many follow-ups were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent: Option<crate::followup::Intent>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_follow_up_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub follow_ups: u32,
     pub raw_payload_ref: String,
     pub received_at: DateTime<Utc>,
 }
@@ -273,6 +281,9 @@ impl LeadRecord {
             channel_tag: lead.channel_tag.clone(),
             valid: None,
             close_reason: None,
+            intent: None,
+            next_follow_up_at: None,
+            follow_ups: 0,
             raw_payload_ref: lead.raw_payload_ref.clone(),
             received_at: lead.received_at,
         }

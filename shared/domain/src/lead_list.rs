@@ -236,11 +236,15 @@ pub struct LeadSummary {
     pub valid: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub close_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent: Option<crate::followup::Intent>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_follow_up_at: Option<chrono::DateTime<Utc>>,
 }
 
 /// The attributes the dealer index projects (`LeadsTable`, `by_dealer`, in
 /// template.yaml): [`LeadSummary`]'s fields.
-pub const PROJECTED: [&str; 13] = [
+pub const PROJECTED: [&str; 15] = [
     "lead_id",
     "status",
     "assignee",
@@ -254,6 +258,8 @@ pub const PROJECTED: [&str; 13] = [
     "contacted_at",
     "valid",
     "close_reason",
+    "intent",
+    "next_follow_up_at",
 ];
 
 #[cfg(test)]

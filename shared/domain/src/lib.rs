@@ -14,6 +14,7 @@ pub mod delivery;
 pub mod directory;
 pub mod directory_diff;
 pub mod directory_file;
+pub mod followup;
 pub mod handoff;
 pub mod identity;
 pub mod intake;

@@ -163,6 +163,9 @@ mod tests {
             channel_tag: None,
             valid: None,
             close_reason: None,
+            intent: None,
+            next_follow_up_at: None,
+            follow_ups: 0,
             raw_payload_ref: "r".into(),
             received_at: t(0),
         }

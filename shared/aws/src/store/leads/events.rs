@@ -141,3 +141,61 @@ pub enum StatusResult {
     /// The lead changed since it was read (another event won): read and retry.
     Conflict,
 }
+
+impl DynamoLeads {
+    /// Records a consultant's follow-up on the lead as read (same status,
+    /// same assignee): its intent and next call on the lead, the note in the
+    /// audit trail, in one transaction. Conflict: the lead changed.
+    pub async fn record_follow_up(
+        &self,
+        lead: &LeadRecord,
+        follow_up: &leads_domain::followup::FollowUp,
+        event: &leads_domain::audit::AuditEvent,
+        brand: &Brand,
+        now: DateTime<Utc>,
+    ) -> Result<StatusResult, StoreError> {
+        let audit_table = self.audit_table.as_ref().ok_or_else(|| {
+            StoreError::Malformed("a follow-up needs the store's audit table (with_audit)".into())
+        })?;
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(keys::lead(&lead.lead_id).primary()))
+            .condition_expression("#status = :seen AND assignee = :assignee")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":seen", s(wire_name(&lead.status)))
+            .expression_attribute_values(":assignee", s(lead.assignee.clone().unwrap_or_default()))
+            .expression_attribute_values(":intent", s(wire_name(&follow_up.intent)))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":expires", expiry(brand, now));
+        let expression = match follow_up.next_at {
+            Some(at) => {
+                update = update.expression_attribute_values(":next", s(at.to_rfc3339()));
+                "SET intent = :intent, next_follow_up_at = :next, expires_at = :expires ADD follow_ups :one"
+            }
+            None => "SET intent = :intent, expires_at = :expires ADD follow_ups :one REMOVE next_follow_up_at",
+        };
+        let audit = Put::builder()
+            .table_name(audit_table)
+            .set_item(Some(crate::store::audit::audit_item(event)?))
+            .build()
+            .expect("table and item are set");
+        let items = vec![
+            TransactWriteItem::builder()
+                .update(
+                    update
+                        .update_expression(expression)
+                        .build()
+                        .expect("table and key are set"),
+                )
+                .build(),
+            TransactWriteItem::builder().put(audit).build(),
+        ];
+        match self.transact(items).await {
+            Ok(_) => Ok(StatusResult::Applied),
+            Err(err) => match cancelled(&err) {
+                Some(reasons) if failed(&reasons, 0) => Ok(StatusResult::Conflict),
+                _ => Err(transaction_failed(err)),
+            },
+        }
+    }
+}
