@@ -456,3 +456,93 @@ async fn one_sweep_fans_out_over_every_brand_given() {
     );
     assert_eq!(a.jobs().await.len(), 3, "this sweeper's queue");
 }
+
+#[tokio::test]
+async fn a_follow_ups_next_call_reminds_its_assignee_once_and_a_newer_one_replaces_it() {
+    use leads_domain::followup::{FollowUp, Intent};
+    let Some(s) = setup(AssignmentStrategy::RoundRobin, &[5, 5]).await else {
+        return;
+    };
+    let t = &s.w.stack.settings.tables;
+    let leads =
+        leads_aws::store::DynamoLeads::new(s.w.stack.clients.dynamodb.clone(), &t.leads, &t.stats)
+            .with_audit(&t.audit);
+    let brand = s.brand().await;
+    let now = Utc::now();
+    let follow = |record: LeadRecord, hours: i64, at: DateTime<Utc>| {
+        let leads = &leads;
+        let brand = brand.clone();
+        async move {
+            let f = FollowUp {
+                note: "回访".into(),
+                intent: Intent::A,
+                next_at: Some(at + Duration::hours(hours)),
+            };
+            let event = leads_domain::audit::AuditEvent {
+                lead_id: record.lead_id.clone(),
+                action: AuditAction::FollowedUp,
+                actor: leads_domain::audit::Actor::Staff(record.assignee.clone().unwrap()),
+                at,
+                detail: "回访".into(),
+            };
+            assert_eq!(
+                leads
+                    .record_follow_up(&record, &f, &event, &brand, at)
+                    .await
+                    .unwrap(),
+                StatusResult::Applied
+            );
+        }
+    };
+    // Two contacted leads (no SLA due): A's next call in 1 h; B's in 1 h,
+    // then moved to 3 h by a second follow-up.
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let assigned = s.lead_at(now).await;
+        assert_eq!(
+            s.w.leads
+                .apply_status(
+                    &assigned,
+                    LeadStatus::Contacted,
+                    None,
+                    None,
+                    true,
+                    false,
+                    &brand,
+                    now
+                )
+                .await
+                .unwrap(),
+            StatusResult::Applied
+        );
+        follow(s.get(&assigned.lead_id).await, 1, now).await;
+        ids.push(assigned.lead_id);
+    }
+    follow(s.get(&ids[1]).await, 3, now).await;
+    let reminders = |jobs: Vec<NotificationJob>| -> Vec<(String, Vec<String>)> {
+        jobs.into_iter()
+            .filter(|j| j.kind == NotificationKind::FollowUpDue)
+            .map(|j| (j.lead_id, j.recipients))
+            .collect()
+    };
+
+    let report = s.sweep(now + Duration::hours(2)).await;
+    assert_eq!(report.follow_ups_reminded, 1, "{report:?}");
+    let a = s.get(&ids[0]).await;
+    assert_eq!(
+        reminders(s.jobs().await),
+        [(ids[0].clone(), vec![a.assignee.unwrap()])]
+    );
+    // Once: the reminder is done.
+    assert_eq!(
+        s.sweep(now + Duration::hours(2)).await.follow_ups_reminded,
+        0
+    );
+    assert!(reminders(s.jobs().await).is_empty());
+    // B's newer next call comes due later.
+    assert_eq!(
+        s.sweep(now + Duration::hours(4)).await.follow_ups_reminded,
+        1
+    );
+    assert_eq!(reminders(s.jobs().await).len(), 1);
+}

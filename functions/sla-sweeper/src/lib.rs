@@ -21,8 +21,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use leads_aws::store::{
-    Begin, DirectoryStore, Due, DueLead, DynamoAudit, DynamoDirectory, DynamoIdempotency,
-    DynamoLeads, HeldTickets, IdempotencyStore, MessageQueue, ReassignResult, SqsQueue,
+    Begin, DirectoryStore, Due, DueFollowUp, DueLead, DynamoAudit, DynamoDirectory,
+    DynamoIdempotency, DynamoLeads, HeldTickets, IdempotencyStore, MessageQueue, ReassignResult,
+    SqsQueue,
 };
 use leads_aws::{AwsClients, Settings, StoreError};
 use leads_domain::assignment::{self, AssignReason, Assignment};
@@ -31,6 +32,7 @@ use leads_domain::directory::{AssignmentStrategy, Brand};
 use leads_domain::lead::{LeadRecord, LeadStatus};
 use leads_domain::notification::{NotificationJob, NotificationKind};
 use leads_domain::sla::{self, SlaCheck};
+use leads_domain::status;
 use serde::Serialize;
 
 const ACTOR: &str = "sla-sweeper";
@@ -88,6 +90,8 @@ pub struct SweepReport {
     pub pooled: u32,
     pub rescheduled: u32,
     pub skipped: u32,
+    /// Follow-ups whose next call came due: their assignee was reminded.
+    pub follow_ups_reminded: u32,
     pub failed: u32,
 }
 
@@ -116,6 +120,7 @@ impl SweepReport {
         self.pooled += other.pooled;
         self.rescheduled += other.rescheduled;
         self.skipped += other.skipped;
+        self.follow_ups_reminded += other.follow_ups_reminded;
         self.failed += other.failed;
     }
 }
@@ -237,7 +242,49 @@ impl Sweeper {
                 }
             }
         }
+        for due in self
+            .leads
+            .due_follow_ups(&brand.brand_id, now, self.max_per_brand)
+            .await?
+        {
+            match self.remind(&due).await {
+                Ok(true) => report.follow_ups_reminded += 1,
+                Ok(false) => {}
+                Err(err) => {
+                    tracing::error!(lead_id = %due.lead_id, error = %err, "follow-up reminder failed; the next run retries");
+                    report.failed += 1;
+                }
+            }
+        }
         Ok(report)
+    }
+
+    /// A follow-up's next call is due: the assignee is reminded (the job id
+    /// names that next call, so a retried run reminds once), then the
+    /// reminder is done. A lead closed, moved on to a newer next call, or
+    /// gone since only drops the reminder. True if a reminder was sent.
+    async fn remind(&self, due: &DueFollowUp) -> Result<bool, SweepError> {
+        let lead = self.leads.get(&due.lead_id).await?;
+        let current = lead.as_ref().filter(|l| {
+            status::is_open(l.status)
+                && l.next_follow_up_at
+                    .is_some_and(|at| at.to_rfc3339() == due.at)
+        });
+        let sent = match current.and_then(|l| l.assignee.clone().map(|a| (l, a))) {
+            Some((record, assignee)) => {
+                self.notify(
+                    record,
+                    NotificationKind::FollowUpDue,
+                    vec![assignee],
+                    &format!("follow-up-{}", due.at),
+                )
+                .await?;
+                true
+            }
+            None => false,
+        };
+        self.leads.reminder_done(due).await?;
+        Ok(sent)
     }
 
     /// Sweeps one lead the index says is due.

@@ -20,18 +20,21 @@ pub enum NotificationKind {
     SlaWarning,
     /// The lead moved to another consultant.
     Reassigned,
+    /// The next call a follow-up set is due: the assignee is reminded.
+    FollowUpDue,
     /// The nightly ranking is out: the dealer's managers see their position.
     RankingPublished,
 }
 
 impl NotificationKind {
-    pub const ALL: [NotificationKind; 7] = [
+    pub const ALL: [NotificationKind; 8] = [
         NotificationKind::NewAssignment,
         NotificationKind::CustomerReturned,
         NotificationKind::ClaimOffer,
         NotificationKind::NoOneAvailable,
         NotificationKind::SlaWarning,
         NotificationKind::Reassigned,
+        NotificationKind::FollowUpDue,
         NotificationKind::RankingPublished,
     ];
 
@@ -44,6 +47,7 @@ impl NotificationKind {
             NotificationKind::NoOneAvailable => "no_one_available",
             NotificationKind::SlaWarning => "sla_warning",
             NotificationKind::Reassigned => "reassigned",
+            NotificationKind::FollowUpDue => "follow_up_due",
             NotificationKind::RankingPublished => "ranking_published",
         }
     }

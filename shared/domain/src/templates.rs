@@ -111,6 +111,11 @@ fn render_lead(job: &NotificationJob, link_base: &str) -> Message {
             "一条线索已改派给您，请尽快联系客户。",
             "查看并联系",
         ),
+        NotificationKind::FollowUpDue => (
+            format!("回访提醒：{name} {phone}"),
+            "约定的回访时间到了，请联系客户并记录跟进结果。",
+            "查看并联系",
+        ),
         // A ranking notice on a lead job is a producer bug; say what we can.
         NotificationKind::RankingPublished => (
             "经营排名已发布".to_string(),
@@ -259,6 +264,7 @@ mod tests {
         assert!(text(NotificationKind::NoOneAvailable).contains("线索池"));
         assert!(text(NotificationKind::SlaWarning).starts_with("首次联系超时"));
         assert!(text(NotificationKind::Reassigned).contains("改派给您"));
+        assert!(text(NotificationKind::FollowUpDue).starts_with("回访提醒"));
         assert!(text(NotificationKind::NewAssignment).contains("意向车型：H5、H9"));
     }
 

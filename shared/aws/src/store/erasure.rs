@@ -143,6 +143,17 @@ impl DynamoErasure {
                 );
             }
             report.touchpoints += deletes.len();
+            // Its follow-up reminder, if any.
+            deletes.push(
+                WriteRequest::builder()
+                    .delete_request(
+                        DeleteRequest::builder()
+                            .set_key(Some(key(format!("LEAD#{lead_id}"), "FOLLOWUP")))
+                            .build()
+                            .expect("key is set"),
+                    )
+                    .build(),
+            );
             for chunk in deletes.chunks(25) {
                 write_chunk(&self.db, &self.leads_table, chunk.to_vec()).await?;
             }

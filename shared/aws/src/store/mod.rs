@@ -22,8 +22,8 @@ pub use erasure::{DynamoErasure, ErasureReport, Subject};
 pub use idempotency::{Begin, DynamoIdempotency, IdempotencyStore};
 pub use job_ledger::{DynamoJobLedger, JobClaim, JobState};
 pub use leads::{
-    AssignResult, Contended, CreateResult, CustomerItem, Due, DueLead, DynamoLeads, IdentitySeen,
-    ReassignResult, Recorded, RouteResult, StatusResult,
+    AssignResult, Contended, CreateResult, CustomerItem, Due, DueFollowUp, DueLead, DynamoLeads,
+    IdentitySeen, ReassignResult, Recorded, RouteResult, StatusResult,
 };
 pub use pool_notices::{DynamoPoolNotices, Fold};
 pub use queue::{MessageQueue, SqsQueue};

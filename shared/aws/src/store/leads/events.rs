@@ -179,6 +179,35 @@ impl DynamoLeads {
             .set_item(Some(crate::store::audit::audit_item(event)?))
             .build()
             .expect("table and item are set");
+        // The reminder: its own item, in the brand's follow-up partition of
+        // the SLA index, for the sweeper (a lead's own index entry is its SLA's).
+        let reminder_key = keys::follow_up_reminder(&lead.lead_id);
+        let reminder = match follow_up.next_at {
+            Some(at) => {
+                let mut item = reminder_key.primary();
+                item.insert("gsi2pk".into(), s(follow_up_partition(&lead.brand_id)));
+                item.insert("gsi2sk".into(), s(at.to_rfc3339()));
+                item.insert("lead_id".into(), s(&lead.lead_id));
+                TransactWriteItem::builder()
+                    .put(
+                        Put::builder()
+                            .table_name(&self.table)
+                            .set_item(Some(expiring(item, brand, now)))
+                            .build()
+                            .expect("table and item are set"),
+                    )
+                    .build()
+            }
+            None => TransactWriteItem::builder()
+                .delete(
+                    aws_sdk_dynamodb::types::Delete::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(reminder_key.primary()))
+                        .build()
+                        .expect("table and key are set"),
+                )
+                .build(),
+        };
         let items = vec![
             TransactWriteItem::builder()
                 .update(
@@ -189,6 +218,7 @@ impl DynamoLeads {
                 )
                 .build(),
             TransactWriteItem::builder().put(audit).build(),
+            reminder,
         ];
         match self.transact(items).await {
             Ok(_) => Ok(StatusResult::Applied),
@@ -197,5 +227,61 @@ impl DynamoLeads {
                 _ => Err(transaction_failed(err)),
             },
         }
+    }
+}
+
+/// A follow-up whose next call is due (see [`DynamoLeads::due_follow_ups`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueFollowUp {
+    pub lead_id: String,
+    /// The next call as indexed (the reminder is deleted only if unchanged).
+    pub at: String,
+}
+
+impl DynamoLeads {
+    /// Follow-ups of the brand whose next call is at or before `now`.
+    pub async fn due_follow_ups(
+        &self,
+        brand_id: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<DueFollowUp>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("by_due")
+            .key_condition_expression("gsi2pk = :pk AND gsi2sk <= :now")
+            .expression_attribute_values(":pk", s(follow_up_partition(brand_id)))
+            .expression_attribute_values(":now", s(now.to_rfc3339()))
+            .limit(limit as i32)
+            .send()
+            .await
+            .map_err(StoreError::dynamodb)?;
+        Ok(out
+            .items
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|i| {
+                let lead_id = i.get("pk")?.as_s().ok()?.strip_prefix("LEAD#")?.to_string();
+                let at = i.get("gsi2sk")?.as_s().ok()?.clone();
+                Some(DueFollowUp { lead_id, at })
+            })
+            .collect())
+    }
+
+    /// Deletes a reminder that was sent (or is moot), unless a newer
+    /// follow-up has set another next call meanwhile.
+    pub async fn reminder_done(&self, due: &DueFollowUp) -> Result<bool, StoreError> {
+        crate::error::applied(
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .set_key(Some(keys::follow_up_reminder(&due.lead_id).primary()))
+                .condition_expression("gsi2sk = :at")
+                .expression_attribute_values(":at", s(&due.at))
+                .send()
+                .await,
+        )
     }
 }

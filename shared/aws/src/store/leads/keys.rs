@@ -11,6 +11,10 @@ pub fn touchpoint(lead_id: &str, t: &Touchpoint) -> Keys {
         format!("TP#{}#{}", t.at.to_rfc3339(), t.source_event_id),
     )
 }
+/// A follow-up's reminder of the next call (indexed for the sweeper).
+pub fn follow_up_reminder(lead_id: &str) -> Keys {
+    Keys::new(format!("LEAD#{lead_id}"), "FOLLOWUP")
+}
 pub fn event(brand_id: &str, source_event_id: &str) -> Keys {
     Keys::new(format!("EVENT#{brand_id}#{source_event_id}"), "EVENT")
 }

@@ -30,7 +30,7 @@ mod events;
 mod link;
 mod sla;
 pub use create::{Contended, CreateResult, IdentitySeen};
-pub use events::StatusResult;
+pub use events::{DueFollowUp, StatusResult};
 pub use sla::{Due, DueLead, ReassignResult};
 
 /// What recording a delivery did.
@@ -108,6 +108,12 @@ pub const LEAD_COUNTER_SHARDS: u32 = 8;
 /// sweeper queries one partition per brand.
 fn due_partition(brand_id: &str) -> String {
     format!("DUE#{brand_id}")
+}
+
+/// The `by_due` partition of a brand's follow-up reminders (their own items,
+/// `LEAD#<lead>/FOLLOWUP`): the sweeper reminds the assignee when one is due.
+fn follow_up_partition(brand_id: &str) -> String {
+    format!("FOLLOWUP#{brand_id}")
 }
 
 /// When the customer's data written at `now` expires: the brand's retention
