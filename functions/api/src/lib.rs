@@ -394,6 +394,15 @@ impl Api {
         }
     }
 
+    /// The brand's settings (one missing from the directory: the defaults).
+    async fn brand_of(&self, brand_id: &str) -> Result<Brand, ApiError> {
+        Ok(self
+            .directory
+            .brand(brand_id)
+            .await?
+            .unwrap_or_else(|| Brand::with_defaults(brand_id)))
+    }
+
     /// `POST /leads/{id}/events` `{"event": "follow_up", "note", "intent",
     /// "next_at"?}`: the assignee (or a manager) records a follow-up call on
     /// an open lead (`leads_domain::followup`).
@@ -427,22 +436,10 @@ impl Api {
                     })
             })
             .transpose()?;
-        let brand = self
-            .directory
-            .brand(&claims.brand_id)
-            .await?
-            .unwrap_or_else(|| Brand::with_defaults(&claims.brand_id));
+        let brand = self.brand_of(&claims.brand_id).await?;
         for _attempt in 0..3 {
             let lead = self.visible_lead(claims, lead_id).await?;
-            if lead.assignee.as_deref() != Some(claims.staff_id.as_str())
-                && me.role != StaffRole::Manager
-            {
-                return Err(ApiError(
-                    403,
-                    "forbidden",
-                    "only the assignee or a manager may follow this lead up".into(),
-                ));
-            }
+            may_act(&lead, claims, &me)?;
             if !status::is_open(lead.status) {
                 return Err(ApiError(
                     409,
@@ -691,11 +688,7 @@ impl Api {
             .due
             .as_ref()
             .ok_or_else(|| refused(handoff::Refusal::NotOpen))?;
-        let brand = self
-            .directory
-            .brand(&read.lead.brand_id)
-            .await?
-            .unwrap_or_else(|| Brand::with_defaults(&read.lead.brand_id));
+        let brand = self.brand_of(&read.lead.brand_id).await?;
         let now = Utc::now();
         let event = AuditEvent {
             lead_id: lead_id.to_string(),
@@ -896,11 +889,7 @@ impl Api {
                 let shown = leads_domain::templates::mask_phones(event);
                 ApiError(400, "unknown_event", format!("unknown event {shown:?}"))
             })?;
-        let brand = self
-            .directory
-            .brand(&claims.brand_id)
-            .await?
-            .unwrap_or_else(|| Brand::with_defaults(&claims.brand_id));
+        let brand = self.brand_of(&claims.brand_id).await?;
         let reason = status::close_reason(event, reason, &brand).map_err(|e| {
             let code = match e {
                 status::ReasonError::Required { .. } => "reason_required",
@@ -911,15 +900,7 @@ impl Api {
         })?;
         for _attempt in 0..3 {
             let lead = self.visible_lead(claims, lead_id).await?;
-            if lead.assignee.as_deref() != Some(claims.staff_id.as_str())
-                && me.role != StaffRole::Manager
-            {
-                return Err(ApiError(
-                    403,
-                    "forbidden",
-                    "only the assignee or a manager may update this lead".into(),
-                ));
-            }
+            may_act(&lead, claims, me)?;
             let next = status::apply(lead.status, event)
                 .map_err(|e| ApiError(409, "invalid_transition", e.to_string()))?;
             if next == lead.status && !matches!(event, StatusEvent::MarkedValid) {
@@ -991,15 +972,7 @@ impl Api {
     ) -> Result<serde_json::Value, ApiError> {
         let me = self.caller(claims).await?;
         let lead = self.visible_lead(claims, lead_id).await?;
-        if lead.assignee.as_deref() != Some(claims.staff_id.as_str())
-            && me.role != StaffRole::Manager
-        {
-            return Err(ApiError(
-                403,
-                "forbidden",
-                "only the assignee or a manager may update this lead".into(),
-            ));
-        }
+        may_act(&lead, claims, &me)?;
         // Only a WeCom contact lacks a phone; a phone already recorded is
         // not replaced (repeating the same one is a no-op).
         // The messages never contain the input.
@@ -1276,6 +1249,18 @@ impl Api {
             "dealer": position.dealer,
         }))
     }
+}
+
+/// Only the lead's assignee or a manager of its dealer acts on it.
+fn may_act(lead: &LeadRecord, claims: &Claims, me: &Staff) -> Result<(), ApiError> {
+    if lead.assignee.as_deref() == Some(claims.staff_id.as_str()) || me.role == StaffRole::Manager {
+        return Ok(());
+    }
+    Err(ApiError(
+        403,
+        "forbidden",
+        "only the assignee or a manager may update this lead".into(),
+    ))
 }
 
 /// A JSON body of shape `T`; a bad one is refused with its position only
