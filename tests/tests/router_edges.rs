@@ -530,3 +530,32 @@ async fn a_consultant_set_off_duty_is_seen_within_the_snapshot_ttl() {
     assert_eq!(p.assignee, None);
     drain(&w.stack.clients.sqs, &w.notifications).await;
 }
+
+/// The series a customer asks about accumulate over their deliveries, each
+/// listed once, in the order first asked.
+#[tokio::test]
+async fn series_of_interest_accumulate_across_merged_deliveries() {
+    let Some(w) = world(AssignmentStrategy::RoundRobin, &[50]).await else {
+        return;
+    };
+    let number = phone();
+    let first = lead(&w, Platform::Douyin, "dy-jn", &number, None);
+    assert_eq!(first.series_interest, ["H5"]);
+    let id = w
+        .router
+        .handle_lead(&first, Utc::now())
+        .await
+        .unwrap()
+        .lead_id
+        .unwrap();
+    let mut again = lead(&w, Platform::Autohome, "ah-jn", &number, None);
+    again.series_interest = vec!["H9".into(), "H5".into()];
+    let p = w.router.handle_lead(&again, Utc::now()).await.unwrap();
+    assert_eq!(
+        (p.lead_id.as_deref(), p.outcome),
+        (Some(id.as_str()), Some(DedupOutcome::Merged))
+    );
+    let record = w.leads.get(&id).await.unwrap().unwrap();
+    assert_eq!(record.series_interest, ["H5", "H9"]);
+    assert_eq!(record.touchpoints, 2);
+}

@@ -160,6 +160,13 @@ pub enum LeadStatus {
     Merged,
 }
 
+/// The list without repeats, first occurrence kept.
+pub(crate) fn distinct<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let all: Vec<String> = Vec::deserialize(d)?;
+    let mut seen = std::collections::HashSet::new();
+    Ok(all.into_iter().filter(|s| seen.insert(s.clone())).collect())
+}
+
 /// Brand tag for the brand a lead belongs to (the identity scope for dedup).
 pub type LeadBrand = BrandId;
 
@@ -187,7 +194,10 @@ pub struct LeadRecord {
     pub customer_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub customer_city: Option<CityCode>,
-    #[serde(default)]
+    /// Every series the customer asked about, over all their deliveries and
+    /// merged leads, in the order first asked (stored appends may repeat one;
+    /// reading drops the repeats).
+    #[serde(default, deserialize_with = "distinct")]
     pub series_interest: Vec<String>,
     /// The touchpoint that created the lead.
     pub first_touch: Touchpoint,

@@ -223,7 +223,7 @@ pub struct LeadSummary {
     pub phone_masked: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub customer_city: Option<CityCode>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::lead::distinct")]
     pub series_interest: Vec<String>,
     pub first_touch: Touchpoint,
     pub touchpoints: u32,

@@ -292,6 +292,15 @@ impl DynamoLeads {
             set.push("customer_name = if_not_exists(customer_name, :name)");
             update = update.expression_attribute_values(":name", s(name));
         }
+        if !fill.series.is_empty() {
+            set.push("series_interest = list_append(if_not_exists(series_interest, :no_series), :series)");
+            update = update
+                .expression_attribute_values(":no_series", AttributeValue::L(Vec::new()))
+                .expression_attribute_values(
+                    ":series",
+                    AttributeValue::L(fill.series.iter().map(s).collect()),
+                );
+        }
         if let Some(city) = fill.city {
             set.push("customer_city = if_not_exists(customer_city, :city)");
             update = update
@@ -368,6 +377,12 @@ impl DynamoLeads {
             city: absorbed
                 .customer_city
                 .filter(|_| survivor.customer_city.is_none()),
+            series: absorbed
+                .series_interest
+                .iter()
+                .filter(|s| !survivor.series_interest.contains(s))
+                .cloned()
+                .collect(),
         };
 
         let mut release = status::is_open(absorbed.status)

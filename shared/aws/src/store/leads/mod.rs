@@ -148,6 +148,8 @@ struct Fill {
     phone: Option<Phone>,
     name: Option<String>,
     city: Option<leads_domain::CityCode>,
+    /// Car series the lead does not list yet (appended: interest accumulates).
+    series: Vec<String>,
 }
 
 impl Fill {
@@ -159,6 +161,7 @@ impl Fill {
         }
         lead.customer_name = lead.customer_name.take().or(self.name);
         lead.customer_city = lead.customer_city.or(self.city);
+        lead.series_interest.extend(self.series);
     }
 }
 
@@ -552,10 +555,20 @@ impl DynamoLeads {
                     Update::builder()
                         .table_name(&self.table)
                         .set_key(Some(keys::lead(&lead_id).primary()))
-                        .update_expression("ADD touchpoints :one SET expires_at = :expires")
+                        // The series this delivery asks about join the lead's
+                        // (a repeat is dropped when the lead is read).
+                        .update_expression(
+                            "ADD touchpoints :one SET expires_at = :expires, \
+                             series_interest = list_append(if_not_exists(series_interest, :none), :series)",
+                        )
                         .condition_expression("attribute_exists(pk)")
                         .expression_attribute_values(":one", n(1))
                         .expression_attribute_values(":expires", expiry(brand, now))
+                        .expression_attribute_values(":none", AttributeValue::L(Vec::new()))
+                        .expression_attribute_values(
+                            ":series",
+                            AttributeValue::L(lead.series_interest.iter().map(s).collect()),
+                        )
                         .build()
                         .expect("table and key are set"),
                 )
