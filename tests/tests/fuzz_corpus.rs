@@ -141,6 +141,7 @@ fn describe(answer: Result<Outcome, IntakeError>) -> Vec<String> {
             .map(|m| match m {
                 IntakeMessage::Lead(l) => describe_lead(l),
                 IntakeMessage::ContentStats(s) => format!("stats {}", s.platform_account),
+                IntakeMessage::ContactDeleted(d) => format!("contact deleted {}", d.corp_id),
             })
             .collect(),
         Ok(Outcome::Handshake(_)) => vec!["handshake".into()],

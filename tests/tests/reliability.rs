@@ -191,7 +191,7 @@ fn truth(
                         l.source_event_id.clone(),
                         serde_json::to_string(&l.customer).unwrap(),
                     )),
-                    IntakeMessage::ContentStats(_) => None,
+                    IntakeMessage::ContentStats(_) | IntakeMessage::ContactDeleted(_) => None,
                 })
                 .collect();
             if leads.is_empty() {

@@ -559,3 +559,80 @@ async fn series_of_interest_accumulate_across_merged_deliveries() {
     assert_eq!(record.series_interest, ["H5", "H9"]);
     assert_eq!(record.touchpoints, 2);
 }
+
+/// A WeCom contact deletion lands on the customer's lead once: audited, its
+/// owner and the managers told; a redelivery records and tells nothing new.
+#[tokio::test]
+async fn a_wecom_contact_deletion_is_recorded_once_and_told_to_owner_and_managers() {
+    use aws_lambda_events::event::sqs::SqsMessage;
+    use leads_domain::intake::{ContactDeleted, DeletedBy, IntakeMessage};
+    use leads_domain::notification::{NotificationJob, NotificationKind};
+    let Some(w) = world(AssignmentStrategy::RoundRobin, &[50]).await else {
+        return;
+    };
+    let external = integration_tests::unique("wm");
+    let p = w
+        .router
+        .handle_lead(
+            &integration_tests::world::wecom_lead(&w, &external),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    let (lead_id, owner) = (p.lead_id.unwrap(), p.assignee.unwrap());
+    drain(&w.stack.clients.sqs, &w.notifications).await;
+    let message = IntakeMessage::ContactDeleted(ContactDeleted {
+        source_event_id: integration_tests::unique("wxdel"),
+        corp_id: format!("{}-wx", w.brand),
+        external_userid: external,
+        user_id: "wx-user-1".into(),
+        by: DeletedBy::Customer,
+        at: Utc::now(),
+    });
+    let mut sqs = SqsMessage::default();
+    sqs.body = Some(serde_json::to_string(&message).unwrap());
+    let mut job_ids = Vec::new();
+    for round in 0..2 {
+        let processed = w.router.handle_message(&sqs).await.unwrap();
+        assert_eq!(processed.lead_id.as_deref(), Some(lead_id.as_str()));
+        let jobs: Vec<NotificationJob> = drain(&w.stack.clients.sqs, &w.notifications)
+            .await
+            .iter()
+            .map(|b| serde_json::from_str(b).unwrap())
+            .filter(|j: &NotificationJob| j.kind == NotificationKind::ContactDeleted)
+            .collect();
+        let mut recipients: Vec<Vec<String>> = jobs.iter().map(|j| j.recipients.clone()).collect();
+        recipients.sort();
+        assert_eq!(
+            recipients,
+            [vec![], vec![owner.clone()]],
+            "round {round}: owner and managers"
+        );
+        let mut ids: Vec<String> = jobs.iter().map(|j| j.job_id.clone()).collect();
+        ids.sort();
+        job_ids.push(ids);
+    }
+    assert_eq!(
+        job_ids[0], job_ids[1],
+        "a redelivery sends the same jobs (the notifier sends each once)"
+    );
+    let deletions: Vec<_> = trail(&w, &lead_id)
+        .await
+        .into_iter()
+        .filter(|(a, _)| *a == AuditAction::ContactDeleted)
+        .collect();
+    assert_eq!(deletions.len(), 1, "recorded once");
+    let detail = w
+        .audit
+        .trail(&lead_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.action == AuditAction::ContactDeleted)
+        .unwrap()
+        .detail;
+    assert!(
+        detail.contains("the customer removed consultant wx-user-1"),
+        "{detail}"
+    );
+}

@@ -35,8 +35,8 @@ use leads_domain::dedup::{self, DedupOutcome, LinkOutcome};
 use leads_domain::directory::{
     AccountOwner, AssignmentStrategy, Brand, Dealer, Platform, Staff, StaffRole,
 };
-use leads_domain::intake::{ContentStats, IntakeMessage};
-use leads_domain::lead::{CanonicalLead, LeadRecord, LeadStatus};
+use leads_domain::intake::{ContactDeleted, ContentStats, DeletedBy, IntakeMessage};
+use leads_domain::lead::{CanonicalLead, CustomerKey, LeadRecord, LeadStatus};
 use leads_domain::notification::{NotificationJob, NotificationKind};
 use leads_domain::routing::{self, RemoteCandidate, Route};
 use leads_domain::seal::ContactSeal;
@@ -314,6 +314,15 @@ impl Router {
                 self.open_contact(&mut lead)?;
                 self.handle_lead(&lead, Utc::now()).await
             }
+            IntakeMessage::ContactDeleted(deleted) => {
+                let lead_id = self.handle_contact_deleted(&deleted).await?;
+                Ok(Processed {
+                    lead_id,
+                    outcome: None,
+                    route: None,
+                    assignee: None,
+                })
+            }
             IntakeMessage::ContentStats(stats) => {
                 self.handle_stats(&stats).await?;
                 Ok(Processed {
@@ -337,6 +346,87 @@ impl Router {
                 "a sealed contact, and this router has no key to open it".into(),
             )),
         }
+    }
+
+    /// A WeCom contact ended: recorded on the customer's lead (once per
+    /// delivery, audited), its owner and the dealer's managers told (job ids
+    /// from the delivery: a redelivery tells no one twice). A contact with no
+    /// lead is only logged. Returns the lead's id.
+    async fn handle_contact_deleted(
+        &self,
+        deleted: &ContactDeleted,
+    ) -> Result<Option<String>, RouterError> {
+        let Some(account) = self
+            .directory
+            .account(Platform::Wecom, &deleted.corp_id)
+            .await?
+        else {
+            tracing::warn!(corp = %deleted.corp_id, "contact deletion from a corp not in the directory; ignored");
+            return Ok(None);
+        };
+        let key = dedup::customer_key(
+            &account.brand_id,
+            &CustomerKey::Wecom {
+                corp_id: deleted.corp_id.clone(),
+                external_userid: deleted.external_userid.clone(),
+            },
+        );
+        let Some(identity) = self.leads.identity(&key).await? else {
+            tracing::info!(corp = %deleted.corp_id, "contact deletion for a contact with no lead");
+            return Ok(None);
+        };
+        let Some(record) = self.leads.get(&identity.lead_id).await? else {
+            return Ok(None);
+        };
+        let detail = match deleted.by {
+            DeletedBy::Consultant => format!(
+                "consultant {} removed the customer on WeCom",
+                deleted.user_id
+            ),
+            DeletedBy::Customer => format!(
+                "the customer removed consultant {} on WeCom",
+                deleted.user_id
+            ),
+        };
+        let event = AuditEvent {
+            lead_id: record.lead_id.clone(),
+            action: AuditAction::ContactDeleted,
+            actor: Actor::Platform(Platform::Wecom.to_string()),
+            at: deleted.at,
+            detail,
+        };
+        if self
+            .leads
+            .record_contact_deleted(
+                &record.lead_id,
+                &deleted.source_event_id,
+                &event,
+                &leads_domain::wire_name(&deleted.by),
+            )
+            .await?
+        {
+            leads_aws::emf::count(leads_aws::emf::names::WECOM_CONTACTS_DELETED, 1);
+        }
+        if let Some(assignee) = &record.assignee {
+            let occurrence = format!("{}#owner", deleted.source_event_id);
+            self.notify(
+                &record,
+                NotificationKind::ContactDeleted,
+                vec![assignee.clone()],
+                &occurrence,
+            )
+            .await?;
+        }
+        let occurrence = format!("{}#managers", deleted.source_event_id);
+        self.notify(
+            &record,
+            NotificationKind::ContactDeleted,
+            Vec::new(),
+            &occurrence,
+        )
+        .await?;
+        tracing::info!(lead_id = %record.lead_id, by = ?deleted.by, "WeCom contact deletion recorded");
+        Ok(Some(record.lead_id))
     }
 
     async fn handle_stats(&self, stats: &ContentStats) -> Result<(), RouterError> {

@@ -27,6 +27,7 @@ pub mod names {
     pub const NOTIFICATIONS_DEAD_LETTERED: &str = "NotificationsDeadLettered";
     pub const RANKING_BRANDS_COMPLETED: &str = "RankingBrandsCompleted";
     pub const MAINLAND_MOBILES_REFUSED: &str = "MainlandMobilesRefused";
+    pub const WECOM_CONTACTS_DELETED: &str = "WecomContactsDeleted";
 }
 
 /// The namespace metrics go to.

@@ -24,6 +24,8 @@ pub enum AuditAction {
     StatusChanged,
     /// A consultant's follow-up call: note (phones masked), intent, next call.
     FollowedUp,
+    /// The WeCom contact ended (the consultant or the customer removed the other).
+    ContactDeleted,
     Reassigned,
     SlaBreached,
     ReturnedToPool,

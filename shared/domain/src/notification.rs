@@ -22,12 +22,15 @@ pub enum NotificationKind {
     Reassigned,
     /// The next call a follow-up set is due: the assignee is reminded.
     FollowUpDue,
+    /// A WeCom contact ended (either side removed the other): the owner and
+    /// the managers are told.
+    ContactDeleted,
     /// The nightly ranking is out: the dealer's managers see their position.
     RankingPublished,
 }
 
 impl NotificationKind {
-    pub const ALL: [NotificationKind; 8] = [
+    pub const ALL: [NotificationKind; 9] = [
         NotificationKind::NewAssignment,
         NotificationKind::CustomerReturned,
         NotificationKind::ClaimOffer,
@@ -35,6 +38,7 @@ impl NotificationKind {
         NotificationKind::SlaWarning,
         NotificationKind::Reassigned,
         NotificationKind::FollowUpDue,
+        NotificationKind::ContactDeleted,
         NotificationKind::RankingPublished,
     ];
 
@@ -48,6 +52,7 @@ impl NotificationKind {
             NotificationKind::SlaWarning => "sla_warning",
             NotificationKind::Reassigned => "reassigned",
             NotificationKind::FollowUpDue => "follow_up_due",
+            NotificationKind::ContactDeleted => "contact_deleted",
             NotificationKind::RankingPublished => "ranking_published",
         }
     }
@@ -58,6 +63,7 @@ impl NotificationKind {
             self,
             NotificationKind::NoOneAvailable
                 | NotificationKind::SlaWarning
+                | NotificationKind::ContactDeleted
                 | NotificationKind::RankingPublished
         )
     }

@@ -116,6 +116,11 @@ fn render_lead(job: &NotificationJob, link_base: &str) -> Message {
             "约定的回访时间到了，请联系客户并记录跟进结果。",
             "查看并联系",
         ),
+        NotificationKind::ContactDeleted => (
+            format!("企业微信好友已删除：{name} {phone}"),
+            "这位客户与顾问的企业微信好友关系已解除，请关注并跟进。",
+            "查看详情",
+        ),
         // A ranking notice on a lead job is a producer bug; say what we can.
         NotificationKind::RankingPublished => (
             "经营排名已发布".to_string(),
@@ -265,6 +270,7 @@ mod tests {
         assert!(text(NotificationKind::SlaWarning).starts_with("首次联系超时"));
         assert!(text(NotificationKind::Reassigned).contains("改派给您"));
         assert!(text(NotificationKind::FollowUpDue).starts_with("回访提醒"));
+        assert!(text(NotificationKind::ContactDeleted).starts_with("企业微信好友已删除"));
         assert!(text(NotificationKind::NewAssignment).contains("意向车型：H5、H9"));
     }
 

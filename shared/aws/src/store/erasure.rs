@@ -178,8 +178,16 @@ impl DynamoErasure {
             let failed = std::sync::Mutex::new(Vec::new());
             report.dead_letters += self
                 .scrub_dead_letters(dlq, |body| {
-                    let Ok(IntakeMessage::Lead(l)) = serde_json::from_str(body) else {
-                        return false;
+                    let l = match serde_json::from_str(body) {
+                        Ok(IntakeMessage::Lead(l)) => l,
+                        Ok(IntakeMessage::ContactDeleted(d)) => {
+                            let key = leads_domain::lead::CustomerKey::Wecom {
+                                corp_id: d.corp_id,
+                                external_userid: d.external_userid,
+                            };
+                            return keys.contains(&dedup::customer_key(brand_id, &key));
+                        }
+                        _ => return false,
                     };
                     let theirs = std::iter::once(&l.customer)
                         .chain(l.linked_customer.as_ref())

@@ -130,12 +130,37 @@ pub struct ContentStats {
     pub received_at: DateTime<Utc>,
 }
 
+/// A WeCom contact ended: the consultant removed the customer
+/// (`del_external_contact`) or the customer removed the consultant
+/// (`del_follow_user`). The lead's owner and the dealer's managers are told.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactDeleted {
+    /// The delivery's key: a redelivery is recognised by it.
+    pub source_event_id: String,
+    pub corp_id: String,
+    pub external_userid: String,
+    /// The consultant's WeCom UserID.
+    pub user_id: String,
+    pub by: DeletedBy,
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeletedBy {
+    /// `del_external_contact`: the consultant removed the customer.
+    Consultant,
+    /// `del_follow_user`: the customer removed the consultant.
+    Customer,
+}
+
 /// What intake puts on the lead queue.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum IntakeMessage {
     Lead(Box<CanonicalLead>),
     ContentStats(ContentStats),
+    ContactDeleted(ContactDeleted),
 }
 
 /// The platform-specific success body.

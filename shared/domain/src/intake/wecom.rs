@@ -11,7 +11,11 @@
 //! A `GET` carries `echostr`: its decrypted text is answered verbatim. A `POST`
 //! carries `<xml><ToUserName/><AgentID/><Encrypt/></xml>`; new, half-added and
 //! edited external contacts (`change_external_contact`) become leads keyed by the
-//! WeCom external user id, since the event carries no phone number.
+//! WeCom external user id, since the event carries no phone number. A
+//! deleted contact (`del_external_contact`: the consultant removed the
+//! customer; `del_follow_user`: the customer removed the consultant) becomes a
+//! `ContactDeleted` message: the router records it on the lead and tells its
+//! owner and the managers.
 //!
 //! The signature is checked before anything is decrypted, and the decrypted
 //! receive id must be the corp's id. Decryption errors never quote the data.
@@ -410,10 +414,17 @@ fn event(
         )));
     }
     let change = field("ChangeType");
-    if !matches!(
-        change,
-        "add_external_contact" | "add_half_external_contact" | "edit_external_contact"
-    ) {
+    let deleted_by = match change {
+        "del_external_contact" => Some(super::DeletedBy::Consultant),
+        "del_follow_user" => Some(super::DeletedBy::Customer),
+        _ => None,
+    };
+    if deleted_by.is_none()
+        && !matches!(
+            change,
+            "add_external_contact" | "add_half_external_contact" | "edit_external_contact"
+        )
+    {
         return Ok(ignored(format!(
             "WeCom contact change {:?} carries no lead",
             short(change)
@@ -437,6 +448,20 @@ fn event(
         )
         .as_bytes(),
     );
+    if let Some(by) = deleted_by {
+        return Ok(Outcome::Accepted {
+            messages: vec![IntakeMessage::ContactDeleted(super::ContactDeleted {
+                source_event_id: delivery_key.clone(),
+                corp_id: corp.corp_id.clone(),
+                external_userid: external_userid.to_string(),
+                user_id: user_id.to_string(),
+                by,
+                at: req.now,
+            })],
+            delivery_key,
+            reply: ack(),
+        });
+    }
     let lead = normaliser.lead(
         Platform::Wecom,
         Scene::WecomContact,
@@ -1076,8 +1101,31 @@ mod tests {
     }
 
     #[test]
+    fn wecom_contact_deletions_are_accepted_as_such() {
+        for (change, by) in [
+            ("del_external_contact", super::super::DeletedBy::Consultant),
+            ("del_follow_user", super::super::DeletedBy::Customer),
+        ] {
+            let inner = contact_event(change, "", EXTERNAL);
+            let (query, body) = signed_callback(&corp(), &inner, TS, "n", RANDOM);
+            match post(&query, &body) {
+                Ok(Outcome::Accepted { messages, .. }) => match &messages[..] {
+                    [IntakeMessage::ContactDeleted(d)] => {
+                        assert_eq!(
+                            (d.corp_id.as_str(), d.external_userid.as_str()),
+                            (CORP, EXTERNAL)
+                        );
+                        assert_eq!(d.by, by);
+                    }
+                    other => panic!("{other:?}"),
+                },
+                other => panic!("expected Accepted, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn wecom_other_events_are_ignored() {
-        let del = contact_event("del_external_contact", "", EXTERNAL);
         let text = format!(
             "<xml><ToUserName><![CDATA[{CORP}]]></ToUserName><MsgType><![CDATA[text]]></MsgType>\
              <Content><![CDATA[hi]]></Content></xml>"
@@ -1086,7 +1134,7 @@ mod tests {
             "<xml><ToUserName><![CDATA[{CORP}]]></ToUserName><MsgType><![CDATA[event]]></MsgType>\
              <Event><![CDATA[change_external_chat]]></Event></xml>"
         );
-        for inner in [del, text, other_event] {
+        for inner in [text, other_event] {
             let (query, body) = signed_callback(&corp(), &inner, TS, "n", RANDOM);
             match post(&query, &body) {
                 Ok(Outcome::Ignored { reply, .. }) => assert_eq!(reply, Reply::text("")),

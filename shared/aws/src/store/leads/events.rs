@@ -285,3 +285,53 @@ impl DynamoLeads {
         )
     }
 }
+
+impl DynamoLeads {
+    /// Records on the lead that its WeCom contact ended (`event`'s detail
+    /// says who removed whom), once per delivery (`source_event_id`), with
+    /// the audit entry in the same transaction. False: recorded before.
+    pub async fn record_contact_deleted(
+        &self,
+        lead_id: &str,
+        source_event_id: &str,
+        event: &leads_domain::audit::AuditEvent,
+        by: &str,
+    ) -> Result<bool, StoreError> {
+        let audit_table = self.audit_table.as_ref().ok_or_else(|| {
+            StoreError::Malformed("recording a deletion needs the audit table (with_audit)".into())
+        })?;
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(keys::lead(lead_id).primary()))
+            .update_expression(
+                "SET contact_deleted_event = :e, contact_deleted_at = :at, contact_deleted_by = :by \
+                 ADD contact_deletions :one",
+            )
+            .condition_expression(
+                "attribute_exists(pk) AND (attribute_not_exists(contact_deleted_event) \
+                 OR contact_deleted_event <> :e)",
+            )
+            .expression_attribute_values(":e", s(source_event_id))
+            .expression_attribute_values(":at", s(event.at.to_rfc3339()))
+            .expression_attribute_values(":by", s(by))
+            .expression_attribute_values(":one", n(1))
+            .build()
+            .expect("table and key are set");
+        let audit = Put::builder()
+            .table_name(audit_table)
+            .set_item(Some(crate::store::audit::audit_item(event)?))
+            .build()
+            .expect("table and item are set");
+        let items = vec![
+            TransactWriteItem::builder().update(update).build(),
+            TransactWriteItem::builder().put(audit).build(),
+        ];
+        match self.transact(items).await {
+            Ok(_) => Ok(true),
+            Err(err) => match cancelled(&err) {
+                Some(reasons) if failed(&reasons, 0) => Ok(false),
+                _ => Err(transaction_failed(err)),
+            },
+        }
+    }
+}
