@@ -71,14 +71,19 @@ pub enum ListError {
     Cursor,
 }
 
-/// The dealer index's keys of a lead (see `LeadsTable`'s `by_dealer`).
+/// A dealer's partition of the dealer index (`LeadsTable`'s `by_dealer`).
+pub fn index_partition(dealer_id: &str) -> String {
+    format!("DEALER#{dealer_id}")
+}
+
+/// The dealer index's keys of a lead.
 pub fn index_keys(
     dealer_id: &str,
     received_at: chrono::DateTime<Utc>,
     lead_id: &str,
 ) -> (String, String) {
     (
-        format!("DEALER#{dealer_id}"),
+        index_partition(dealer_id),
         format!(
             "{}#{lead_id}",
             received_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
@@ -202,8 +207,7 @@ impl ListQuery {
             .decode(cursor)
             .map_err(|_| ListError::Cursor)?;
         let c: Cursor = serde_json::from_slice(&bytes).map_err(|_| ListError::Cursor)?;
-        let (pk, _) = index_keys(&self.dealer_id, Utc::now(), "");
-        if c.q != self.fingerprint() || c.k.gsi3pk != pk {
+        if c.q != self.fingerprint() || c.k.gsi3pk != index_partition(&self.dealer_id) {
             return Err(ListError::Cursor);
         }
         Ok(c.k)

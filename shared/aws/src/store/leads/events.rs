@@ -154,9 +154,6 @@ impl DynamoLeads {
         brand: &Brand,
         now: DateTime<Utc>,
     ) -> Result<StatusResult, StoreError> {
-        let audit_table = self.audit_table.as_ref().ok_or_else(|| {
-            StoreError::Malformed("a follow-up needs the store's audit table (with_audit)".into())
-        })?;
         let mut update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(keys::lead(&lead.lead_id).primary()))
@@ -174,11 +171,7 @@ impl DynamoLeads {
             }
             None => "SET intent = :intent, expires_at = :expires ADD follow_ups :one REMOVE next_follow_up_at",
         };
-        let audit = Put::builder()
-            .table_name(audit_table)
-            .set_item(Some(crate::store::audit::audit_item(event)?))
-            .build()
-            .expect("table and item are set");
+        let audit = self.audit_put(event)?;
         // The reminder: its own item, in the brand's follow-up partition of
         // the SLA index, for the sweeper (a lead's own index entry is its SLA's).
         let reminder_key = keys::follow_up_reminder(&lead.lead_id);
@@ -217,7 +210,7 @@ impl DynamoLeads {
                         .expect("table and key are set"),
                 )
                 .build(),
-            TransactWriteItem::builder().put(audit).build(),
+            audit,
             reminder,
         ];
         match self.transact(items).await {
@@ -297,9 +290,6 @@ impl DynamoLeads {
         event: &leads_domain::audit::AuditEvent,
         by: &str,
     ) -> Result<bool, StoreError> {
-        let audit_table = self.audit_table.as_ref().ok_or_else(|| {
-            StoreError::Malformed("recording a deletion needs the audit table (with_audit)".into())
-        })?;
         let update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(keys::lead(lead_id).primary()))
@@ -317,14 +307,9 @@ impl DynamoLeads {
             .expression_attribute_values(":one", n(1))
             .build()
             .expect("table and key are set");
-        let audit = Put::builder()
-            .table_name(audit_table)
-            .set_item(Some(crate::store::audit::audit_item(event)?))
-            .build()
-            .expect("table and item are set");
         let items = vec![
             TransactWriteItem::builder().update(update).build(),
-            TransactWriteItem::builder().put(audit).build(),
+            self.audit_put(event)?,
         ];
         match self.transact(items).await {
             Ok(_) => Ok(true),

@@ -297,6 +297,26 @@ impl DynamoLeads {
         TransactWriteItem::builder().put(put).build()
     }
 
+    /// The put of `event` into the audit table, for a transaction that must
+    /// be audited as it happens (a hand-off, a follow-up, an erasure): an
+    /// error when this store was built without its audit table.
+    fn audit_put(
+        &self,
+        event: &leads_domain::audit::AuditEvent,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let table = self.audit_table.as_ref().ok_or_else(|| {
+            StoreError::Malformed(
+                "an audited write needs the store's audit table (with_audit)".into(),
+            )
+        })?;
+        let put = Put::builder()
+            .table_name(table)
+            .set_item(Some(crate::store::audit::audit_item(event)?))
+            .build()
+            .expect("table and item are set");
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
     fn lead_item(&self, lead: &LeadRecord) -> Result<Item, StoreError> {
         to_item(&keys::lead(&lead.lead_id), lead)
     }
@@ -840,7 +860,7 @@ impl DynamoLeads {
     > {
         use leads_domain::lead_list::{Holder, IndexKey};
         let (from, to) = q.bounds();
-        let (pk, _) = leads_domain::lead_list::index_keys(&q.dealer_id, Utc::now(), "");
+        let pk = leads_domain::lead_list::index_partition(&q.dealer_id);
         let mut filters = Vec::new();
         let mut values = vec![(":pk", s(pk)), (":from", s(from)), (":to", s(to))];
         match &q.holder {
@@ -918,7 +938,7 @@ impl DynamoLeads {
         dealer_id: &str,
         staff_id: &str,
     ) -> Result<Vec<String>, StoreError> {
-        let (pk, _) = leads_domain::lead_list::index_keys(dealer_id, Utc::now(), "");
+        let pk = leads_domain::lead_list::index_partition(dealer_id);
         let open: Vec<AttributeValue> = [
             LeadStatus::Assigned,
             LeadStatus::Contacted,

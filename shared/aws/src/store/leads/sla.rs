@@ -156,25 +156,7 @@ impl DynamoLeads {
     ) -> Result<ReassignResult, StoreError> {
         let record = &lead.lead;
         // The hand-off's audit entry, in the same transaction (a manager's transfer).
-        let audit = match (audit, &self.audit_table) {
-            (None, _) => None,
-            (Some(event), Some(table)) => Some(
-                TransactWriteItem::builder()
-                    .put(
-                        Put::builder()
-                            .table_name(table)
-                            .set_item(Some(crate::store::audit::audit_item(event)?))
-                            .build()
-                            .expect("table and item are set"),
-                    )
-                    .build(),
-            ),
-            (Some(_), None) => {
-                return Err(StoreError::Malformed(
-                    "an audited reassignment needs the store's audit table (with_audit)".into(),
-                ))
-            }
-        };
+        let audit = audit.map(|event| self.audit_put(event)).transpose()?;
         let dealer_id = record.dealer_id.as_deref().unwrap_or_default();
         let first_contact = leads_domain::decision::first_contact_due(brand, now);
         let exclusive = leads_domain::decision::exclusive_until(brand, now);
