@@ -319,6 +319,7 @@ async fn the_queue_carries_no_contact_every_item_expires_and_erase_leaves_no_tra
         );
     }
     assert!(w.leads.get(&lead_a).await.unwrap().is_none());
+    assert!(w.leads.touchpoints(&lead_a).await.unwrap().is_empty());
     assert!(w.leads.get(&lead_b).await.unwrap().is_some());
     // The consultant's slot is free again.
     assert_eq!(slot(&w, &dealer, &assignee).await, open - 1);

@@ -18,21 +18,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{
-    AttributeValue, Delete, DeleteRequest, Put, TransactWriteItem, Update, WriteRequest,
-};
+use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use leads_domain::audit::{Actor, AuditAction, AuditEvent};
 use leads_domain::dedup;
 use leads_domain::intake::IntakeMessage;
 use leads_domain::lead::LeadRecord;
-use leads_domain::{status, wire_name};
 use serde::Serialize;
 
-use super::audit::audit_item;
-use super::item::{from_item, query_all_items, write_chunk, Item};
-use super::leads::CustomerItem;
+use super::leads::DynamoLeads;
 use crate::error::applied;
 use crate::StoreError;
 
@@ -57,9 +51,9 @@ pub struct ErasureReport {
 pub struct DynamoErasure {
     db: aws_sdk_dynamodb::Client,
     sqs: aws_sdk_sqs::Client,
-    leads_table: String,
+    /// The leads table's side (with the audit table: each deletion is audited).
+    leads: DynamoLeads,
     raw_table: String,
-    audit_table: String,
     /// The dead-letter queues searched for the customer's messages.
     lead_dlq: Option<String>,
     notification_dlq: Option<String>,
@@ -69,10 +63,6 @@ fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
 
-fn key(pk: impl Into<String>, sk: &str) -> Item {
-    Item::from([("pk".to_string(), s(pk)), ("sk".to_string(), s(sk))])
-}
-
 impl DynamoErasure {
     pub fn new(
         db: aws_sdk_dynamodb::Client,
@@ -80,11 +70,11 @@ impl DynamoErasure {
         tables: &crate::config::Tables,
     ) -> Self {
         DynamoErasure {
+            leads: DynamoLeads::new(db.clone(), &tables.leads, &tables.stats)
+                .with_audit(&tables.audit),
             db,
             sqs,
-            leads_table: tables.leads.clone(),
             raw_table: tables.raw_payload.clone(),
-            audit_table: tables.audit.clone(),
             lead_dlq: None,
             notification_dlq: None,
         }
@@ -113,64 +103,24 @@ impl DynamoErasure {
         for (lead_id, record) in &leads {
             raw_refs.insert(record.raw_payload_ref.clone());
             raw_refs.extend(record.first_touch.raw_payload_ref.clone());
-            let touches = query_all_items(
-                self.db
-                    .query()
-                    .table_name(&self.leads_table)
-                    .key_condition_expression("pk = :pk AND begins_with(sk, :tp)")
-                    .expression_attribute_values(":pk", s(format!("LEAD#{lead_id}")))
-                    .expression_attribute_values(":tp", s("TP#"))
-                    .consistent_read(true),
-            )
-            .await?;
-            let mut deletes = Vec::new();
-            for t in touches {
-                if let Some(r) = t.get("raw_payload_ref").and_then(|v| v.as_s().ok()) {
-                    raw_refs.insert(r.clone());
-                }
-                let k = Item::from_iter(
-                    ["pk", "sk"].map(|n| (n.to_string(), t.get(n).cloned().unwrap_or(s("")))),
-                );
-                deletes.push(
-                    WriteRequest::builder()
-                        .delete_request(
-                            DeleteRequest::builder()
-                                .set_key(Some(k))
-                                .build()
-                                .expect("key is set"),
-                        )
-                        .build(),
-                );
-            }
-            report.touchpoints += deletes.len();
-            // Its follow-up reminder, if any.
-            deletes.push(
-                WriteRequest::builder()
-                    .delete_request(
-                        DeleteRequest::builder()
-                            .set_key(Some(key(format!("LEAD#{lead_id}"), "FOLLOWUP")))
-                            .build()
-                            .expect("key is set"),
-                    )
-                    .build(),
-            );
-            for chunk in deletes.chunks(25) {
-                write_chunk(&self.db, &self.leads_table, chunk.to_vec()).await?;
-            }
-            self.delete_lead(record, request, now).await?;
+            let touches = self.leads.delete_touchpoints(lead_id).await?;
+            report.touchpoints += touches.len();
+            raw_refs.extend(touches.into_iter().filter_map(|t| t.raw_payload_ref));
+            let event = AuditEvent {
+                lead_id: lead_id.clone(),
+                action: AuditAction::Erased,
+                actor: Actor::System("leadctl erase".into()),
+                at: now,
+                detail: format!(
+                    "the customer's personal data was erased (request {})",
+                    leads_domain::phone::mask_phones(request)
+                ),
+            };
+            self.leads.delete_lead(record, &event).await?;
             report.leads.push(lead_id.clone());
         }
-        for pk in &keys {
-            let out = self
-                .db
-                .delete_item()
-                .table_name(&self.leads_table)
-                .set_key(Some(key(pk.clone(), "IDENTITY")))
-                .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
-                .send()
-                .await
-                .map_err(StoreError::dynamodb)?;
-            report.identities += usize::from(out.attributes.is_some());
+        for key in &keys {
+            report.identities += usize::from(self.leads.delete_identity(key).await?);
         }
         if let Some(dlq) = &self.lead_dlq {
             // A delivery of the customer that failed is in no lead: its
@@ -228,7 +178,7 @@ impl DynamoErasure {
             Subject::Lead(id) => pending.push(id.clone()),
             Subject::CustomerKey(k) => {
                 keys.insert(k.clone());
-                pending.extend(self.identity(k).await?.map(|c| c.lead_id));
+                pending.extend(self.leads.identity(k).await?.map(|c| c.lead_id));
             }
         }
         let mut leads = BTreeMap::new();
@@ -236,15 +186,9 @@ impl DynamoErasure {
             if leads.contains_key(&id) {
                 continue;
             }
-            let Some(item) = self.get(key(format!("LEAD#{id}"), "LEAD")).await? else {
+            let Some((record, absorbed)) = self.leads.lead_and_absorbed(&id).await? else {
                 continue;
             };
-            let absorbed: Vec<String> = item
-                .get("absorbed_leads")
-                .and_then(|v| v.as_l().ok())
-                .map(|l| l.iter().filter_map(|v| v.as_s().ok().cloned()).collect())
-                .unwrap_or_default();
-            let record: LeadRecord = from_item(item)?;
             if record.brand_id != brand_id {
                 return Err(StoreError::ConditionFailed(format!(
                     "lead {id} is not a lead of brand {brand_id}"
@@ -253,7 +197,7 @@ impl DynamoErasure {
             for k in record.keys() {
                 let k = dedup::customer_key(brand_id, k);
                 if keys.insert(k.clone()) {
-                    pending.extend(self.identity(&k).await?.map(|c| c.lead_id));
+                    pending.extend(self.leads.identity(&k).await?.map(|c| c.lead_id));
                 }
             }
             pending.extend(record.merged_into.clone());
@@ -261,130 +205,6 @@ impl DynamoErasure {
             leads.insert(id, record);
         }
         Ok((leads, keys))
-    }
-
-    async fn get(&self, key: Item) -> Result<Option<Item>, StoreError> {
-        Ok(self
-            .db
-            .get_item()
-            .table_name(&self.leads_table)
-            .set_key(Some(key))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(StoreError::dynamodb)?
-            .item)
-    }
-
-    async fn identity(&self, customer_key: &str) -> Result<Option<CustomerItem>, StoreError> {
-        self.get(key(customer_key, "IDENTITY"))
-            .await?
-            .map(from_item)
-            .transpose()
-    }
-
-    /// Deletes the lead as read, with its consultant's slot freed (if open)
-    /// and the erasure audited, in one transaction; a lead changed meanwhile
-    /// is read again.
-    async fn delete_lead(
-        &self,
-        read: &LeadRecord,
-        request: &str,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let lead_key = || key(format!("LEAD#{}", read.lead_id), "LEAD");
-        let event = AuditEvent {
-            lead_id: read.lead_id.clone(),
-            action: AuditAction::Erased,
-            actor: Actor::System("leadctl erase".into()),
-            at: now,
-            detail: format!(
-                "the customer's personal data was erased (request {})",
-                leads_domain::phone::mask_phones(request)
-            ),
-        };
-        let audit = TransactWriteItem::builder()
-            .put(
-                Put::builder()
-                    .table_name(&self.audit_table)
-                    .set_item(Some(audit_item(&event)?))
-                    .build()
-                    .expect("table and item are set"),
-            )
-            .build();
-        let mut lead = read.clone();
-        // False once the slot counter was found at 0 (nothing to free).
-        let mut free_slot = true;
-        for _ in 0..5 {
-            let delete = Delete::builder()
-                .table_name(&self.leads_table)
-                .set_key(Some(lead_key()))
-                .condition_expression("#status = :seen")
-                .expression_attribute_names("#status", "status")
-                .expression_attribute_values(":seen", s(wire_name(&lead.status)))
-                .build()
-                .expect("table and key are set");
-            let mut items = vec![
-                TransactWriteItem::builder().delete(delete).build(),
-                audit.clone(),
-            ];
-            if let (true, true, Some(dealer), Some(staff)) = (
-                free_slot,
-                status::is_open(lead.status),
-                &lead.dealer_id,
-                &lead.assignee,
-            ) {
-                let slot = Update::builder()
-                    .table_name(&self.leads_table)
-                    .set_key(Some(key(
-                        format!("ASSIGN#{dealer}"),
-                        &format!("STAFF#{staff}"),
-                    )))
-                    .update_expression("ADD #open :minus")
-                    .condition_expression("#open > :zero")
-                    .expression_attribute_names("#open", "open")
-                    .expression_attribute_values(":minus", AttributeValue::N("-1".into()))
-                    .expression_attribute_values(":zero", AttributeValue::N("0".into()))
-                    .build()
-                    .expect("table and key are set");
-                items.push(TransactWriteItem::builder().update(slot).build());
-            }
-            let err = match self
-                .db
-                .transact_write_items()
-                .set_transact_items(Some(items))
-                .send()
-                .await
-            {
-                Ok(_) => return Ok(()),
-                Err(err) => err,
-            };
-            let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
-                err.as_service_error()
-            else {
-                return Err(StoreError::dynamodb(err));
-            };
-            let failed = |at: usize| {
-                cancelled
-                    .cancellation_reasons()
-                    .get(at)
-                    .and_then(|r| r.code())
-                    == Some("ConditionalCheckFailed")
-            };
-            if failed(2) {
-                free_slot = false;
-            }
-            if failed(0) {
-                // Changed since read: read again (gone: erased meanwhile).
-                match self.get(lead_key()).await? {
-                    None => return Ok(()),
-                    Some(item) => lead = from_item(item)?,
-                }
-            }
-        }
-        Err(StoreError::Conflict {
-            operation: "erasing a lead",
-        })
     }
 
     /// Removes the body of a raw payload (true if there was one).

@@ -26,6 +26,7 @@ use crate::StoreError;
 
 mod assign;
 mod create;
+mod erase;
 mod events;
 mod link;
 mod sla;
@@ -694,22 +695,16 @@ impl DynamoLeads {
 
     /// A lead's touchpoints, oldest first.
     pub async fn touchpoints(&self, lead_id: &str) -> Result<Vec<Touchpoint>, StoreError> {
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :tp)")
-            .expression_attribute_values(":pk", s(format!("LEAD#{lead_id}")))
-            .expression_attribute_values(":tp", s("TP#"))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(StoreError::dynamodb)?;
-        out.items
-            .unwrap_or_default()
-            .into_iter()
-            .map(from_item)
-            .collect()
+        super::item::query_all(
+            self.client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :tp)")
+                .expression_attribute_values(":pk", s(format!("LEAD#{lead_id}")))
+                .expression_attribute_values(":tp", s("TP#"))
+                .consistent_read(true),
+        )
+        .await
     }
 
     /// Records where the lead went. For a remote lead, the receiving dealer's
