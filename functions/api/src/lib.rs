@@ -649,17 +649,12 @@ impl Api {
         to: Option<&str>,
         why: &str,
     ) -> Result<(String, String), ApiError> {
-        let unknown = || {
-            ApiError(
-                404,
-                "unknown_lead",
-                format!("no lead {lead_id} for dealer {}", claims.dealer_id),
-            )
-        };
-        let read = self.leads.due_lead(lead_id).await?.ok_or_else(unknown)?;
-        if read.lead.dealer_id.as_deref() != Some(claims.dealer_id.as_str()) {
-            return Err(unknown());
-        }
+        let read = self
+            .leads
+            .due_lead(lead_id)
+            .await?
+            .filter(|r| r.lead.dealer_id.as_deref() == Some(claims.dealer_id.as_str()))
+            .ok_or_else(|| unknown_lead(claims, lead_id))?;
         let roster = self.roster(&claims.dealer_id).await?;
         let from = read.lead.assignee.clone().unwrap_or_default();
         let candidates: Vec<Staff> = match to {
@@ -840,12 +835,7 @@ impl Api {
         let lead = self.leads.get(lead_id).await?;
         match lead {
             Some(l) if l.dealer_id.as_deref() == Some(claims.dealer_id.as_str()) => Ok(l),
-            // Same answer for "absent" and "another dealer's": no probing.
-            _ => Err(ApiError(
-                404,
-                "unknown_lead",
-                format!("no lead {lead_id} for dealer {}", claims.dealer_id),
-            )),
+            _ => Err(unknown_lead(claims, lead_id)),
         }
     }
 
@@ -1249,6 +1239,16 @@ impl Api {
             "dealer": position.dealer,
         }))
     }
+}
+
+/// A lead absent or of another dealer: the same answer for both, so that
+/// nobody can probe for another dealer's leads.
+fn unknown_lead(claims: &Claims, lead_id: &str) -> ApiError {
+    ApiError(
+        404,
+        "unknown_lead",
+        format!("no lead {lead_id} for dealer {}", claims.dealer_id),
+    )
 }
 
 /// Only the lead's assignee or a manager of its dealer acts on it.
