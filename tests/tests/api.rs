@@ -1119,6 +1119,20 @@ async fn follow_ups_set_intent_and_next_call_and_show_on_the_timeline() {
     assert_eq!(notes.len(), 2, "{timeline}");
     assert!(notes[0].contains("想周末试驾") && notes[1].contains("周六来"));
     assert!(!timeline.to_string().contains("13812345678"), "{timeline}");
+    // Another dealer's consultant sees no timeline and records no follow-up.
+    let qd = token(&w, "qd-s0", "qd", StaffRole::Sales);
+    let (status, _) = call(&api, "GET", &format!("/leads/{id}/timeline"), Some(&qd), "").await;
+    assert_eq!(status, 404);
+    let (status, _) = call(
+        &api,
+        "POST",
+        &path,
+        Some(&qd),
+        r#"{"event":"follow_up","note":"hi","intent":"H"}"#,
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert_eq!(w.leads.get(&id).await.unwrap().unwrap().follow_ups, 2);
 
     // A closed lead takes no follow-up.
     let (status, _) = call(
