@@ -1158,3 +1158,319 @@ async fn follow_ups_set_intent_and_next_call_and_show_on_the_timeline() {
         "{answer}"
     );
 }
+
+/// The raw answer (an export is CSV, not JSON): status, headers, body.
+async fn call_raw(
+    api: &Api,
+    path: &str,
+    token: &str,
+) -> (u16, lambda_http::http::HeaderMap, String) {
+    let request: Request = lambda_http::http::Request::builder()
+        .method("GET")
+        .uri(path)
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::Empty)
+        .unwrap();
+    let response = api.handle(request).await;
+    let text = match response.body() {
+        Body::Text(t) => t.clone(),
+        _ => String::new(),
+    };
+    (response.status().as_u16(), response.headers().clone(), text)
+}
+
+fn ops_token(brand: &str, staff_id: &str) -> String {
+    auth::issue(
+        SECRET,
+        &Claims::staff(staff_id, "", brand, StaffRole::BrandOps, Utc::now(), 600),
+    )
+}
+
+/// The brand's service KPIs through the API, against what the test did
+/// (not what the system says): five leads, each one's fate chosen here.
+///
+/// - A, B, C: Jinan (local), round robin s0, s1, s0. A is contacted,
+///   invited, marked valid, then lost; B is marked lost (reason); C is
+///   left alone.
+/// - D: received on Jinan's account from a Qingdao customer: remote to
+///   Qingdao (Jinan's remote-out, Qingdao's remote-in).
+/// - E: on the brand's own account with no city: unroutable, under
+///   "(brand)", which only whole-brand operations see.
+///
+/// Jinan: leads 3, remote_out 1, assigned 3, first_call 1/3 (A), marking
+/// 1/3 (A valid), valid 1/1, invite 1/1, visit 0/1. Qingdao: leads 1,
+/// remote_in 1, assigned 1, first_call 0/1.
+#[tokio::test]
+async fn brand_kpis_and_exports_within_each_role() {
+    let Some(w) = world(AssignmentStrategy::RoundRobin, &[50, 50]).await else {
+        return;
+    };
+    let api = api(&w);
+    let (jn, qd) = (format!("{}-jn", w.brand), format!("{}-qd", w.brand));
+    let directory = DynamoDirectory::new(
+        w.stack.clients.dynamodb.clone(),
+        &w.stack.settings.tables.directory,
+    );
+    let ops = |id: &str, dealers: &[&String]| {
+        serde_json::from_value::<leads_domain::directory::BrandOps>(serde_json::json!({
+            "staff_id": id, "brand_id": w.brand, "name": "品牌运营", "dealers": dealers,
+        }))
+        .unwrap()
+    };
+    directory
+        .save(&leads_domain::directory_file::Directory {
+            brands: vec![],
+            dealers: vec![],
+            staff: vec![],
+            accounts: vec![],
+            brand_ops: vec![ops("ops-all", &[]), ops("ops-qd", &[&qd])],
+        })
+        .await
+        .unwrap();
+    let phones: Vec<String> = (0..5).map(|_| phone()).collect();
+    let mut jinan = Vec::new();
+    for ph in &phones[..3] {
+        let p = w
+            .router
+            .handle_lead(&lead(&w, Platform::Douyin, "dy-jn", ph, None), Utc::now())
+            .await
+            .unwrap();
+        jinan.push((p.lead_id.unwrap(), p.assignee.unwrap()));
+    }
+    let remote = w
+        .router
+        .handle_lead(
+            &lead(&w, Platform::Douyin, "dy-jn", &phones[3], Some("青岛")),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(&remote.route, Some(leads_domain::routing::Route::Remote { dealer_id, .. }) if *dealer_id == qd),
+        "{:?}",
+        remote.route
+    );
+    let unroutable = w
+        .router
+        .handle_lead(
+            &lead(&w, Platform::Douyin, "dy-brand", &phones[4], None),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            unroutable.route,
+            Some(leads_domain::routing::Route::Unroutable { .. })
+        ),
+        "{:?}",
+        unroutable.route
+    );
+    let as_assignee = |i: usize| staff_token(&w, &jinan[i].1, "jn", StaffRole::Sales);
+    let (a, b) = (&jinan[0].0, &jinan[1].0);
+    for event in [
+        r#"{"event": "contacted"}"#,
+        r#"{"event": "invited"}"#,
+        r#"{"event": "marked_valid"}"#,
+        // Lost after the invitation: only the invitation's milestone says
+        // it was invited.
+        r#"{"event": "lost", "reason": "price"}"#,
+    ] {
+        let (status, body) = call(
+            &api,
+            "POST",
+            &format!("/leads/{a}/events"),
+            Some(&as_assignee(0)),
+            event,
+        )
+        .await;
+        assert_eq!(status, 200, "{event}: {body}");
+    }
+    let (status, body) = call(
+        &api,
+        "POST",
+        &format!("/leads/{b}/events"),
+        Some(&as_assignee(1)),
+        r#"{"event": "lost", "reason": "price"}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    let metrics = format!("/brands/{}/metrics", w.brand);
+    let row = |body: &serde_json::Value, key: &str| {
+        body["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["key"] == key)
+            .cloned()
+    };
+    let ratio = |r: &serde_json::Value, name: &str| {
+        (
+            r[name]["numerator"].as_u64().unwrap(),
+            r[name]["denominator"].as_u64().unwrap(),
+        )
+    };
+    // Whole-brand operations: both dealers and the brand account's row.
+    let (status, body) = call(
+        &api,
+        "GET",
+        &metrics,
+        Some(&ops_token(&w.brand, "ops-all")),
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let j = row(&body, &jn).expect("Jinan's row");
+    assert_eq!(
+        (
+            j["leads"].as_u64(),
+            j["remote_out"].as_u64(),
+            j["assigned"].as_u64()
+        ),
+        (Some(3), Some(1), Some(3)),
+        "{j}"
+    );
+    assert_eq!(ratio(&j, "first_call"), (1, 3));
+    assert_eq!(ratio(&j, "marking"), (1, 3));
+    assert_eq!(ratio(&j, "valid"), (1, 1));
+    assert_eq!(ratio(&j, "invite"), (1, 1));
+    assert_eq!(ratio(&j, "visit"), (0, 1));
+    let q = row(&body, &qd).expect("Qingdao's row");
+    assert_eq!(
+        (q["leads"].as_u64(), q["remote_in"].as_u64()),
+        (Some(3 - 2), Some(1))
+    );
+    assert_eq!(ratio(&q, "first_call"), (0, 1));
+    let brand_row = row(&body, leads_domain::kpi::BRAND_ACCOUNT).expect("the brand account's row");
+    assert_eq!(brand_row["unroutable"].as_u64(), Some(1));
+    assert_eq!(
+        (
+            body["total"]["leads"].as_u64(),
+            body["total"]["unroutable"].as_u64()
+        ),
+        (Some(4), Some(1))
+    );
+    assert!(body["overlap"].is_array(), "{body}");
+
+    // By consultant: s0 has A and C, s1 has B.
+    let (_, by_staff) = call(
+        &api,
+        "GET",
+        &format!("{metrics}?group_by=consultant"),
+        Some(&ops_token(&w.brand, "ops-all")),
+        "",
+    )
+    .await;
+    let s0 = row(&by_staff, &format!("{}-jn-s0", w.brand)).unwrap();
+    assert_eq!(
+        (s0["leads"].as_u64(), ratio(&s0, "first_call")),
+        (Some(2), (1, 2))
+    );
+
+    // Jinan's manager: Jinan only, no brand-wide overlap.
+    let manager = token(&w, "jn-mgr", "jn", StaffRole::Manager);
+    let (status, body) = call(&api, "GET", &metrics, Some(&manager), "").await;
+    assert_eq!(status, 200, "{body}");
+    let keys: Vec<&str> = body["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, [jn.as_str()]);
+    assert_eq!(body["total"]["unroutable"].as_u64(), Some(0));
+    assert!(body.get("overlap").is_none());
+
+    // Operations for Qingdao only: Qingdao's figures and leads, not Jinan's.
+    let ops_qd = ops_token(&w.brand, "ops-qd");
+    let (_, body) = call(&api, "GET", &metrics, Some(&ops_qd), "").await;
+    assert_eq!(body["rows"].as_array().unwrap().len(), 1, "{body}");
+    assert!(row(&body, &qd).is_some());
+    let (status, body) = call(
+        &api,
+        "GET",
+        &format!("/leads?dealer={qd}"),
+        Some(&ops_qd),
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["leads"].as_array().unwrap().len(), 1);
+    let (status, _) = call(
+        &api,
+        "GET",
+        &format!("/leads?dealer={jn}"),
+        Some(&ops_qd),
+        "",
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _) = call(&api, "GET", "/leads", Some(&ops_qd), "").await;
+    assert_eq!(status, 400, "brand operations name the dealer");
+    // Brand operations read; they change no lead.
+    let (status, _) = call(
+        &api,
+        "POST",
+        &format!("/leads/{}/events", remote.lead_id.as_ref().unwrap()),
+        Some(&ops_qd),
+        r#"{"event": "contacted"}"#,
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    // The boundaries: a consultant, someone not in the directory, another
+    // brand's operations (403, never an empty 200), an unknown brand (404),
+    // a range over 92 days (422), an unknown grouping (400).
+    let sales = token(&w, "jn-s0", "jn", StaffRole::Sales);
+    for (who, path, want) in [
+        (sales.clone(), metrics.clone(), 403),
+        (ops_token(&w.brand, "ops-nobody"), metrics.clone(), 403),
+        (ops_token("another-brand", "ops-all"), metrics.clone(), 403),
+        (
+            ops_token(&w.brand, "ops-all"),
+            "/brands/no-such-brand/metrics".into(),
+            404,
+        ),
+        (
+            ops_token(&w.brand, "ops-all"),
+            format!("{metrics}?from=2026-01-01&to=2026-06-01"),
+            422,
+        ),
+        (
+            ops_token(&w.brand, "ops-all"),
+            format!("{metrics}?group_by=city"),
+            400,
+        ),
+        (sales.clone(), format!("/leads?dealer={qd}"), 403),
+    ] {
+        let (status, body) = call(&api, "GET", &path, Some(&who), "").await;
+        assert_eq!(status, want, "{path}: {body}");
+    }
+
+    // Exports: UTF-8 with a BOM, Chinese headers, phones masked.
+    let (status, headers, csv) = call_raw(
+        &api,
+        &format!("{metrics}/export.csv"),
+        &ops_token(&w.brand, "ops-all"),
+    )
+    .await;
+    assert_eq!(status, 200, "{csv}");
+    assert!(headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
+    assert!(csv.starts_with('\u{feff}'));
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[0].contains("线索数 (leads)"), "{}", lines[0]);
+    // Header, Jinan, Qingdao, the brand account, the total.
+    assert_eq!(lines.len(), 5, "{csv}");
+    assert!(lines[4].starts_with("合计"));
+    let (status, _, csv) = call_raw(&api, "/leads/export.csv", &manager).await;
+    assert_eq!(status, 200);
+    assert_eq!(csv.lines().count(), 1 + 3, "{csv}");
+    assert!(csv.contains("****"), "{csv}");
+    for ph in &phones {
+        assert!(!csv.contains(ph.as_str()), "no phone in full: {csv}");
+    }
+}

@@ -81,6 +81,7 @@ async fn fifty_leads_nobody_can_take_give_each_manager_one_notice_per_window() {
             member(&w.brand, "s9", "sales"),
         ],
         accounts: vec![],
+        brand_ops: vec![],
     })
     .await
     .unwrap();

@@ -251,6 +251,7 @@ async fn setup(caps: &[u32], tune: impl FnOnce(&mut NotifierConfig)) -> Option<S
         dealers: vec![],
         staff: team,
         accounts: vec![],
+        brand_ops: vec![],
     })
     .await
     .unwrap();

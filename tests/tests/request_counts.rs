@@ -612,6 +612,7 @@ async fn requests_per_nobody_available_job_and_summary() {
         }))
         .unwrap()],
         accounts: vec![],
+        brand_ops: vec![],
     })
     .await
     .unwrap();

@@ -258,6 +258,7 @@ async fn sla_reassignment_from_a_stale_load_never_goes_over_cap() {
             dealers: vec![],
             staff: vec![],
             accounts: vec![],
+            brand_ops: vec![],
         })
         .await
         .unwrap();
@@ -517,6 +518,7 @@ async fn a_consultant_set_off_duty_is_seen_within_the_snapshot_ttl() {
             dealers: vec![],
             staff,
             accounts: vec![],
+            brand_ops: vec![],
         })
         .await
         .unwrap();

@@ -55,6 +55,7 @@ impl Setup {
                 dealers: vec![],
                 staff,
                 accounts: vec![],
+                brand_ops: vec![],
             })
             .await
             .unwrap();

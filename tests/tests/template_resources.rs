@@ -567,6 +567,14 @@ fn the_dealer_index_projects_the_lead_summary() {
         close_reason: Some("price".into()),
         intent: Some(leads_domain::followup::Intent::H),
         next_follow_up_at: Some(chrono::Utc::now()),
+        route: Some(leads_domain::routing::Route::Local {
+            dealer_id: "d".into(),
+        }),
+        account_dealer: Some("d".into()),
+        milestones: vec![leads_domain::lead::Milestone {
+            kind: leads_domain::lead::MilestoneKind::Invited,
+            at: chrono::Utc::now(),
+        }],
     })
     .unwrap();
     let mut fields: Vec<&str> = example
@@ -579,4 +587,60 @@ fn the_dealer_index_projects_the_lead_summary() {
     fields.push("customer_city");
     fields.sort();
     assert_eq!(fields, summary);
+}
+
+/// Every route the API function serves is routed to it by the HTTP API
+/// (`{proxy+}` matches one or more segments, not the bare path: `GET /leads`
+/// needs its own event). A route the API gains must be added to both.
+#[test]
+fn the_http_api_routes_every_api_path_to_the_function() {
+    let text = std::fs::read_to_string(repo_path("template.yaml")).unwrap();
+    let template: Value = serde_yaml::from_str(&text).unwrap();
+    let events = template["Resources"]["ApiFunction"]["Properties"]["Events"]
+        .as_mapping()
+        .expect("the api function has events");
+    let routes: Vec<(String, String)> = events
+        .values()
+        .map(|e| {
+            (
+                e["Properties"]["Method"].as_str().unwrap().to_uppercase(),
+                e["Properties"]["Path"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let routed = |method: &str, path: &str| {
+        routes.iter().any(|(m, p)| {
+            let method_ok = m == "ANY" || m == method;
+            let path_ok = match p.strip_suffix("/{proxy+}") {
+                Some(prefix) => path
+                    .strip_prefix(prefix)
+                    .is_some_and(|rest| rest.len() > 1 && rest.starts_with('/')),
+                None => p == path,
+            };
+            method_ok && path_ok
+        })
+    };
+    for (method, path) in [
+        ("GET", "/leads"),
+        ("GET", "/leads/export.csv"),
+        ("GET", "/leads/L1"),
+        ("GET", "/leads/L1/audit"),
+        ("GET", "/leads/L1/timeline"),
+        ("POST", "/leads/L1/events"),
+        ("POST", "/leads/L1/transfer"),
+        ("POST", "/staff/s1/handover"),
+        ("PUT", "/staff/s1/duty"),
+        ("GET", "/brands/b1/metrics"),
+        ("GET", "/brands/b1/metrics/export.csv"),
+        ("GET", "/rankings/b1/latest"),
+        ("GET", "/rankings/b1/latest/dealers/d1"),
+        ("GET", "/rankings/page"),
+    ] {
+        assert!(
+            routed(method, path),
+            "{method} {path} is not routed to the api function"
+        );
+    }
+    // And nothing routes /admin (tokens are issued by direct invoke only).
+    assert!(!routed("POST", "/admin/tokens"));
 }

@@ -64,6 +64,8 @@ use leads_domain::status::{self, StatusEvent};
 use leads_domain::Phone;
 use serde::Deserialize;
 
+mod oversight;
+
 /// How long the API reuses a directory read (a dealer's roster, a dealer):
 /// a consultant removed from the directory, or a demoted manager, loses
 /// access within this time.
@@ -77,6 +79,8 @@ pub struct Api {
     directory_ttl: std::time::Duration,
     rosters: Cached<Vec<Staff>>,
     dealers: Cached<Option<Dealer>>,
+    /// Brand operations staff, by brand and staff id.
+    ops: Cached<Option<leads_domain::directory::BrandOps>>,
     directory: DynamoDirectory,
     leads: DynamoLeads,
     audit: DynamoAudit,
@@ -98,6 +102,8 @@ pub const MAX_ADMIN_TOKEN_HOURS: i64 = auth::MAX_LIFETIME_S / 3600;
 #[derive(Deserialize)]
 struct TokenRequest {
     staff_id: String,
+    /// Absent for brand operations (the directory's `brand_ops`).
+    #[serde(default)]
     dealer_id: String,
     brand_id: String,
     #[serde(default = "default_token_hours")]
@@ -117,6 +123,12 @@ const RANKING_PAGE: &str = include_str!("ranking_page.html");
 
 /// Rows of a brand's ranking one call returns at most.
 const MAX_TOP: u32 = 100;
+
+/// A successful answer: JSON, or a file (an export).
+enum Answer {
+    Json(serde_json::Value),
+    File(Response<Body>),
+}
 
 /// An error answer: status, stable code, human message (never a phone number).
 #[derive(Debug)]
@@ -224,6 +236,7 @@ impl Api {
             directory_ttl: DIRECTORY_TTL,
             rosters: Default::default(),
             dealers: Default::default(),
+            ops: Default::default(),
             directory: DynamoDirectory::new(clients.dynamodb.clone(), &t.directory),
             // The audit table: a transfer writes its entry in its transaction.
             leads: DynamoLeads::new(clients.dynamodb.clone(), &t.leads, &t.stats)
@@ -274,7 +287,8 @@ impl Api {
             self.conflicts_retried() - before,
         );
         match answer {
-            Ok(body) => json(200, &body),
+            Ok(Answer::Json(body)) => json(200, &body),
+            Ok(Answer::File(response)) => response,
             Err(ApiError(status, code, message)) => json(
                 status,
                 &serde_json::json!({ "code": code, "message": message }),
@@ -282,7 +296,7 @@ impl Api {
         }
     }
 
-    async fn route(&self, request: &Request) -> Result<serde_json::Value, ApiError> {
+    async fn route(&self, request: &Request) -> Result<Answer, ApiError> {
         let header = request
             .headers()
             .get("authorization")
@@ -306,7 +320,7 @@ impl Api {
         // Stage prefixes (`/prod/leads/...`) are tolerated.
         let parts = match parts
             .iter()
-            .position(|p| matches!(*p, "leads" | "rankings" | "staff"))
+            .position(|p| matches!(*p, "leads" | "rankings" | "staff" | "brands"))
         {
             Some(i) => &parts[i..],
             None => return Err(ApiError(404, "not_found", "no such route".into())),
@@ -318,7 +332,22 @@ impl Api {
                 "a ranking-page token only reads rankings".into(),
             ));
         }
+        let query = request.uri().query();
+        // Exports answer a file, everything else JSON.
         match (request.method().as_str(), parts) {
+            ("GET", ["leads", "export.csv"]) => {
+                return self.export_leads(&claims, query).await.map(Answer::File)
+            }
+            ("GET", ["brands", brand, "metrics", "export.csv"]) => {
+                return self
+                    .export_metrics(&claims, brand, query)
+                    .await
+                    .map(Answer::File)
+            }
+            _ => {}
+        }
+        let answer = match (request.method().as_str(), parts) {
+            ("GET", ["brands", brand, "metrics"]) => self.metrics(&claims, brand, query).await,
             ("GET", ["rankings", brand, date]) => {
                 let top = top_param(request.uri().query())?;
                 self.ranking_top(&claims, brand, date, top).await
@@ -347,15 +376,16 @@ impl Api {
                 let follow_up_fields =
                     body.note.is_some() || body.intent.is_some() || body.next_at.is_some();
                 if body.event == "follow_up" {
-                    return self
-                        .follow_up(
+                    return Ok(Answer::Json(
+                        self.follow_up(
                             &claims,
                             id,
                             body.note.as_deref(),
                             body.intent,
                             body.next_at.as_deref(),
                         )
-                        .await;
+                        .await?,
+                    ));
                 }
                 if follow_up_fields {
                     return Err(ApiError(
@@ -391,7 +421,8 @@ impl Api {
                 self.set_duty(&claims, staff_id, body.on_duty).await
             }
             _ => Err(ApiError(404, "not_found", "no such route".into())),
-        }
+        };
+        answer.map(Answer::Json)
     }
 
     /// The brand's settings (one missing from the directory: the defaults).
@@ -523,53 +554,6 @@ impl Api {
         Ok(serde_json::json!({
             "lead_id": lead_id,
             "entries": entries.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
-        }))
-    }
-
-    /// `GET /leads?status&assignee&pool&from&to&limit&cursor`: a page of the
-    /// caller's dealer's leads (`leads_domain::lead_list` says whose).
-    async fn list(
-        &self,
-        claims: &Claims,
-        query: Option<&str>,
-    ) -> Result<serde_json::Value, ApiError> {
-        use leads_domain::lead_list::{ListError, ListQuery};
-        let me = self.caller(claims).await?;
-        let mut params = std::collections::HashMap::new();
-        for pair in query
-            .unwrap_or_default()
-            .split('&')
-            .filter(|p| !p.is_empty())
-        {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            // Nothing listed needs escaping: an escaped value is refused, not guessed.
-            if value.contains(['%', '+'])
-                || params.insert(name.to_string(), value.to_string()).is_some()
-            {
-                return Err(ApiError(
-                    400,
-                    "bad_parameter",
-                    "parameters are plain and given once".into(),
-                ));
-            }
-        }
-        let today = dedup::china_day(Utc::now());
-        let q = ListQuery::parse(&params, &me, today).map_err(|e| {
-            let (status, code) = match e {
-                ListError::Malformed(_) => (400, "bad_parameter"),
-                ListError::NotYours => (403, "forbidden"),
-                ListError::Range => (422, "bad_range"),
-                ListError::Cursor => (400, "bad_cursor"),
-            };
-            ApiError(status, code, e.to_string())
-        })?;
-        let (leads, next) = self.leads.dealer_leads(&q).await?;
-        Ok(serde_json::json!({
-            "dealer_id": q.dealer_id,
-            "from": q.from,
-            "to": q.to,
-            "leads": leads,
-            "next_cursor": next.map(|k| q.cursor(&k)),
         }))
     }
 
@@ -793,6 +777,31 @@ impl Api {
                 format!("hours must be 1 to {MAX_ADMIN_TOKEN_HOURS}"),
             ));
         }
+        if body.dealer_id.is_empty() {
+            let ops = self
+                .directory
+                .brand_ops(&body.brand_id, &body.staff_id)
+                .await?
+                .ok_or_else(|| {
+                    ApiError(
+                        404,
+                        "unknown_staff",
+                        format!(
+                            "no brand operations {} at brand {}",
+                            body.staff_id, body.brand_id
+                        ),
+                    )
+                })?;
+            let claims = Claims::staff(
+                &ops.staff_id,
+                "",
+                &ops.brand_id,
+                StaffRole::BrandOps,
+                Utc::now(),
+                body.hours * 3600,
+            );
+            return self.signed(claims).await;
+        }
         let dealer = self.directory.dealer(&body.dealer_id).await?;
         let staff = self.directory.staff_of(&body.dealer_id).await?;
         let person = staff.iter().find(|s| s.staff_id == body.staff_id);
@@ -821,7 +830,13 @@ impl Api {
             Utc::now(),
             body.hours * 3600,
         );
-        tracing::info!(staff_id = %claims.staff_id, dealer_id = %claims.dealer_id, role = ?claims.role, hours = body.hours, "staff token issued by direct invoke");
+        self.signed(claims).await
+    }
+
+    /// `/admin/tokens`'s answer: the token signed with the current key.
+    async fn signed(&self, claims: Claims) -> Result<serde_json::Value, ApiError> {
+        let hours = (claims.exp - claims.iat) / 3600;
+        tracing::info!(staff_id = %claims.staff_id, dealer_id = %claims.dealer_id, role = ?claims.role, hours, "staff token issued by direct invoke");
         Ok(serde_json::json!({
             "token": self.keyring.get().await.issue(&claims),
             "staff_id": claims.staff_id,
@@ -1047,6 +1062,11 @@ impl Api {
     /// the directory's (a demoted manager is a consultant at once, within
     /// the snapshot's TTL).
     async fn authorise(&self, mut claims: Claims) -> Result<Claims, ApiError> {
+        // Brand operations are in the brand's list, on no dealer's roster.
+        if claims.role == StaffRole::BrandOps {
+            self.brand_ops(&claims).await?.ok_or_else(not_on_staff)?;
+            return Ok(claims);
+        }
         let me = self.caller(&claims).await?;
         let dealer = self
             .dealer(&claims.dealer_id)

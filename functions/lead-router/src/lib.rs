@@ -1075,6 +1075,10 @@ impl Router {
                             record.assignee = Some(staff_id.clone());
                             record.status = LeadStatus::Assigned;
                             record.assigned_at = Some(now);
+                            record.milestones.push(leads_domain::lead::Milestone {
+                                kind: leads_domain::lead::MilestoneKind::Assigned,
+                                at: now,
+                            });
                             tracing::info!(lead_id = %record.lead_id, %dealer_id, %staff_id, ?reason, "lead assigned");
                             // A hint for a later return: a failure here must
                             // not fail (and redeliver) an assignment that is done.

@@ -353,6 +353,7 @@ impl Sweeper {
                     format!("first contact was due {} ({assignee})", due.at.to_rfc3339()),
                 )
                 .await?;
+                self.leads.record_breach(&record.lead_id, now).await?;
                 let plan = sla::on_first_contact_overdue(brand);
                 if plan.warn_managers {
                     // Empty recipients: the notifier resolves the dealer's managers.

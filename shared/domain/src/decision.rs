@@ -109,6 +109,10 @@ pub fn new_lead(
                 lead.status = LeadStatus::Assigned;
                 lead.assignee = Some(staff_id.clone());
                 lead.assigned_at = Some(now);
+                lead.milestones.push(crate::lead::Milestone {
+                    kind: crate::lead::MilestoneKind::Assigned,
+                    at: now,
+                });
                 lead.first_contact_due = Some(first_contact_due(brand, now));
                 lead.exclusive_until = Some(exclusive_until(brand, now));
                 due = lead.first_contact_due;

@@ -115,6 +115,9 @@ pub enum StaffRole {
     Manager,
     /// DCC/BDC agent: first contact on behalf of the dealer.
     Dcc,
+    /// The brand's operations (`BrandOps`, the directory's `brand_ops`):
+    /// never on a dealer's roster.
+    BrandOps,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -133,6 +136,32 @@ pub struct Staff {
     /// logged `Staff` never shows it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mobile: Option<Phone>,
+}
+
+/// Brand operations staff (品牌运营): they read the brand's leads (masked
+/// phones) and service KPIs, for every dealer of the brand or only those
+/// listed in `dealers` or located in `regions`. They change no lead.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BrandOps {
+    pub staff_id: StaffId,
+    pub brand_id: BrandId,
+    pub name: String,
+    /// Only these dealers (with `regions`: these and the regions' dealers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dealers: Vec<DealerId>,
+    /// Only dealers located in these cities.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<CityCode>,
+}
+
+impl BrandOps {
+    /// Whether this person oversees `dealer` (always of their own brand).
+    pub fn oversees(&self, dealer: &Dealer) -> bool {
+        dealer.brand_id == self.brand_id
+            && ((self.dealers.is_empty() && self.regions.is_empty())
+                || self.dealers.contains(&dealer.dealer_id)
+                || self.regions.contains(&dealer.city))
+    }
 }
 
 /// The platforms a lead can come from.

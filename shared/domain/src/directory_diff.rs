@@ -33,6 +33,10 @@ pub enum Removal {
         platform: Platform,
         account_id: String,
     },
+    BrandOps {
+        brand_id: String,
+        staff_id: String,
+    },
 }
 
 impl std::fmt::Display for Removal {
@@ -51,6 +55,9 @@ impl std::fmt::Display for Removal {
                 platform,
                 account_id,
             } => write!(f, "account {platform}:{account_id}"),
+            Removal::BrandOps { brand_id, staff_id } => {
+                write!(f, "brand operations {staff_id} of brand {brand_id}")
+            }
         }
     }
 }
@@ -216,6 +223,37 @@ pub fn diff(live: &Directory, file: &Directory) -> DirectoryDiff {
             });
         }
     }
+    // Brand operations staff of the brands.
+    let live_ops: BTreeMap<(&str, &str), _> = live
+        .brand_ops
+        .iter()
+        .filter(|o| brands.contains(o.brand_id.as_str()))
+        .map(|o| ((o.brand_id.as_str(), o.staff_id.as_str()), o))
+        .collect();
+    let file_ops: BTreeMap<(&str, &str), _> = file
+        .brand_ops
+        .iter()
+        .map(|o| ((o.brand_id.as_str(), o.staff_id.as_str()), o))
+        .collect();
+    for ((brand, id), o) in &file_ops {
+        match live_ops.get(&(*brand, *id)) {
+            None => out
+                .added
+                .push(format!("brand operations {id} of brand {brand}")),
+            Some(l) if !same(*l, *o) => out
+                .changed
+                .push(format!("brand operations {id} of brand {brand}")),
+            _ => {}
+        }
+    }
+    for (brand, id) in live_ops.keys() {
+        if !file_ops.contains_key(&(*brand, *id)) {
+            out.removed.push(Removal::BrandOps {
+                brand_id: brand.to_string(),
+                staff_id: id.to_string(),
+            });
+        }
+    }
     out.removed.sort();
     out
 }
@@ -330,5 +368,81 @@ mod tests {
         let d = diff(&live, &file);
         assert!(d.removed.is_empty(), "{d:?}");
         assert_eq!(d.changed, ["staff s1 of dealer d1"]);
+    }
+}
+
+#[cfg(test)]
+mod brand_ops_tests {
+    use super::*;
+    use crate::directory_file::DirectoryFile;
+
+    fn file(ops: serde_json::Value) -> Result<Directory, Vec<crate::directory_file::RowError>> {
+        serde_json::from_value::<DirectoryFile>(serde_json::json!({
+            "brands": [{"brand_id": "b1", "name": "品牌"}, {"brand_id": "b2", "name": "别的品牌"}],
+            "dealers": [
+                {"dealer_id": "d1", "brand_id": "b1", "name": "济南店", "city": "济南", "strategy": "round_robin"},
+                {"dealer_id": "d2", "brand_id": "b1", "name": "青岛店", "city": "青岛", "strategy": "round_robin"},
+                {"dealer_id": "x1", "brand_id": "b2", "name": "别的店", "city": "济南", "strategy": "round_robin"}
+            ],
+            "brand_ops": ops,
+        }))
+        .unwrap()
+        .validate()
+    }
+
+    #[test]
+    fn brand_operations_oversee_their_dealers_or_regions_of_their_brand_only() {
+        let d = file(serde_json::json!([
+            {"staff_id": "o1", "brand_id": "b1", "name": "运营"},
+            {"staff_id": "o2", "brand_id": "b1", "name": "运营", "regions": ["青岛"]},
+            {"staff_id": "o3", "brand_id": "b1", "name": "运营", "dealers": ["d1"]}
+        ]))
+        .unwrap();
+        let sees = |ops: usize| -> Vec<&str> {
+            d.dealers
+                .iter()
+                .filter(|x| d.brand_ops[ops].oversees(x))
+                .map(|x| x.dealer_id.as_str())
+                .collect()
+        };
+        assert_eq!(sees(0), ["d1", "d2"]);
+        assert_eq!(sees(1), ["d2"]);
+        assert_eq!(sees(2), ["d1"]);
+        // Another brand's dealer in a named list, an unknown region or dealer.
+        let errors = file(serde_json::json!([
+            {"staff_id": "o1", "brand_id": "b1", "name": "运营", "dealers": ["x1", "nope"], "regions": ["火星"]}
+        ]))
+        .unwrap_err();
+        let problems: Vec<&str> = errors.iter().map(|e| e.problem.as_str()).collect();
+        assert_eq!(
+            problems,
+            [
+                "dealer \"x1\" belongs to brand \"b2\"",
+                "unknown dealer \"nope\"",
+                "unknown region \"火星\""
+            ]
+        );
+    }
+
+    #[test]
+    fn a_brand_operations_row_dropped_from_the_file_is_removed() {
+        let live = file(serde_json::json!([
+            {"staff_id": "o1", "brand_id": "b1", "name": "运营"},
+            {"staff_id": "o2", "brand_id": "b1", "name": "运营"}
+        ]))
+        .unwrap();
+        let next = file(serde_json::json!([
+            {"staff_id": "o1", "brand_id": "b1", "name": "运营", "regions": ["济南"]}
+        ]))
+        .unwrap();
+        let d = diff(&live, &next);
+        assert_eq!(d.changed, ["brand operations o1 of brand b1"]);
+        assert_eq!(
+            d.removed,
+            [Removal::BrandOps {
+                brand_id: "b1".into(),
+                staff_id: "o2".into()
+            }]
+        );
     }
 }

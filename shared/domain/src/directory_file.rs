@@ -6,7 +6,8 @@ use std::collections::HashSet;
 use serde::Deserialize;
 
 use crate::directory::{
-    defaults, AccountOwner, AssignmentStrategy, Brand, Dealer, PlatformAccount, Staff,
+    defaults, AccountOwner, AssignmentStrategy, Brand, BrandOps, Dealer, PlatformAccount, Staff,
+    StaffRole,
 };
 use crate::{city, CityCode};
 
@@ -37,6 +38,19 @@ pub struct DealerRow {
     pub daily_remote_capacity: Option<u32>,
 }
 
+/// A brand operations row: regions as city names or codes, like a dealer's.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrandOpsRow {
+    pub staff_id: String,
+    pub brand_id: String,
+    pub name: String,
+    #[serde(default)]
+    pub dealers: Vec<String>,
+    #[serde(default)]
+    pub regions: Vec<String>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DirectoryFile {
@@ -46,6 +60,8 @@ pub struct DirectoryFile {
     pub staff: Vec<Staff>,
     #[serde(default)]
     pub accounts: Vec<PlatformAccount>,
+    #[serde(default)]
+    pub brand_ops: Vec<BrandOpsRow>,
 }
 
 /// The validated directory, ready to store.
@@ -55,6 +71,7 @@ pub struct Directory {
     pub dealers: Vec<Dealer>,
     pub staff: Vec<Staff>,
     pub accounts: Vec<PlatformAccount>,
+    pub brand_ops: Vec<BrandOps>,
 }
 
 /// One bad row: which section, which row (0-based) and what is wrong.
@@ -162,6 +179,60 @@ impl DirectoryFile {
                     format!("unknown dealer {:?}", s.dealer_id),
                 );
             }
+            if s.role == StaffRole::BrandOps {
+                err(
+                    "staff",
+                    i,
+                    &s.staff_id,
+                    "brand operations staff go in brand_ops, not on a dealer's roster".into(),
+                );
+            }
+        }
+
+        let mut ops_ids = HashSet::new();
+        let mut brand_ops = Vec::with_capacity(self.brand_ops.len());
+        for (i, row) in self.brand_ops.iter().enumerate() {
+            let id = row.staff_id.as_str();
+            if id.trim().is_empty() {
+                err("brand_ops", i, id, "empty staff_id".into());
+            } else if !ops_ids.insert((row.brand_id.as_str(), id)) {
+                err("brand_ops", i, id, "duplicate staff_id".into());
+            }
+            if !brand_ids.contains(row.brand_id.as_str()) {
+                err(
+                    "brand_ops",
+                    i,
+                    id,
+                    format!("unknown brand {:?}", row.brand_id),
+                );
+            }
+            for dealer in &row.dealers {
+                match self.dealers.iter().find(|d| &d.dealer_id == dealer) {
+                    None => err("brand_ops", i, id, format!("unknown dealer {dealer:?}")),
+                    Some(d) if d.brand_id != row.brand_id => err(
+                        "brand_ops",
+                        i,
+                        id,
+                        format!("dealer {dealer:?} belongs to brand {:?}", d.brand_id),
+                    ),
+                    Some(_) => {}
+                }
+            }
+            let mut regions = Vec::new();
+            for name in &row.regions {
+                match resolve_city(name) {
+                    Some(code) if !regions.contains(&code) => regions.push(code),
+                    Some(_) => {}
+                    None => err("brand_ops", i, id, format!("unknown region {name:?}")),
+                }
+            }
+            brand_ops.push(BrandOps {
+                staff_id: row.staff_id.clone(),
+                brand_id: row.brand_id.clone(),
+                name: row.name.clone(),
+                dealers: row.dealers.clone(),
+                regions,
+            });
         }
 
         let mut account_keys = HashSet::new();
@@ -202,6 +273,7 @@ impl DirectoryFile {
             dealers,
             staff: self.staff,
             accounts: self.accounts,
+            brand_ops,
         })
     }
 }

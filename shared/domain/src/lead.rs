@@ -160,6 +160,45 @@ pub enum LeadStatus {
     Merged,
 }
 
+/// A step in a lead's life the service KPIs count (`kpi`): appended to the
+/// lead by the write that makes it (a status change, a hand-off, the
+/// sweeper's breach), so it is recorded exactly when it happens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Milestone {
+    pub kind: MilestoneKind,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MilestoneKind {
+    /// A consultant got the lead for the first time (claimed, or given by
+    /// the dealer's strategy); `assigned_at` holds the latest assignment.
+    Assigned,
+    /// 邀约: the customer agreed to come to the store.
+    Invited,
+    /// 到店.
+    Visited,
+    /// 成交.
+    Won,
+    /// Moved from one consultant to another (SLA, transfer, handover).
+    Reassigned,
+    /// First contact was overdue (the sweeper's breach).
+    SlaBreached,
+}
+
+impl MilestoneKind {
+    /// The milestone a status change reaches, if it is one.
+    pub fn of_status(status: LeadStatus) -> Option<MilestoneKind> {
+        match status {
+            LeadStatus::Invited => Some(MilestoneKind::Invited),
+            LeadStatus::Visited => Some(MilestoneKind::Visited),
+            LeadStatus::Won => Some(MilestoneKind::Won),
+            _ => None,
+        }
+    }
+}
+
 /// The list without repeats, first occurrence kept.
 pub(crate) fn distinct<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     let all: Vec<String> = Vec::deserialize(d)?;
@@ -250,6 +289,10 @@ pub struct LeadRecord {
     pub next_follow_up_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub follow_ups: u32,
+    /// What happened to the lead after its first contact, in order: the
+    /// service KPIs (`kpi`) count funnel stages and hand-offs from it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub milestones: Vec<Milestone>,
     pub raw_payload_ref: String,
     pub received_at: DateTime<Utc>,
 }
@@ -294,6 +337,7 @@ impl LeadRecord {
             intent: None,
             next_follow_up_at: None,
             follow_ups: 0,
+            milestones: Vec::new(),
             raw_payload_ref: lead.raw_payload_ref.clone(),
             received_at: lead.received_at,
         }

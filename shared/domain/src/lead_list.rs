@@ -60,8 +60,8 @@ pub enum ListError {
     /// 400: a parameter that does not parse (named, its value not repeated).
     #[error("parameter {0} is not valid")]
     Malformed(&'static str),
-    /// 403: a consultant asking for someone else's leads.
-    #[error("a consultant lists only their own leads or the pool")]
+    /// 403: a consultant asking for someone else's leads, or another dealer's.
+    #[error("a consultant lists only their own leads or the pool, of their own dealer")]
     NotYours,
     /// 422: `to` before `from`, or a range over the limit.
     #[error("the range must run forwards over at most {MAX_RANGE_DAYS} days")]
@@ -74,6 +74,22 @@ pub enum ListError {
 /// A dealer's partition of the dealer index (`LeadsTable`'s `by_dealer`).
 pub fn index_partition(dealer_id: &str) -> String {
     format!("DEALER#{dealer_id}")
+}
+
+/// The brand's leads no dealer could take, in the same index (listed by
+/// nobody; the brand's KPIs count them).
+pub fn unrouted_partition(brand_id: &str) -> String {
+    format!("UNROUTED#{brand_id}")
+}
+
+/// The index keys of an unroutable lead.
+pub fn unrouted_index_keys(
+    brand_id: &str,
+    received_at: chrono::DateTime<Utc>,
+    lead_id: &str,
+) -> (String, String) {
+    let (_, sk) = index_keys("", received_at, lead_id);
+    (unrouted_partition(brand_id), sk)
 }
 
 /// The dealer index's keys of a lead.
@@ -91,32 +107,77 @@ pub fn index_keys(
     )
 }
 
+/// Who lists: a dealer's staff member, or the brand's operations (who
+/// name the dealer, and see all of its leads like its manager).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Viewer {
+    pub staff_id: String,
+    pub dealer_id: String,
+    /// A manager, or brand operations: any of the dealer's leads.
+    pub sees_whole_dealer: bool,
+}
+
+impl From<&Staff> for Viewer {
+    fn from(me: &Staff) -> Viewer {
+        Viewer {
+            staff_id: me.staff_id.clone(),
+            dealer_id: me.dealer_id.clone(),
+            sees_whole_dealer: me.role == StaffRole::Manager,
+        }
+    }
+}
+
+/// The index sort-key bounds of the China days `from` to `to`: the start
+/// of `from` and the start of the day after `to`.
+pub fn day_bounds(from: NaiveDate, to: NaiveDate) -> (String, String) {
+    let start = |day: NaiveDate| {
+        let local = day.and_hms_opt(0, 0, 0).expect("midnight exists");
+        (Utc.from_utc_datetime(&local) - Duration::hours(8))
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    };
+    (start(from), start(to + Duration::days(1)))
+}
+
+/// The `from`/`to` of a query (China days, default the last
+/// [`DEFAULT_DAYS`] to `today`), at most [`MAX_RANGE_DAYS`] long.
+pub fn period(
+    params: &HashMap<String, String>,
+    today: NaiveDate,
+) -> Result<(NaiveDate, NaiveDate), ListError> {
+    let date = |name: &'static str| {
+        params
+            .get(name)
+            .map(|v| {
+                NaiveDate::parse_from_str(v, "%Y-%m-%d").map_err(|_| ListError::Malformed(name))
+            })
+            .transpose()
+    };
+    let to = date("to")?.unwrap_or(today);
+    let from = date("from")?.unwrap_or(to - Duration::days(DEFAULT_DAYS - 1));
+    if to < from || (to - from).num_days() >= MAX_RANGE_DAYS {
+        return Err(ListError::Range);
+    }
+    Ok((from, to))
+}
+
 impl ListQuery {
     /// The query `me` asks for with `params` (the URL's), today being `today`.
+    /// `dealer`, if given, must be the viewer's.
     pub fn parse(
         params: &HashMap<String, String>,
-        me: &Staff,
+        me: &Viewer,
         today: NaiveDate,
     ) -> Result<ListQuery, ListError> {
-        const KNOWN: [&str; 7] = [
-            "status", "assignee", "pool", "from", "to", "limit", "cursor",
+        const KNOWN: [&str; 8] = [
+            "status", "assignee", "pool", "from", "to", "limit", "cursor", "dealer",
         ];
+        if params.get("dealer").is_some_and(|d| *d != me.dealer_id) {
+            return Err(ListError::NotYours);
+        }
         if params.keys().any(|k| !KNOWN.contains(&k.as_str())) {
             return Err(ListError::Malformed("(unknown parameter)"));
         }
-        let date = |name: &'static str| {
-            params
-                .get(name)
-                .map(|v| {
-                    NaiveDate::parse_from_str(v, "%Y-%m-%d").map_err(|_| ListError::Malformed(name))
-                })
-                .transpose()
-        };
-        let to = date("to")?.unwrap_or(today);
-        let from = date("from")?.unwrap_or(to - Duration::days(DEFAULT_DAYS - 1));
-        if to < from || (to - from).num_days() >= MAX_RANGE_DAYS {
-            return Err(ListError::Range);
-        }
+        let (from, to) = period(params, today)?;
         let status = params
             .get("status")
             .map(|v| {
@@ -145,7 +206,7 @@ impl ListQuery {
             (true, Some(_)) => return Err(ListError::Malformed("pool")),
             (true, None) => Holder::Pool,
             (false, Some(a)) => Holder::Staff(a),
-            (false, None) if me.role == StaffRole::Manager => Holder::Anyone,
+            (false, None) if me.sees_whole_dealer => Holder::Anyone,
             (false, None) => Holder::Staff(me.staff_id.clone()),
         };
         let own = match &holder {
@@ -153,7 +214,7 @@ impl ListQuery {
             Holder::Staff(a) => *a == me.staff_id,
             Holder::Anyone => false,
         };
-        if me.role != StaffRole::Manager && !own {
+        if !me.sees_whole_dealer && !own {
             return Err(ListError::NotYours);
         }
         let mut query = ListQuery {
@@ -174,19 +235,15 @@ impl ListQuery {
     /// The received-at bounds of the index query: from the start of `from`
     /// to the start of the day after `to`, China time, as index sort keys.
     pub fn bounds(&self) -> (String, String) {
-        let start = |day: NaiveDate| {
-            let local = day.and_hms_opt(0, 0, 0).expect("midnight exists");
-            (Utc.from_utc_datetime(&local) - Duration::hours(8))
-                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-        };
-        (start(self.from), start(self.to + Duration::days(1)))
+        day_bounds(self.from, self.to)
     }
 
-    /// What a cursor is bound to: every parameter but the cursor.
+    /// What a cursor is bound to: every parameter but the cursor and the
+    /// page size (an export pages the same query in larger pages).
     fn fingerprint(&self) -> String {
         let text = format!(
-            "{}|{:?}|{:?}|{}|{}|{}",
-            self.dealer_id, self.holder, self.status, self.from, self.to, self.limit
+            "{}|{:?}|{:?}|{}|{}",
+            self.dealer_id, self.holder, self.status, self.from, self.to
         );
         hex::encode(&sha2::Sha256::digest(text.as_bytes())[..12])
     }
@@ -244,11 +301,19 @@ pub struct LeadSummary {
     pub intent: Option<crate::followup::Intent>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_follow_up_at: Option<chrono::DateTime<Utc>>,
+    /// What the service KPIs need besides (`kpi`): where the lead went, from
+    /// which dealer's account, what happened to it since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<crate::routing::Route>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_dealer: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub milestones: Vec<crate::lead::Milestone>,
 }
 
 /// The attributes the dealer index projects (`LeadsTable`, `by_dealer`, in
-/// template.yaml): [`LeadSummary`]'s fields.
-pub const PROJECTED: [&str; 15] = [
+/// template.yaml): [`LeadSummary`]'s fields. DynamoDB allows 20.
+pub const PROJECTED: [&str; 18] = [
     "lead_id",
     "status",
     "assignee",
@@ -264,17 +329,21 @@ pub const PROJECTED: [&str; 15] = [
     "close_reason",
     "intent",
     "next_follow_up_at",
+    "route",
+    "account_dealer",
+    "milestones",
 ];
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn staff(role: StaffRole) -> Staff {
-        serde_json::from_value(serde_json::json!({
+    fn staff(role: StaffRole) -> Viewer {
+        let me: Staff = serde_json::from_value(serde_json::json!({
             "staff_id": "s1", "dealer_id": "d1", "name": "n", "role": role, "on_duty": true, "cap": 5
         }))
-        .unwrap()
+        .unwrap();
+        Viewer::from(&me)
     }
 
     fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
@@ -304,7 +373,15 @@ mod tests {
             ListQuery::parse(&params(&[("assignee", "s2")]), &sales, today()),
             Err(ListError::NotYours)
         );
+        assert_eq!(
+            ListQuery::parse(&params(&[("dealer", "d2")]), &sales, today()),
+            Err(ListError::NotYours)
+        );
         let manager = staff(StaffRole::Manager);
+        assert_eq!(
+            ListQuery::parse(&params(&[("dealer", "d2")]), &manager, today()),
+            Err(ListError::NotYours)
+        );
         assert_eq!(
             ListQuery::parse(&params(&[]), &manager, today())
                 .unwrap()

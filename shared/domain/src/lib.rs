@@ -18,6 +18,7 @@ pub mod followup;
 pub mod handoff;
 pub mod identity;
 pub mod intake;
+pub mod kpi;
 pub mod lead;
 pub mod lead_list;
 pub mod notification;

@@ -166,6 +166,7 @@ mod tests {
             intent: None,
             next_follow_up_at: None,
             follow_ups: 0,
+            milestones: Vec::new(),
             raw_payload_ref: "r".into(),
             received_at: t(0),
         }

@@ -82,7 +82,8 @@ enum Command {
     Token {
         #[arg(long)]
         staff: String,
-        #[arg(long)]
+        /// The staff member's dealer; omitted for brand operations.
+        #[arg(long, default_value = "")]
         dealer: String,
         #[arg(long)]
         brand: String,
@@ -152,6 +153,8 @@ enum Role {
     Sales,
     Manager,
     Dcc,
+    /// The brand's operations (`brand_ops` in the directory; no --dealer).
+    BrandOps,
 }
 
 #[tokio::main]
@@ -217,6 +220,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 Role::Sales => leads_domain::directory::StaffRole::Sales,
                 Role::Manager => leads_domain::directory::StaffRole::Manager,
                 Role::Dcc => leads_domain::directory::StaffRole::Dcc,
+                Role::BrandOps => leads_domain::directory::StaffRole::BrandOps,
             };
             let claims = leads_domain::auth::Claims::staff(
                 &staff,

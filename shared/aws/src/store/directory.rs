@@ -1,7 +1,7 @@
 //! The directory in DynamoDB (layout documented on `DirectoryTable` in template.yaml).
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use leads_domain::directory::{Brand, Dealer, Platform, PlatformAccount, Staff};
+use leads_domain::directory::{Brand, BrandOps, Dealer, Platform, PlatformAccount, Staff};
 use leads_domain::directory_file::Directory;
 use leads_domain::CityCode;
 
@@ -94,6 +94,10 @@ pub mod keys {
             format!("BRAND#{}", a.brand_id),
             format!("ACCOUNT#{}#{}", a.platform, a.account_id),
         )
+    }
+    /// Brand operations staff live in their brand's partition.
+    pub fn brand_ops(brand_id: &str, staff_id: &str) -> Keys {
+        Keys::new(format!("BRAND#{brand_id}"), format!("OPS#{staff_id}"))
     }
     pub fn account_id(platform: Platform, id: &str) -> Keys {
         Keys::new(format!("ACCOUNT#{platform}#{id}"), "ACCOUNT")
@@ -206,6 +210,7 @@ impl DynamoDirectory {
             dealers: vec![],
             staff: vec![],
             accounts: vec![],
+            brand_ops: vec![],
         };
         for brand_id in brand_ids {
             if let Some(brand) = self.brand(brand_id).await? {
@@ -217,8 +222,23 @@ impl DynamoDirectory {
                 live.dealers.push(dealer);
             }
             live.accounts.extend(self.accounts_of(brand_id).await?);
+            live.brand_ops.extend(self.brand_ops_of(brand_id).await?);
         }
         Ok(live)
+    }
+
+    /// The brand's operations staff.
+    pub async fn brand_ops_of(&self, brand_id: &str) -> Result<Vec<BrandOps>, StoreError> {
+        self.query(None, format!("BRAND#{brand_id}"), "OPS#").await
+    }
+
+    /// One of the brand's operations staff, if they are in the directory.
+    pub async fn brand_ops(
+        &self,
+        brand_id: &str,
+        staff_id: &str,
+    ) -> Result<Option<BrandOps>, StoreError> {
+        self.get(keys::brand_ops(brand_id, staff_id)).await
     }
 
     /// Deletes the removed records' items; returns how many.
@@ -243,6 +263,7 @@ impl DynamoDirectory {
                     platform,
                     account_id,
                 } => keys::account_id(*platform, account_id),
+                Removal::BrandOps { brand_id, staff_id } => keys::brand_ops(brand_id, staff_id),
             })
             .collect();
         for chunk in keys.chunks(25) {
@@ -291,6 +312,9 @@ impl DirectoryStore for DynamoDirectory {
         }
         for a in &directory.accounts {
             items.push(to_item(&keys::account(a), a)?);
+        }
+        for o in &directory.brand_ops {
+            items.push(to_item(&keys::brand_ops(&o.brand_id, &o.staff_id), o)?);
         }
         let count = items.len();
         batch_put(&self.client, &self.table, items).await?;

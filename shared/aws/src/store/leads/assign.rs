@@ -101,14 +101,14 @@ impl DynamoLeads {
             // LEAD: still unassigned and not merged.
             TransactWriteItem::builder()
                 .update(
-                    Update::builder()
+                    with_milestone(Update::builder(), MilestoneKind::Assigned, now)?
                         .table_name(&self.table)
                         .set_key(Some(keys::lead(&lead.lead_id).primary()))
-                        .update_expression(
+                        .update_expression(format!(
                             "SET assignee = :staff, #status = :assigned, assigned_at = :now, \
                              first_contact_due = :due, exclusive_until = :excl, \
-                             gsi2pk = :due_pk, gsi2sk = :due",
-                        )
+                             gsi2pk = :due_pk, gsi2sk = :due, {APPEND_MILESTONE}"
+                        ))
                         // A lead merged into another one is nobody's to take.
                         .condition_expression(
                             "attribute_exists(pk) AND attribute_not_exists(assignee) \

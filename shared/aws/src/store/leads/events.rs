@@ -61,6 +61,11 @@ impl DynamoLeads {
             set.push("contacted_at = :now");
             update = update.expression_attribute_values(":now", s(now.to_rfc3339()));
         }
+        // Invited, visited, won: the funnel's stages, kept for the KPIs.
+        if let Some(kind) = leads_domain::lead::MilestoneKind::of_status(next) {
+            set.push(APPEND_MILESTONE);
+            update = with_milestone(update, kind, now)?;
+        }
         if let Some(reason) = reason {
             set.push("close_reason = :reason");
             update = update.expression_attribute_values(":reason", s(reason));

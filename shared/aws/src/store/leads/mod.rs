@@ -13,7 +13,9 @@ use chrono::{DateTime, Utc};
 use leads_domain::assignment::StaffLoad;
 use leads_domain::dedup::{self, DedupOutcome, KeyHolder, LinkDecision, LinkLead, LinkOutcome};
 use leads_domain::directory::{Brand, Platform, Staff};
-use leads_domain::lead::{CanonicalLead, CustomerKey, LeadRecord, LeadStatus, Touchpoint};
+use leads_domain::lead::{
+    CanonicalLead, CustomerKey, LeadRecord, LeadStatus, MilestoneKind, Touchpoint,
+};
 use leads_domain::ranking::LeadCounter;
 use leads_domain::routing::Route;
 use leads_domain::{status, wire_name, Phone};
@@ -129,6 +131,38 @@ fn expiry(brand: &Brand, now: DateTime<Utc>) -> AttributeValue {
 fn expiring(mut item: Item, brand: &Brand, now: DateTime<Utc>) -> Item {
     item.insert("expires_at".into(), expiry(brand, now));
     item
+}
+
+/// The `SET` clause that appends a milestone (`:milestone`) to the lead,
+/// and its values: pass both to the lead's update.
+const APPEND_MILESTONE: &str =
+    "milestones = list_append(if_not_exists(milestones, :no_milestones), :milestone)";
+
+fn with_milestone(
+    update: aws_sdk_dynamodb::types::builders::UpdateBuilder,
+    kind: MilestoneKind,
+    at: DateTime<Utc>,
+) -> Result<aws_sdk_dynamodb::types::builders::UpdateBuilder, StoreError> {
+    Ok(milestone_values(kind, at)?
+        .into_iter()
+        .fold(update, |u, (name, value)| {
+            u.expression_attribute_values(name, value)
+        }))
+}
+
+/// The values [`APPEND_MILESTONE`] names.
+fn milestone_values(
+    kind: MilestoneKind,
+    at: DateTime<Utc>,
+) -> Result<[(&'static str, AttributeValue); 2], StoreError> {
+    let milestone = leads_domain::lead::Milestone { kind, at };
+    Ok([
+        (":no_milestones", AttributeValue::L(Vec::new())),
+        (
+            ":milestone",
+            AttributeValue::L(vec![serde_dynamo::to_attribute_value(&milestone)?]),
+        ),
+    ])
 }
 
 fn s(v: impl Into<String>) -> AttributeValue {
@@ -753,6 +787,16 @@ impl DynamoLeads {
                 .expression_attribute_values(":by_dealer_sk", s(sk));
         }
         if routed.status == LeadStatus::Unroutable {
+            // Counted by the brand's KPIs where it came in (`kpi`).
+            let (pk, sk) = leads_domain::lead_list::unrouted_index_keys(
+                &lead.brand_id,
+                lead.received_at,
+                &lead.lead_id,
+            );
+            set.push("gsi3pk = :by_dealer_pk, gsi3sk = :by_dealer_sk");
+            update = update
+                .expression_attribute_values(":by_dealer_pk", s(pk))
+                .expression_attribute_values(":by_dealer_sk", s(sk));
             set.push("#status = :unroutable");
             update = update
                 .expression_attribute_names("#status", "status")
@@ -839,6 +883,53 @@ pub enum RouteResult {
 }
 
 impl DynamoLeads {
+    /// Every lead of one partition of the dealer index (a dealer's, or the
+    /// brand's unroutable leads) received between `from` and `to` (sort
+    /// keys, `ListQuery::bounds`): the cohort the service KPIs count. One
+    /// Query per 1 MB page.
+    pub async fn cohort(
+        &self,
+        partition: &str,
+        (from, to): (&str, &str),
+    ) -> Result<Vec<leads_domain::lead_list::LeadSummary>, StoreError> {
+        super::item::query_all(
+            self.client
+                .query()
+                .table_name(&self.table)
+                .index_name("by_dealer")
+                .key_condition_expression("gsi3pk = :pk AND gsi3sk BETWEEN :from AND :to")
+                .expression_attribute_values(":pk", s(partition))
+                .expression_attribute_values(":from", s(from))
+                .expression_attribute_values(":to", s(to)),
+        )
+        .await
+    }
+
+    /// The brand's channel-overlap counters of one China day
+    /// (`"douyin#autohome"` -> leads).
+    pub async fn overlap_counts(
+        &self,
+        brand_id: &str,
+        day: chrono::NaiveDate,
+    ) -> Result<std::collections::BTreeMap<String, u64>, StoreError> {
+        #[derive(Deserialize)]
+        struct Counter {
+            sk: String,
+            #[serde(default)]
+            leads: u64,
+        }
+        let pk = keys::overlap(brand_id, day, String::new()).pk;
+        let counters: Vec<Counter> = super::item::query_all(
+            self.client
+                .query()
+                .table_name(&self.stats_table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(pk)),
+        )
+        .await?;
+        Ok(counters.into_iter().map(|c| (c.sk, c.leads)).collect())
+    }
+
     /// One page of a dealer's leads, newest first (`by_dealer`; see
     /// `leads_domain::lead_list`), and where the next page starts. Each
     /// query asks for at most what is still missing, so a page never skips

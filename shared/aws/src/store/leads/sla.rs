@@ -114,6 +114,27 @@ impl DynamoLeads {
         applied(result)
     }
 
+    /// Records on the lead that its first contact was overdue (the sweeper's
+    /// breach, once per deadline: its step runs once), for the KPIs.
+    pub async fn record_breach(&self, lead_id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(keys::lead(lead_id).primary()))
+            .update_expression(format!("SET {APPEND_MILESTONE}"))
+            .condition_expression("attribute_exists(pk)");
+        let result = milestone_values(MilestoneKind::SlaBreached, now)?
+            .into_iter()
+            .fold(update, |u, (name, value)| {
+                u.expression_attribute_values(name, value)
+            })
+            .send()
+            .await;
+        // A lead erased meanwhile has nothing to record.
+        applied(result).map(|_| ())
+    }
+
     /// Moves the lead's index entry to `next` (or out of the index), if it is
     /// still under `due`. Returns false if the lead changed meanwhile.
     pub async fn reschedule(
@@ -162,14 +183,21 @@ impl DynamoLeads {
         let exclusive = leads_domain::decision::exclusive_until(brand, now);
         let mut release_previous = record.assignee.is_some();
         for _attempt in 0..2 {
-            let mut lead_update = Update::builder()
+            // From one consultant to another, or a first one (an expired claim
+            // offer, a pool retry): the KPIs count either.
+            let milestone = match record.assignee {
+                Some(_) => MilestoneKind::Reassigned,
+                None => MilestoneKind::Assigned,
+            };
+            let mut lead_update = with_milestone(Update::builder(), milestone, now)?
                 .table_name(&self.table)
                 .set_key(Some(keys::lead(&record.lead_id).primary()))
-                .update_expression(
+                .update_expression(format!(
                     "SET assignee = :to, #status = :assigned, assigned_at = :now, \
                      first_contact_due = :first, exclusive_until = :excl, \
-                     gsi2pk = :due_pk, gsi2sk = :first REMOVE offered_to, pool_excluded",
-                )
+                     gsi2pk = :due_pk, gsi2sk = :first, {APPEND_MILESTONE} \
+                     REMOVE offered_to, pool_excluded"
+                ))
                 .expression_attribute_names("#status", "status")
                 .expression_attribute_values(":to", s(&to.staff_id))
                 .expression_attribute_values(":assigned", s(wire_name(&LeadStatus::Assigned)))
