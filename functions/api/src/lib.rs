@@ -4,11 +4,17 @@
 //! [`DIRECTORY_TTL`]): a staff id that is not on its dealer's roster is
 //! refused, and the role and brand are the directory's, not the token's. A
 //! caller sees and changes only their own dealer's leads, and only the
-//! assignee (or the dealer's manager) sees the full phone. A ranking-page
+//! assignee (or the dealer's manager) sees the full phone. Brand operations
+//! (the directory's `brand_ops`) read lists and KPIs of the dealers they
+//! oversee and change nothing. A ranking-page
 //! token (audience `rankings`) reads rankings and nothing else.
 //!
-//! - `GET  /leads?status&assignee&pool&from&to&limit&cursor`  a page of the
-//!   dealer's leads, newest first (`leads_domain::lead_list`)
+//! - `GET  /leads?dealer&status&assignee&pool&from&to&limit&cursor`  a page of
+//!   a dealer's leads, newest first (`leads_domain::lead_list`; brand
+//!   operations name the dealer); `GET /leads/export.csv?...` the same as CSV
+//! - `GET  /brands/{b}/metrics?from&to&group_by`  service KPIs of the dealers
+//!   the caller oversees (`leads_domain::kpi`); `.../metrics/export.csv` as CSV
+//!   (both in `oversight`)
 //! - `GET  /leads/{id}`          the lead, its touchpoints
 //! - `GET  /leads/{id}/audit`    its audit trail
 //! - `GET  /leads/{id}/timeline` its touchpoints and audit trail in time order
