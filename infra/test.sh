@@ -49,12 +49,12 @@ status=${PIPESTATUS[0]}
 # Pages people look at, in a real browser (Debian's chromium, installed by the
 # script if missing), against the same stack; the screenshot goes to a scratch
 # file so a test run never rewrites docs/. Counted in the closing total.
-step "browser test of the ranking page (headless chromium)"
+step "browser tests of the ranking page and the brand dashboard (headless chromium)"
 shots="$(mktemp -d)"
-if tests/e2e/run.sh "$shots/ranking-page.png"; then
-  echo "test result: ok. 1 passed; 0 failed; 0 ignored (browser: ranking page)" >>"$log"
+if tests/e2e/run.sh "$shots/ranking-page.png" "$shots/dashboard.png"; then
+  echo "test result: ok. 2 passed; 0 failed; 0 ignored (browser: ranking page, brand dashboard)" >>"$log"
 else
-  echo "test result: FAILED. 0 passed; 1 failed; 0 ignored (browser: ranking page)" >>"$log"
+  echo "test result: FAILED. 0 passed; 2 failed; 0 ignored (browser: ranking page, brand dashboard)" >>"$log"
   status=1
 fi
 rm -rf "$shots"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Browser end-to-end test of the dealer ranking page, against the local stack:
+# Browser end-to-end tests of the dealer ranking page and the brand dashboard,
+# against the local stack:
 #   1. Debian chromium (+ a CJK font for the screenshot) via apt-get if missing; npm ci
 #   2. the local stack (infra/local/stack.sh up: reuses a running one, never stops it)
 #   3. a demo brand: directory, 31 days of daily stats, yesterday's-but-one ranking
@@ -8,13 +9,17 @@
 #      brand-ranking binary ranks the date, the api binary serves page and API
 #   5. tests/e2e/ranking-page.mjs drives headless Chromium, checks the page against
 #      the API, and writes the screenshot (default docs/ranking-page.png)
-# Usage: tests/e2e/run.sh [screenshot.png]. infra/test.sh runs it (screenshot to a
-# scratch file); run it alone with no argument to refresh docs/ranking-page.png.
+#   6. a dashboard brand whose leads' fates the seed chose (dashboard_demo_seed in
+#      the integration-tests crate), then tests/e2e/dashboard.mjs: the page against
+#      the API and the API against the seed; screenshot (default docs/dashboard.png)
+# Usage: tests/e2e/run.sh [ranking.png [dashboard.png]]. infra/test.sh runs it
+# (screenshots to scratch files); run it alone with no argument to refresh docs/.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 here="$repo/tests/e2e"
 shot="$(realpath -m "${1:-$repo/docs/ranking-page.png}")"
+dashboard_shot="$(realpath -m "${2:-$repo/docs/dashboard.png}")"
 cd "$repo"
 # Nothing here reads input; a held-open stdin once left npm spinning.
 exec </dev/null
@@ -37,8 +42,9 @@ step "local stack"
 eval "$(infra/local/stack.sh up)"
 export PATH="$repo/.venv/bin:$PATH"
 
-step "build (api, brand-ranking, demo seed)"
+step "build (api, brand-ranking, demo seeds)"
 cargo build -q -p api -p brand-ranking --bins --examples
+cargo build -q -p integration-tests --example dashboard_demo_seed
 
 step "seed a demo brand"
 # The seed's answer is its last line (the ranking job before it prints its
@@ -68,4 +74,13 @@ step "browser test"
 mkdir -p "$(dirname "$shot")"
 (cd "$here" && BASE_URL="http://127.0.0.1:$port/lambda-url/api" SEED="$seed" SCREENSHOT="$shot" \
   timeout 300 node ranking-page.mjs) || { echo "--- cargo lambda watch log" >&2; tail -40 "$log" >&2; exit 1; }
+
+step "seed the dashboard brand (router and API in process)"
+dashboard_seed="$(cargo run -q -p integration-tests --example dashboard_demo_seed | tail -n 1)"
+echo "seeded: $(printf '%s' "$dashboard_seed" | python3 -c 'import json, sys; print(json.load(sys.stdin)["brand_id"])')" >&2
+
+step "browser test of the brand dashboard"
+mkdir -p "$(dirname "$dashboard_shot")"
+(cd "$here" && BASE_URL="http://127.0.0.1:$port/lambda-url/api" SEED="$dashboard_seed" SCREENSHOT="$dashboard_shot" \
+  timeout 300 node dashboard.mjs) || { echo "--- cargo lambda watch log" >&2; tail -40 "$log" >&2; exit 1; }
 echo "e2e: $((SECONDS - started)) s in all" >&2

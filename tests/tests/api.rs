@@ -1322,6 +1322,7 @@ async fn brand_kpis_and_exports_within_each_role() {
     .await;
     assert_eq!(status, 200, "{body}");
     let j = row(&body, &jn).expect("Jinan's row");
+    assert_eq!(j["name"], "济南店");
     assert_eq!(
         (
             j["leads"].as_u64(),
@@ -1408,6 +1409,28 @@ async fn brand_kpis_and_exports_within_each_role() {
     assert_eq!(status, 403);
     let (status, _) = call(&api, "GET", "/leads", Some(&ops_qd), "").await;
     assert_eq!(status, 400, "brand operations name the dealer");
+    // A lead of an overseen dealer reads masked; another dealer's is 404.
+    let remote_id = remote.lead_id.clone().unwrap();
+    let (status, body) = call(
+        &api,
+        "GET",
+        &format!("/leads/{remote_id}"),
+        Some(&ops_qd),
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["lead"]["phone"].is_null(), "{body}");
+    assert!(body["lead"]["phone_masked"]
+        .as_str()
+        .unwrap()
+        .contains("****"));
+    assert!(!body.to_string().contains(phones[3].as_str()));
+    let (status, _) = call(&api, "GET", &format!("/leads/{a}"), Some(&ops_qd), "").await;
+    assert_eq!(
+        status, 404,
+        "Jinan's lead is not Qingdao operations' to read"
+    );
     // Brand operations read; they change no lead.
     let (status, _) = call(
         &api,

@@ -144,3 +144,66 @@ async fn the_route_is_not_reachable_through_the_http_api() {
         );
     }
 }
+
+/// Brand operations get a token without a dealer, from the brand's list;
+/// someone not on it, or on another brand's, gets none.
+#[tokio::test]
+async fn brand_operations_get_a_token_from_the_brands_list_only() {
+    let Some(w) = world(AssignmentStrategy::RoundRobin, &[5]).await else {
+        return;
+    };
+    use leads_aws::store::DirectoryStore;
+    leads_aws::store::DynamoDirectory::new(
+        w.stack.clients.dynamodb.clone(),
+        &w.stack.settings.tables.directory,
+    )
+    .save(&leads_domain::directory_file::Directory {
+        brands: vec![],
+        dealers: vec![],
+        staff: vec![],
+        accounts: vec![],
+        brand_ops: vec![serde_json::from_value(serde_json::json!({
+            "staff_id": "ops-1", "brand_id": w.brand, "name": "品牌运营"
+        }))
+        .unwrap()],
+    })
+    .await
+    .unwrap();
+    let api = Api::new(&w.stack.settings, &w.stack.clients, SECRET.to_vec());
+    let (status, body) = answer(&api, &event("ops-1", "", &w.brand, &[])).await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["token"].as_str().unwrap().to_string();
+    let claims = auth::Keyring::single("k1", SECRET)
+        .verify(&token, auth::AUD_STAFF, chrono::Utc::now())
+        .unwrap();
+    assert_eq!(
+        (claims.role, claims.dealer_id.as_str()),
+        (StaffRole::BrandOps, "")
+    );
+    let get = |path: String| {
+        lambda_http::http::Request::builder()
+            .method("GET")
+            .uri(path)
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::Empty)
+            .unwrap()
+    };
+    let metrics = get(format!("/brands/{}/metrics", w.brand));
+    assert_eq!(api.handle(metrics).await.status().as_u16(), 200);
+    // Not a dealer's staff: no lead writes, no hand-offs.
+    let duty = lambda_http::http::Request::builder()
+        .method("PUT")
+        .uri(format!("/staff/{}-jn-s0/duty", w.brand))
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::from(r#"{"on_duty": false}"#))
+        .unwrap();
+    assert_eq!(api.handle(duty).await.status().as_u16(), 403);
+    for (staff, brand) in [("ops-ghost", w.brand.as_str()), ("ops-1", "another-brand")] {
+        let (status, body) = answer(&api, &event(staff, "", brand, &[])).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (404, Some("unknown_staff")),
+            "{staff}@{brand}"
+        );
+    }
+}

@@ -37,6 +37,8 @@
 //!   most 100) for a date (`YYYY-MM-DD` or `latest`); any staff of that brand
 //! - `GET  /rankings/{brand}/{date}/dealers/{dealer}`  one dealer's position,
 //!   components and change; only that dealer's staff
+//! - `GET  /brands/dashboard`  the brand dashboard page (static HTML, JS and
+//!   the vendored chart library: loading them needs no token)
 //! - `GET  /rankings/page`  the dealer ranking page (static HTML: loading it
 //!   needs no token, its API calls carry one)
 //! - `POST /admin/tokens`  `{"staff_id", "dealer_id", "brand_id", "hours"}`: a
@@ -264,6 +266,11 @@ impl Api {
     pub async fn handle(&self, request: Request) -> Response<Body> {
         if request.method() == "GET" && is_ranking_page(request.uri().path()) {
             return ranking_page();
+        }
+        if request.method() == "GET" {
+            if let Some(file) = oversight::dashboard_file(request.uri().path()) {
+                return file;
+            }
         }
         if request.uri().path().trim_end_matches('/') == "/admin/tokens" {
             return match self.issue_token(&request).await {
@@ -861,7 +868,11 @@ impl Api {
     }
 
     async fn lead(&self, claims: &Claims, lead_id: &str) -> Result<serde_json::Value, ApiError> {
-        let mut lead = self.visible_lead(claims, lead_id).await?;
+        // Brand operations read the leads of the dealers they oversee (masked below).
+        let mut lead = match claims.role {
+            StaffRole::BrandOps => self.overseen_lead(claims, lead_id).await?,
+            _ => self.visible_lead(claims, lead_id).await?,
+        };
         // The role is the directory's (see `authorise`).
         let may_call = lead.assignee.as_deref() == Some(claims.staff_id.as_str())
             || claims.role == StaffRole::Manager;

@@ -41,6 +41,17 @@ struct Scope {
     whole_brand: bool,
 }
 
+/// The KPIs of a brand for one query (see `Api::kpis`).
+struct KpiAnswer {
+    q: MetricsQuery,
+    rows: BTreeMap<String, kpi::Kpis>,
+    total: kpi::Kpis,
+    /// Brand-level figures, for whole-brand operations only.
+    overlap: Option<Vec<kpi::Overlap>>,
+    /// The brand's dealers' names, by id.
+    names: HashMap<String, String>,
+}
+
 /// A query string as plain, once-given parameters (nothing listed needs
 /// escaping: an escaped value is refused, not guessed).
 pub(crate) fn params_of(query: Option<&str>) -> Result<HashMap<String, String>, ApiError> {
@@ -88,6 +99,25 @@ impl Api {
             .await?;
         super::keep(&self.ops, &key, v.clone());
         Ok(v)
+    }
+
+    /// The lead, if brand operations oversee its dealer (the same 404 as a
+    /// dealer's staff get for another dealer's lead otherwise).
+    pub(crate) async fn overseen_lead(
+        &self,
+        claims: &Claims,
+        lead_id: &str,
+    ) -> Result<leads_domain::lead::LeadRecord, ApiError> {
+        let ops = self.brand_ops(claims).await?.ok_or_else(not_on_staff)?;
+        let lead = self.leads.get(lead_id).await?;
+        let dealer = match lead.as_ref().and_then(|l| l.dealer_id.clone()) {
+            Some(d) => self.dealer(&d).await?,
+            None => None,
+        };
+        match (lead, dealer) {
+            (Some(lead), Some(d)) if ops.oversees(&d) => Ok(lead),
+            _ => Err(super::unknown_lead(claims, lead_id)),
+        }
     }
 
     /// The lead list's viewer: the staff member, or brand operations on the
@@ -275,15 +305,7 @@ impl Api {
         claims: &Claims,
         brand_id: &str,
         query: Option<&str>,
-    ) -> Result<
-        (
-            MetricsQuery,
-            BTreeMap<String, kpi::Kpis>,
-            kpi::Kpis,
-            Option<Vec<kpi::Overlap>>,
-        ),
-        ApiError,
-    > {
+    ) -> Result<KpiAnswer, ApiError> {
         let params = params_of(query)?;
         let q = MetricsQuery::parse(&params, dedup::china_day(Utc::now())).map_err(refused)?;
         let scope = self.scope(claims, brand_id).await?;
@@ -326,7 +348,18 @@ impl Api {
             }
         };
         tracing::info!(staff_id = %claims.staff_id, brand_id, leads = cohort.len(), "kpis computed");
-        Ok((q, rows, total, overlap))
+        let names = scope
+            .all
+            .into_iter()
+            .map(|d| (d.dealer_id, d.name))
+            .collect();
+        Ok(KpiAnswer {
+            q,
+            rows,
+            total,
+            overlap,
+            names,
+        })
     }
 
     /// `GET /brands/{b}/metrics?from&to&group_by=dealer|consultant|channel|day`.
@@ -336,11 +369,23 @@ impl Api {
         brand_id: &str,
         query: Option<&str>,
     ) -> Result<serde_json::Value, ApiError> {
-        let (q, rows, total, overlap) = self.kpis(claims, brand_id, query).await?;
+        let KpiAnswer {
+            q,
+            rows,
+            total,
+            overlap,
+            names,
+        } = self.kpis(claims, brand_id, query).await?;
         let rows: Vec<serde_json::Value> = rows
             .into_iter()
             .map(|(key, k)| {
                 let mut row = serde_json::to_value(k).unwrap_or_default();
+                // Grouped by dealer: the dealer's name beside its id.
+                if q.group_by == GroupBy::Dealer {
+                    if let Some(name) = names.get(&key) {
+                        row["name"] = name.clone().into();
+                    }
+                }
                 row["key"] = key.into();
                 row
             })
@@ -366,7 +411,7 @@ impl Api {
         brand_id: &str,
         query: Option<&str>,
     ) -> Result<Response<Body>, ApiError> {
-        let (q, rows, total, _) = self.kpis(claims, brand_id, query).await?;
+        let KpiAnswer { q, rows, total, .. } = self.kpis(claims, brand_id, query).await?;
         let mut csv = csv::Writer::from_writer(BOM.as_bytes().to_vec());
         let label = match q.group_by {
             GroupBy::Dealer => "经销商 (dealer)",
@@ -436,4 +481,43 @@ fn csv_response(
     Ok(response
         .body(Body::Text(text))
         .expect("static response parts are valid"))
+}
+
+/// The brand dashboard's files (no token needed to load them; the page's
+/// API calls carry one): `GET <api>/brands/dashboard` and what it loads.
+pub(crate) fn dashboard_file(path: &str) -> Option<Response<Body>> {
+    const PAGE: &str = include_str!("dashboard/index.html");
+    const SCRIPT: &str = include_str!("dashboard/app.js");
+    const STYLE: &str = include_str!("dashboard/app.css");
+    const CHARTS: &str = include_str!("dashboard/vendor/chart.umd.min.js");
+    let path = path.trim_end_matches('/');
+    let (body, kind) = if path.ends_with("/brands/dashboard") {
+        (PAGE, "text/html; charset=utf-8")
+    } else if !path.contains("/brands/dashboard/") {
+        return None;
+    } else if path.ends_with("/app.js") {
+        (SCRIPT, "text/javascript; charset=utf-8")
+    } else if path.ends_with("/app.css") {
+        (STYLE, "text/css; charset=utf-8")
+    } else if path.ends_with("/chart.umd.min.js") {
+        (CHARTS, "text/javascript; charset=utf-8")
+    } else {
+        return None;
+    };
+    Some(
+        Response::builder()
+            .status(200)
+            .header("content-type", kind)
+            // Scripts and styles from this function only: no inline script.
+            .header(
+                "content-security-policy",
+                "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
+                 img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+            )
+            .header("referrer-policy", "no-referrer")
+            .header("x-content-type-options", "nosniff")
+            .header("cache-control", "no-cache")
+            .body(Body::Text(body.to_string()))
+            .expect("static response parts are valid"),
+    )
 }

@@ -148,8 +148,16 @@ pub fn generate(dealers: usize, seed: u64) -> DirectoryFile {
             }));
         }
     }
+    // Each brand's operations, overseeing all its dealers (the demo's brand view).
+    let brand_ops: Vec<serde_json::Value> = BRANDS
+        .iter()
+        .map(|(brand_id, _, short)| {
+            serde_json::json!({"staff_id": format!("{short}-ops"), "brand_id": brand_id, "name": "品牌运营"})
+        })
+        .collect();
     serde_json::from_value(serde_json::json!({
-        "brands": brands, "dealers": dealer_rows, "staff": staff, "accounts": accounts
+        "brands": brands, "dealers": dealer_rows, "staff": staff, "accounts": accounts,
+        "brand_ops": brand_ops
     }))
     .expect("generated directory matches the file format")
 }

@@ -56,6 +56,9 @@ pub struct Run {
     pub ranking_played: Played,
     /// Per brand name: the ranking API's answer for the top 10.
     pub top10: Vec<(String, serde_json::Value)>,
+    /// Per brand name: today's service KPIs by dealer, as the brand's
+    /// operations read them through the API.
+    pub brand_view: Vec<(String, serde_json::Value)>,
     /// What the notifier sent to the local WeCom/SMS/CRM stand-in.
     pub deliveries: Vec<Delivery>,
     pub log_lines: usize,
@@ -86,6 +89,7 @@ impl Run {
             ranking_jobs: 0,
             ranking_played: Played::default(),
             top10: Vec::new(),
+            brand_view: Vec::new(),
             deliveries: Vec::new(),
             log_lines: 0,
             log_lines_with_phone: 0,

@@ -168,6 +168,9 @@ async fn main() -> DemoResult<()> {
     // The RankingPublished notices to each ranked dealer's managers.
     play_notifier(&cli, &functions, &clients, &settings, &receiver, &mut run).await?;
     run.top10 = top10(&functions, &directory, &keyring, &run).await?;
+
+    step("brand view: today's service KPIs per dealer through the API, as brand operations");
+    run.brand_view = brand_view(&functions, &directory, &keyring, china_day(now)).await?;
     run.total_time = started.elapsed();
 
     if let Some(receiver) = &receiver {
@@ -377,6 +380,43 @@ async fn top10(
             .await?;
         if status != 200 {
             return Err(format!("ranking of {} answered {status}: {body}", brand.brand_id).into());
+        }
+        out.push((brand.name.clone(), body));
+    }
+    Ok(out)
+}
+
+/// Each brand's KPIs for `day` by dealer, read through the staff API as the
+/// brand's whole-brand operations (a brand without any is left out).
+async fn brand_view(
+    functions: &Functions,
+    directory: &Directory,
+    keyring: &Keyring,
+    day: chrono::NaiveDate,
+) -> DemoResult<Vec<(String, serde_json::Value)>> {
+    let mut out = Vec::new();
+    for brand in &directory.brands {
+        let Some(ops) = directory
+            .brand_ops
+            .iter()
+            .find(|o| o.brand_id == brand.brand_id && o.dealers.is_empty() && o.regions.is_empty())
+        else {
+            continue;
+        };
+        let claims = leads_domain::auth::Claims::staff(
+            &ops.staff_id,
+            "",
+            &brand.brand_id,
+            StaffRole::BrandOps,
+            chrono::Utc::now(),
+            3600,
+        );
+        let path = format!("/brands/{}/metrics?from={day}&to={day}", brand.brand_id);
+        let (status, body) = functions
+            .api(reqwest::Method::GET, &path, &keyring.issue(&claims), None)
+            .await?;
+        if status != 200 {
+            return Err(format!("KPIs of {} answered {status}: {body}", brand.brand_id).into());
         }
         out.push((brand.name.clone(), body));
     }

@@ -350,6 +350,7 @@ pub async fn print(
     );
 
     print_ranking(run, directory, &mut s);
+    print_brand_view(run);
 
     s.log_lines = run.log_lines;
     s.log_lines_with_full_phone = run.log_lines_with_phone;
@@ -563,6 +564,55 @@ fn print_ranking(run: &Run, directory: &Directory, s: &mut Summary) {
             );
         }
     }
+}
+
+/// The brand view: each brand's KPI table per dealer for the day, as the API
+/// gave it to the brand's operations (checked in `problems`).
+fn print_brand_view(run: &Run) {
+    println!("\n== brand view: today's service KPIs per dealer (GET /brands/{{b}}/metrics, as brand operations)");
+    let ratio = |r: &serde_json::Value| {
+        format!(
+            "{}/{}",
+            r["numerator"].as_u64().unwrap_or(0),
+            r["denominator"].as_u64().unwrap_or(0)
+        )
+    };
+    for (brand, answer) in &run.brand_view {
+        println!("  {brand}:");
+        println!(
+            "    leads  assigned  first call  in SLA   breaches  remote in/out  unroutable  dealer"
+        );
+        let rows = answer["rows"].as_array().into_iter().flatten();
+        for row in rows.chain(std::iter::once(&answer["total"])) {
+            println!(
+                "    {:>5}  {:>8}  {:>10}  {:>7}  {:>8}  {:>6}/{:<6}  {:>10}  {}",
+                row["leads"].as_u64().unwrap_or(0),
+                row["assigned"].as_u64().unwrap_or(0),
+                ratio(&row["first_call"]),
+                ratio(&row["first_contact_in_sla"]),
+                row["sla_breaches"].as_u64().unwrap_or(0),
+                row["remote_in"].as_u64().unwrap_or(0),
+                row["remote_out"].as_u64().unwrap_or(0),
+                row["unroutable"].as_u64().unwrap_or(0),
+                row["key"].as_str().unwrap_or("(total)"),
+            );
+        }
+    }
+}
+
+/// The brand view's totals summed over the brands: (leads + unroutable +
+/// merged, contacted within the SLA, SLA breaches, assigned).
+fn brand_view_sums(run: &Run) -> (u64, u64, u64, u64) {
+    let mut sums = (0, 0, 0, 0);
+    for (_, answer) in &run.brand_view {
+        let t = &answer["total"];
+        let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+        sums.0 += n(&t["leads"]) + n(&t["unroutable"]) + n(&t["merged"]);
+        sums.1 += n(&t["first_contact_in_sla"]["numerator"]);
+        sums.2 += n(&t["sla_breaches"]);
+        sums.3 += n(&t["assigned"]);
+    }
+    sums
 }
 
 fn route_truth(route: &Option<Route>) -> Option<RouteTruth> {
@@ -988,6 +1038,43 @@ fn problems(s: &Summary, run: &Run) -> Vec<String> {
         format!(
             "{} unexpected staff API answers",
             run.follow_up.surprises.len()
+        ),
+    );
+    // The brand view against the generator: every lead it expected counted
+    // once; called back in time (its schedule) = first contact within SLA;
+    // left uncalled = an SLA breach.
+    let (counted, in_sla, breaches, assigned) = brand_view_sums(run);
+    let f = &run.follow_up;
+    check(
+        !run.brand_view.is_empty(),
+        "no brand view (no brand operations in the directory)".into(),
+    );
+    check(
+        counted as usize == e.leads,
+        format!(
+            "the brand view counts {counted} leads, expected {}",
+            e.leads
+        ),
+    );
+    check(
+        assigned as usize == f.assigned,
+        format!(
+            "the brand view counts {assigned} assigned leads, the consultants had {}",
+            f.assigned
+        ),
+    );
+    check(
+        in_sla as usize == f.assigned - f.scheduled_uncalled,
+        format!(
+            "the brand view has {in_sla} first contacts within SLA, the schedule called back {}",
+            f.assigned - f.scheduled_uncalled
+        ),
+    );
+    check(
+        breaches as usize == s.expected_sla_breaches,
+        format!(
+            "the brand view has {breaches} SLA breaches, expected {}",
+            s.expected_sla_breaches
         ),
     );
     let warned = s.sla.get("warned").and_then(|v| v.as_u64()).unwrap_or(0) as usize;
