@@ -9,18 +9,10 @@
 
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { chromium } from "playwright-core";
+import { check, checksPassed, environment, launch } from "./harness.mjs";
 
-const { BASE_URL, SEED, SCREENSHOT } = process.env;
-assert.ok(BASE_URL && SEED && SCREENSHOT, "BASE_URL, SEED and SCREENSHOT must be set");
-const seed = JSON.parse(SEED);
+const { BASE_URL, seed, SCREENSHOT } = environment();
 const started = Date.now();
-let checks = 0;
-const check = async (label, fn) => {
-  await fn();
-  checks += 1;
-  console.log(`ok - ${label}`);
-};
 
 async function api(path) {
   const res = await fetch(`${BASE_URL}${path}`, { headers: { Authorization: `Bearer ${seed.token}` } });
@@ -63,14 +55,7 @@ await check("the API's figures are what the seed did", () => {
   assert.equal(o.overlap.denominator, seed.expected.overlap.first_seen);
 });
 
-const browser = await chromium.launch({
-  executablePath: "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-  ],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage({ viewport: { width: 1240, height: 1500 }, locale: "zh-CN" });
   const errors = [];
@@ -162,4 +147,4 @@ try {
 } finally {
   await browser.close();
 }
-console.log(`dashboard: ${checks} checks passed in ${Date.now() - started} ms`);
+console.log(`dashboard: ${checksPassed()} checks passed in ${Date.now() - started} ms`);

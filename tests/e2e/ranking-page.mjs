@@ -7,18 +7,10 @@
 // Run through tests/e2e/run.sh, which sets all three up.
 
 import assert from "node:assert/strict";
-import { chromium } from "playwright-core";
+import { check, checksPassed, environment, launch } from "./harness.mjs";
 
-const { BASE_URL, SEED, SCREENSHOT } = process.env;
-assert.ok(BASE_URL && SEED && SCREENSHOT, "BASE_URL, SEED and SCREENSHOT must be set");
-const seed = JSON.parse(SEED);
+const { BASE_URL, seed, SCREENSHOT } = environment();
 const started = Date.now();
-let checks = 0;
-const check = async (label, fn) => {
-  await fn();
-  checks += 1;
-  console.log(`ok - ${label}`);
-};
 
 async function apiTop(token, top) {
   const res = await fetch(`${BASE_URL}/rankings/${seed.brand_id}/latest?top=${top}`, {
@@ -62,14 +54,7 @@ async function open(browser, who, top) {
   return page;
 }
 
-const browser = await chromium.launch({
-  executablePath: "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-  ],
-});
+const browser = await launch();
 try {
   // A dealer inside the top 10: its own row is highlighted in place.
   {
@@ -135,4 +120,4 @@ try {
 } finally {
   await browser.close();
 }
-console.log(`\n${checks} passed, 0 failed (${((Date.now() - started) / 1000).toFixed(1)} s in the browser)`);
+console.log(`\n${checksPassed()} passed, 0 failed (${((Date.now() - started) / 1000).toFixed(1)} s in the browser)`);

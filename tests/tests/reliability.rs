@@ -104,6 +104,10 @@ fn directory(dealers: usize, seed: u64, run: &str) -> Directory {
             p(w);
         }
     }
+    for o in &mut file.brand_ops {
+        p(&mut o.staff_id);
+        p(&mut o.brand_id);
+    }
     for a in &mut file.accounts {
         p(&mut a.account_id);
         p(&mut a.brand_id);
