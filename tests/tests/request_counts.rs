@@ -674,3 +674,91 @@ async fn requests_per_nobody_available_job_and_summary() {
         "closed (count read), staff, claim, completion; WeCom token + one message"
     );
 }
+
+/// The brand's KPIs are computed when asked, off the lead's hot path: one
+/// Query per dealer of the brand (a 1 MB page holds a few thousand lead
+/// summaries), one for its unroutable leads, one per day for the overlap
+/// counters (whole-brand operations only), plus the brand and its dealer
+/// list. With a warm caller cache (the directory's brand_ops entry, the
+/// manager's roster).
+#[tokio::test]
+async fn requests_per_brand_metrics() {
+    use leads_aws::store::{DirectoryStore, DynamoDirectory};
+    use leads_domain::auth::{self, Claims};
+    use leads_domain::directory::StaffRole;
+    const SECRET: &[u8] = b"request-count-metrics-secret";
+    let Some(w) = world(AssignmentStrategy::RoundRobin, &[50, 50]).await else {
+        return;
+    };
+    DynamoDirectory::new(
+        w.stack.clients.dynamodb.clone(),
+        &w.stack.settings.tables.directory,
+    )
+    .save(&leads_domain::directory_file::Directory {
+        brands: vec![],
+        dealers: vec![],
+        staff: vec![],
+        accounts: vec![],
+        brand_ops: vec![serde_json::from_value(serde_json::json!({
+            "staff_id": "ops", "brand_id": w.brand, "name": "品牌运营"
+        }))
+        .unwrap()],
+    })
+    .await
+    .unwrap();
+    for city in [None, Some("烟台")] {
+        w.router
+            .handle_lead(
+                &lead(&w, Platform::Douyin, "dy-jn", &phone(), city),
+                Utc::now(),
+            )
+            .await
+            .unwrap();
+    }
+    let counter = RequestCounter::default();
+    let clients = AwsClients::counted(&counter).await;
+    let api = api::Api::new(&w.stack.settings, &clients, SECRET.to_vec());
+    let get = |token: &str| {
+        lambda_http::http::Request::builder()
+            .method("GET")
+            .uri(format!("/brands/{}/metrics", w.brand))
+            .header("authorization", format!("Bearer {token}"))
+            .body(lambda_http::Body::Empty)
+            .unwrap()
+    };
+    let ops = auth::issue(
+        SECRET,
+        &Claims::staff("ops", "", &w.brand, StaffRole::BrandOps, Utc::now(), 600),
+    );
+    let manager = auth::issue(
+        SECRET,
+        &Claims::staff(
+            &format!("{}-jn-mgr", w.brand),
+            &format!("{}-jn", w.brand),
+            &w.brand,
+            StaffRole::Manager,
+            Utc::now(),
+            600,
+        ),
+    );
+    for token in [&ops, &manager] {
+        assert_eq!(api.handle(get(token)).await.status(), 200); // warms the caches
+    }
+    counter.reset();
+    assert_eq!(api.handle(get(&ops)).await.status(), 200);
+    pin(
+        "brand KPIs, 7 days, 2 dealers (whole-brand operations)",
+        &counter,
+        &[
+            ("DynamoDB.GetItem", 1), // the brand
+            // its dealers; each dealer's partition; the unroutable one; 7 days of overlap
+            ("DynamoDB.Query", 1 + 2 + 1 + 7),
+        ],
+    );
+    assert_eq!(api.handle(get(&manager)).await.status(), 200);
+    pin(
+        "brand KPIs, 7 days, 2 dealers (a dealer's manager)",
+        &counter,
+        &[("DynamoDB.GetItem", 1), ("DynamoDB.Query", 1 + 2 + 1)],
+    );
+}
