@@ -1497,3 +1497,114 @@ async fn brand_kpis_and_exports_within_each_role() {
         assert!(!csv.contains(ph.as_str()), "no phone in full: {csv}");
     }
 }
+
+/// A leave window set by the manager: inside it the consultant gets no new
+/// lead from the router and no transfer; cleared, they are back. Only the
+/// dealer's manager sets it, and a window that ended or runs backwards is
+/// refused.
+#[tokio::test]
+async fn a_consultant_on_leave_gets_no_leads_until_the_manager_clears_it() {
+    let Some(w) = world(AssignmentStrategy::RoundRobin, &[50, 50]).await else {
+        return;
+    };
+    let api = api(&w);
+    let (s0, s1) = (format!("{}-jn-s0", w.brand), format!("{}-jn-s1", w.brand));
+    let manager = token(&w, "jn-mgr", "jn", StaffRole::Manager);
+    let sales = token(&w, "jn-s1", "jn", StaffRole::Sales);
+    let now = Utc::now();
+    let window = |from: chrono::DateTime<Utc>, to: chrono::DateTime<Utc>| {
+        format!(
+            r#"{{"from":"{}","to":"{}"}}"#,
+            from.to_rfc3339(),
+            to.to_rfc3339()
+        )
+    };
+    let leave_path = format!("/staff/{s0}/leave");
+    let this_week = window(
+        now - chrono::Duration::hours(1),
+        now + chrono::Duration::days(7),
+    );
+    for (who, body, want) in [
+        (&sales, this_week.as_str(), 403),
+        (
+            &manager,
+            &window(
+                now - chrono::Duration::days(2),
+                now - chrono::Duration::days(1),
+            ),
+            422,
+        ),
+        (
+            &manager,
+            &window(
+                now + chrono::Duration::days(2),
+                now + chrono::Duration::days(1),
+            ),
+            422,
+        ),
+        (&manager, r#"{"from":"2026-12-01T00:00:00Z"}"#, 400),
+    ] {
+        let (status, answer) = call(&api, "PUT", &leave_path, Some(who), body).await;
+        assert_eq!(status, want, "{body}: {answer}");
+    }
+    let (status, answer) = call(&api, "PUT", &leave_path, Some(&manager), &this_week).await;
+    assert_eq!(status, 200, "{answer}");
+
+    // A fresh router (its directory snapshot is a minute old otherwise).
+    let router = || {
+        let mut settings = w.stack.settings.clone();
+        settings.queues.notification = w.notifications.clone();
+        settings.queues.crm = w.crm.clone();
+        lead_router::Router::new(&settings, &w.stack.clients)
+    };
+    let on_leave = router();
+    let mut lead_ids = Vec::new();
+    for _ in 0..3 {
+        let p = on_leave
+            .handle_lead(
+                &lead(&w, Platform::Douyin, "dy-jn", &phone(), None),
+                Utc::now(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(p.assignee.as_deref(), Some(s1.as_str()), "s0 is on leave");
+        lead_ids.push(p.lead_id.unwrap());
+    }
+    let (status, answer) = call(
+        &api,
+        "POST",
+        &format!("/leads/{}/transfer", lead_ids[0]),
+        Some(&manager),
+        &format!(r#"{{"to":"{s0}"}}"#),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (409, Some("cannot_take")),
+        "{answer}"
+    );
+
+    // Cleared: round robin reaches s0 again within two leads.
+    let (status, _) = call(
+        &api,
+        "PUT",
+        &leave_path,
+        Some(&manager),
+        r#"{"leave":null}"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let back = router();
+    let mut assignees = Vec::new();
+    for _ in 0..2 {
+        let p = back
+            .handle_lead(
+                &lead(&w, Platform::Douyin, "dy-jn", &phone(), None),
+                Utc::now(),
+            )
+            .await
+            .unwrap();
+        assignees.push(p.assignee.unwrap());
+    }
+    assert!(assignees.contains(&s0), "{assignees:?}");
+}

@@ -630,6 +630,7 @@ fn the_http_api_routes_every_api_path_to_the_function() {
         ("POST", "/leads/L1/transfer"),
         ("POST", "/staff/s1/handover"),
         ("PUT", "/staff/s1/duty"),
+        ("PUT", "/staff/s1/leave"),
         ("GET", "/brands/b1/metrics"),
         ("GET", "/brands/b1/metrics/export.csv"),
         ("GET", "/rankings/b1/latest"),

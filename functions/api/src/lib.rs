@@ -33,6 +33,8 @@
 //!   consultant's open leads to one colleague, or each to the freest one
 //! - `PUT  /staff/{id}/duty` `{"on_duty": bool}`: the dealer's manager puts a
 //!   consultant off or on duty (the router honours it)
+//! - `PUT  /staff/{id}/leave` `{"from", "to"}` or `{"leave": null}`: the
+//!   manager sets or clears a leave window (off duty inside it)
 //! - `GET  /rankings/{brand}/{date}?top=N`  the brand's top N (default 10, at
 //!   most 100) for a date (`YYYY-MM-DD` or `latest`); any staff of that brand
 //! - `GET  /rankings/{brand}/{date}/dealers/{dealer}`  one dealer's position,
@@ -176,6 +178,18 @@ struct HandoverBody {
 #[serde(deny_unknown_fields)]
 struct DutyBody {
     on_duty: bool,
+}
+
+/// `{"from", "to"}` sets the leave window, `{"leave": null}` clears it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LeaveBody {
+    #[serde(default)]
+    from: Option<chrono::DateTime<Utc>>,
+    #[serde(default)]
+    to: Option<chrono::DateTime<Utc>>,
+    #[serde(default)]
+    leave: Option<()>,
 }
 
 #[derive(Deserialize)]
@@ -432,6 +446,13 @@ impl Api {
             ("PUT", ["staff", staff_id, "duty"]) => {
                 let body: DutyBody = body_of(request, "{\"on_duty\": true|false}")?;
                 self.set_duty(&claims, staff_id, body.on_duty).await
+            }
+            ("PUT", ["staff", staff_id, "leave"]) => {
+                let body: LeaveBody = body_of(
+                    request,
+                    "{\"from\": RFC 3339, \"to\": RFC 3339} or {\"leave\": null}",
+                )?;
+                self.set_leave(&claims, staff_id, body).await
             }
             _ => Err(ApiError(404, "not_found", "no such route".into())),
         };
@@ -730,35 +751,73 @@ impl Api {
         staff_id: &str,
         on_duty: bool,
     ) -> Result<serde_json::Value, ApiError> {
-        let me = self.caller(claims).await?;
-        if me.role != StaffRole::Manager {
-            return Err(refused(handoff::Refusal::NotManager));
-        }
-        let unknown = || {
-            ApiError(
-                404,
-                "unknown_consultant",
-                format!("no consultant {staff_id} at dealer {}", claims.dealer_id),
-            )
-        };
-        let roster = self.roster(&claims.dealer_id).await?;
-        if !roster.iter().any(|s| s.staff_id == staff_id) {
-            return Err(unknown());
-        }
+        let me = self.manager_of(claims, staff_id).await?;
         if !self
             .directory
             .set_on_duty(&claims.dealer_id, staff_id, on_duty)
             .await?
         {
-            return Err(unknown());
+            return Err(unknown_consultant(claims, staff_id));
         }
-        // This instance sees the change at once.
-        self.rosters
-            .lock()
-            .expect("not poisoned")
-            .remove(&claims.dealer_id);
+        self.forget_roster(&claims.dealer_id);
         tracing::info!(manager = %me.staff_id, %staff_id, on_duty, "duty changed");
         Ok(serde_json::json!({ "staff_id": staff_id, "on_duty": on_duty }))
+    }
+
+    /// `PUT /staff/{id}/leave`: the dealer's manager sets (or clears) a
+    /// consultant's leave window; inside it they are off duty for the
+    /// router, the sweeper and hand-offs.
+    async fn set_leave(
+        &self,
+        claims: &Claims,
+        staff_id: &str,
+        body: LeaveBody,
+    ) -> Result<serde_json::Value, ApiError> {
+        use leads_domain::directory::Leave;
+        let leave = match (body.from, body.to, body.leave) {
+            (Some(from), Some(to), None) => Some(
+                Leave::new(from, to, Utc::now())
+                    .map_err(|e| ApiError(422, "bad_leave", e.to_string()))?,
+            ),
+            (None, None, None) => None,
+            _ => {
+                return Err(ApiError(
+                    400,
+                    "malformed",
+                    "give both \"from\" and \"to\", or {\"leave\": null} to clear".into(),
+                ))
+            }
+        };
+        let me = self.manager_of(claims, staff_id).await?;
+        if !self
+            .directory
+            .set_leave(&claims.dealer_id, staff_id, leave.as_ref())
+            .await?
+        {
+            return Err(unknown_consultant(claims, staff_id));
+        }
+        self.forget_roster(&claims.dealer_id);
+        tracing::info!(manager = %me.staff_id, %staff_id, ?leave, "leave changed");
+        Ok(serde_json::json!({ "staff_id": staff_id, "leave": leave }))
+    }
+
+    /// The caller, if they are the manager of `staff_id`'s dealer (403
+    /// otherwise; 404 for someone not on its roster).
+    async fn manager_of(&self, claims: &Claims, staff_id: &str) -> Result<Staff, ApiError> {
+        let me = self.caller(claims).await?;
+        if me.role != StaffRole::Manager {
+            return Err(refused(handoff::Refusal::NotManager));
+        }
+        let roster = self.roster(&claims.dealer_id).await?;
+        if !roster.iter().any(|s| s.staff_id == staff_id) {
+            return Err(unknown_consultant(claims, staff_id));
+        }
+        Ok(me)
+    }
+
+    /// After a change to the roster: this instance sees it at once.
+    fn forget_roster(&self, dealer_id: &str) {
+        self.rosters.lock().expect("not poisoned").remove(dealer_id);
     }
 
     /// `POST /admin/tokens` (see the module docs).
@@ -1096,13 +1155,18 @@ impl Api {
         Ok(claims)
     }
 
+    /// The dealer's staff as of now (a consultant on leave is off duty).
     async fn roster(&self, dealer_id: &str) -> Result<Vec<Staff>, ApiError> {
-        if let Some(v) = fresh(&self.rosters, dealer_id, self.directory_ttl) {
-            return Ok(v);
-        }
-        let v = self.directory.staff_of(dealer_id).await?;
-        keep(&self.rosters, dealer_id, v.clone());
-        Ok(v)
+        let v = match fresh(&self.rosters, dealer_id, self.directory_ttl) {
+            Some(v) => v,
+            None => {
+                let v = self.directory.staff_of(dealer_id).await?;
+                keep(&self.rosters, dealer_id, v.clone());
+                v
+            }
+        };
+        let now = Utc::now();
+        Ok(v.into_iter().map(|s| s.as_of(now)).collect())
     }
 
     async fn dealer(&self, dealer_id: &str) -> Result<Option<Dealer>, ApiError> {
@@ -1280,6 +1344,14 @@ impl Api {
 
 /// A lead absent or of another dealer: the same answer for both, so that
 /// nobody can probe for another dealer's leads.
+fn unknown_consultant(claims: &Claims, staff_id: &str) -> ApiError {
+    ApiError(
+        404,
+        "unknown_consultant",
+        format!("no consultant {staff_id} at dealer {}", claims.dealer_id),
+    )
+}
+
 fn unknown_lead(claims: &Claims, lead_id: &str) -> ApiError {
     ApiError(
         404,

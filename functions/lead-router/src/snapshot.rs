@@ -120,14 +120,18 @@ impl Snapshot {
         .await
     }
 
+    /// The dealer's staff as of now: a consultant inside a leave window is
+    /// off duty (the window is cached with the roster, the clock is not).
     pub async fn staff_of(&self, dealer_id: &str) -> Result<Vec<Staff>, StoreError> {
-        cached(
+        let staff = cached(
             &self.staff,
             self.ttl,
             dealer_id.to_string(),
             self.directory.staff_of(dealer_id),
         )
-        .await
+        .await?;
+        let now = chrono::Utc::now();
+        Ok(staff.into_iter().map(|s| s.as_of(now)).collect())
     }
 
     pub async fn staff_by_wecom_userid(

@@ -518,6 +518,8 @@ impl Sweeper {
             .await?
             .into_iter()
             .filter(|s| Some(s.staff_id.as_str()) != exclude)
+            // On leave at the sweep: off duty.
+            .map(|s| s.as_of(now))
             .collect();
         let round_robin =
             dealer.strategy == AssignmentStrategy::Claim || record.status == LeadStatus::Offered;

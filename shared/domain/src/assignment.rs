@@ -242,6 +242,7 @@ mod tests {
             cap: 20,
             wecom_userid: None,
             mobile: None,
+            leave: None,
         };
         assert_eq!(StaffLoad::new(&staff, 3), sales("s-1", 3, 20));
     }

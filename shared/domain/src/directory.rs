@@ -136,6 +136,59 @@ pub struct Staff {
     /// logged `Staff` never shows it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mobile: Option<Phone>,
+    /// A planned absence (休假) set by the dealer's manager: inside it the
+    /// consultant is off duty whatever `on_duty` says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leave: Option<Leave>,
+}
+
+/// A leave window: from `from` (inclusive) to `to` (exclusive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Leave {
+    pub from: chrono::DateTime<chrono::Utc>,
+    pub to: chrono::DateTime<chrono::Utc>,
+}
+
+/// The longest leave window a manager may set.
+pub const MAX_LEAVE_DAYS: i64 = 92;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LeaveError {
+    #[error("a leave must end after it starts, in the future, within {MAX_LEAVE_DAYS} days")]
+    Window,
+}
+
+impl Leave {
+    /// A window a manager may set at `now`: ends after it starts, has not
+    /// ended, and lasts at most [`MAX_LEAVE_DAYS`].
+    pub fn new(
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Leave, LeaveError> {
+        if to <= from || to <= now || to - from > chrono::Duration::days(MAX_LEAVE_DAYS) {
+            return Err(LeaveError::Window);
+        }
+        Ok(Leave { from, to })
+    }
+
+    pub fn covers(&self, at: chrono::DateTime<chrono::Utc>) -> bool {
+        self.from <= at && at < self.to
+    }
+}
+
+impl Staff {
+    /// On duty at `at`: `on_duty`, and not inside a leave window.
+    pub fn on_duty_at(&self, at: chrono::DateTime<chrono::Utc>) -> bool {
+        self.on_duty && !self.leave.is_some_and(|l| l.covers(at))
+    }
+
+    /// This person as the rules see them at `at` (`on_duty` false on leave):
+    /// what the router, the sweeper and the hand-offs assign by.
+    pub fn as_of(mut self, at: chrono::DateTime<chrono::Utc>) -> Staff {
+        self.on_duty = self.on_duty_at(at);
+        self
+    }
 }
 
 /// Brand operations staff (品牌运营): they read the brand's leads (masked
@@ -267,5 +320,35 @@ pub mod defaults {
     }
     pub fn invalid_reasons() -> Vec<String> {
         codes(&["wrong_number", "not_a_buyer", "duplicate", "test", "other"])
+    }
+}
+
+#[cfg(test)]
+mod leave_tests {
+    use super::*;
+    use chrono::{Duration, TimeZone, Utc};
+
+    #[test]
+    fn a_consultant_on_leave_is_off_duty_inside_the_window_only() {
+        let t = |h| Utc.with_ymd_and_hms(2026, 12, 3, 0, 0, 0).unwrap() + Duration::hours(h);
+        let mut s: Staff = serde_json::from_value(serde_json::json!({
+            "staff_id": "s1", "dealer_id": "d1", "name": "n", "role": "sales", "on_duty": true, "cap": 5
+        }))
+        .unwrap();
+        s.leave = Some(Leave::new(t(10), t(20), t(0)).unwrap());
+        assert!(s.on_duty_at(t(9)));
+        assert!(!s.on_duty_at(t(10)));
+        assert!(!s.clone().as_of(t(19)).on_duty);
+        assert!(s.on_duty_at(t(20)), "the end is exclusive");
+        s.on_duty = false;
+        assert!(!s.on_duty_at(t(21)), "off duty stays off");
+        for (from, to) in [
+            (t(5), t(5)),
+            (t(5), t(4)),
+            (t(-10), t(-1)),
+            (t(0), t(24 * 93)),
+        ] {
+            assert_eq!(Leave::new(from, to, t(0)), Err(LeaveError::Window));
+        }
     }
 }

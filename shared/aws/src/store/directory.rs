@@ -188,6 +188,37 @@ impl DynamoDirectory {
     }
 }
 
+impl DynamoDirectory {
+    /// Sets (or with None removes) a staff member's leave window; false if
+    /// they are not on that dealer's staff.
+    pub async fn set_leave(
+        &self,
+        dealer_id: &str,
+        staff_id: &str,
+        leave: Option<&leads_domain::directory::Leave>,
+    ) -> Result<bool, StoreError> {
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(format!("DEALER#{dealer_id}")))
+            .key("sk", AttributeValue::S(format!("STAFF#{staff_id}")))
+            .condition_expression("attribute_exists(pk)");
+        let update = match leave {
+            Some(l) => update
+                .update_expression("SET #leave = :leave")
+                .expression_attribute_values(":leave", serde_dynamo::to_attribute_value(l)?),
+            None => update.update_expression("REMOVE #leave"),
+        };
+        crate::error::applied(
+            update
+                .expression_attribute_names("#leave", "leave")
+                .send()
+                .await,
+        )
+    }
+}
+
 /// For `leadctl directory apply`: the live side of a diff, and removals.
 impl DynamoDirectory {
     /// The cities a dealer's index items say it serves (what the router
