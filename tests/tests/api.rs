@@ -1608,3 +1608,118 @@ async fn a_consultant_on_leave_gets_no_leads_until_the_manager_clears_it() {
     }
     assert!(assignees.contains(&s0), "{assignees:?}");
 }
+
+/// A dealer with DCC screening: a new lead goes to its DCC agent, who
+/// screens it and hands it to a sales consultant; the agent's slot is freed,
+/// the consultant's taken, the audit entry names both. Nobody else hands it
+/// off, and only to sales.
+#[tokio::test]
+async fn a_dcc_agent_screens_a_lead_and_hands_it_to_sales() {
+    let Some(w) = world(AssignmentStrategy::RoundRobin, &[50, 50]).await else {
+        return;
+    };
+    let api = api(&w);
+    let jn = format!("{}-jn", w.brand);
+    let directory = DynamoDirectory::new(
+        w.stack.clients.dynamodb.clone(),
+        &w.stack.settings.tables.directory,
+    );
+    let mut dealer = directory.dealer(&jn).await.unwrap().unwrap();
+    dealer.dcc_screening = true;
+    let dcc_id = format!("{jn}-dcc1");
+    directory
+        .save(&leads_domain::directory_file::Directory {
+            brands: vec![],
+            dealers: vec![dealer],
+            staff: vec![serde_json::from_value(serde_json::json!({
+                "staff_id": dcc_id, "dealer_id": jn, "name": "邀约专员", "role": "dcc",
+                "on_duty": true, "cap": 50
+            }))
+            .unwrap()],
+            accounts: vec![],
+            brand_ops: vec![],
+        })
+        .await
+        .unwrap();
+    let mut settings = w.stack.settings.clone();
+    settings.queues.notification = w.notifications.clone();
+    settings.queues.crm = w.crm.clone();
+    let router = lead_router::Router::new(&settings, &w.stack.clients);
+    let p = router
+        .handle_lead(
+            &lead(&w, Platform::Douyin, "dy-jn", &phone(), None),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        p.assignee.as_deref(),
+        Some(dcc_id.as_str()),
+        "the DCC agent screens first"
+    );
+    let lead_id = p.lead_id.unwrap();
+    let dcc = staff_token(&w, &dcc_id, "jn", StaffRole::Dcc);
+    let (status, body) = call(
+        &api,
+        "POST",
+        &format!("/leads/{lead_id}/events"),
+        Some(&dcc),
+        r#"{"event":"contacted"}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let s0 = format!("{jn}-s0");
+    let path = format!("/leads/{lead_id}/handoff");
+    let to = |who: &str| format!(r#"{{"to":"{who}"}}"#);
+    // A consultant cannot take it for themselves; the agent only to sales.
+    let (status, _) = call(
+        &api,
+        "POST",
+        &path,
+        Some(&token(&w, "jn-s0", "jn", StaffRole::Sales)),
+        &to(&s0),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, body) = call(&api, "POST", &path, Some(&dcc), &to(&format!("{jn}-mgr"))).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("cannot_take")),
+        "{body}"
+    );
+    let before = open_counts(&w).await;
+    let (status, body) = call(&api, "POST", &path, Some(&dcc), &to(&s0)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["assignee"], s0.as_str());
+    let after = open_counts(&w).await;
+    assert_eq!(
+        after[&dcc_id] + 1,
+        before[&dcc_id],
+        "the agent's slot is freed"
+    );
+    assert_eq!(after[&s0], before[&s0] + 1, "the consultant's is taken");
+    let (_, trail) = call(
+        &api,
+        "GET",
+        &format!("/leads/{lead_id}/audit"),
+        Some(&token(&w, "jn-mgr", "jn", StaffRole::Manager)),
+        "",
+    )
+    .await;
+    let handed = trail["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| {
+            e["detail"]
+                .as_str()
+                .unwrap_or("")
+                .contains("handed to sales by DCC")
+        })
+        .expect("the hand-off is audited");
+    assert_eq!(handed["actor"]["id"], dcc_id.as_str(), "{handed}");
+    assert!(handed["detail"].as_str().unwrap().contains(&s0));
+    // It is the consultant's now: the agent cannot hand it again.
+    let (status, _) = call(&api, "POST", &path, Some(&dcc), &to(&format!("{jn}-s1"))).await;
+    assert_eq!(status, 403);
+}

@@ -628,6 +628,7 @@ fn the_http_api_routes_every_api_path_to_the_function() {
         ("GET", "/leads/L1/timeline"),
         ("POST", "/leads/L1/events"),
         ("POST", "/leads/L1/transfer"),
+        ("POST", "/leads/L1/handoff"),
         ("POST", "/staff/s1/handover"),
         ("PUT", "/staff/s1/duty"),
         ("PUT", "/staff/s1/leave"),

@@ -29,6 +29,8 @@
 //!   phone of another dealer's live lead: one generic 409, audited)
 //! - `POST /leads/{id}/transfer` `{"to": "<staff id>"}`: the dealer's manager
 //!   hands an open lead to another consultant (`leads_domain::handoff`)
+//! - `POST /leads/{id}/handoff` `{"to": "<staff id>"}`: the DCC agent holding
+//!   the lead hands it to a sales consultant (DCC screening dealers)
 //! - `POST /staff/{id}/handover` `{"to"?}`: the dealer's manager hands all of a
 //!   consultant's open leads to one colleague, or each to the freest one
 //! - `PUT  /staff/{id}/duty` `{"on_duty": bool}`: the dealer's manager puts a
@@ -439,6 +441,10 @@ impl Api {
                 let body: TransferBody = body_of(request, "{\"to\": \"<staff id>\"}")?;
                 self.transfer(&claims, id, &body.to).await
             }
+            ("POST", ["leads", id, "handoff"]) => {
+                let body: TransferBody = body_of(request, "{\"to\": \"<staff id>\"}")?;
+                self.dcc_handoff(&claims, id, &body.to).await
+            }
             ("POST", ["staff", staff_id, "handover"]) => {
                 let body: HandoverBody = body_of(request, "{\"to\": \"<staff id>\"} or {}")?;
                 self.handover(&claims, staff_id, body.to.as_deref()).await
@@ -601,7 +607,26 @@ impl Api {
     ) -> Result<serde_json::Value, ApiError> {
         let me = self.caller(claims).await?;
         let (from, to) = self
-            .hand_over(&me, claims, lead_id, Some(to), "transferred")
+            .hand_over(&me, claims, lead_id, Some(to), handoff::HandOff::Transfer)
+            .await?;
+        Ok(serde_json::json!({
+            "lead_id": lead_id, "status": LeadStatus::Assigned,
+            "assignee": to, "previous_assignee": from
+        }))
+    }
+
+    /// `POST /leads/{id}/handoff` `{"to"}`: the DCC agent holding a lead
+    /// (screened: contacted, qualified) hands it to a sales consultant of
+    /// the dealer, audited with both, the sales consultant notified.
+    async fn dcc_handoff(
+        &self,
+        claims: &Claims,
+        lead_id: &str,
+        to: &str,
+    ) -> Result<serde_json::Value, ApiError> {
+        let me = self.caller(claims).await?;
+        let (from, to) = self
+            .hand_over(&me, claims, lead_id, Some(to), handoff::HandOff::DccHandoff)
             .await?;
         Ok(serde_json::json!({
             "lead_id": lead_id, "status": LeadStatus::Assigned,
@@ -639,7 +664,7 @@ impl Api {
             .await?
         {
             match self
-                .hand_over(&me, claims, &lead_id, to, "handed over")
+                .hand_over(&me, claims, &lead_id, to, handoff::HandOff::Handover)
                 .await
             {
                 Ok((_, to)) => {
@@ -665,7 +690,7 @@ impl Api {
         claims: &Claims,
         lead_id: &str,
         to: Option<&str>,
-        why: &str,
+        kind: handoff::HandOff,
     ) -> Result<(String, String), ApiError> {
         let read = self
             .leads
@@ -694,7 +719,7 @@ impl Api {
         if to.is_none() && target.is_none() {
             return Err(refused(handoff::Refusal::CannotTake));
         }
-        handoff::check_transfer(me, &read.lead, target).map_err(refused)?;
+        kind.check(me, &read.lead, target).map_err(refused)?;
         let target = target.expect("checked");
         let to = target.staff_id.clone();
         let due = read
@@ -708,7 +733,7 @@ impl Api {
             action: AuditAction::Reassigned,
             actor: Actor::Staff(me.staff_id.clone()),
             at: now,
-            detail: format!("{why} by manager {} from {from} to {to}", me.staff_id),
+            detail: format!("{} {} from {from} to {to}", kind.describe(), me.staff_id),
         };
         match self
             .leads
@@ -730,7 +755,7 @@ impl Api {
                 if let Err(e) = self.notifications.send(&job).await {
                     tracing::error!(%lead_id, error = %e, "hand-off notification not sent");
                 }
-                tracing::info!(%lead_id, manager = %me.staff_id, %from, %to, why, "lead handed over");
+                tracing::info!(%lead_id, by = %me.staff_id, %from, %to, ?kind, "lead handed over");
                 Ok((from, to))
             }
             ReassignResult::CapReached => Err(refused(handoff::Refusal::CannotTake)),
@@ -1397,6 +1422,7 @@ fn refused(r: handoff::Refusal) -> ApiError {
         NotOpen => (409, "not_open"),
         SameConsultant => (409, "same_consultant"),
         CannotTake => (409, "cannot_take"),
+        NotScreener => (403, "forbidden"),
     };
     ApiError(status, code, r.to_string())
 }

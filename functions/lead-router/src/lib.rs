@@ -1064,6 +1064,7 @@ impl Router {
                 .into_iter()
                 .chain(hint.as_deref().map(Preferred::StaffHint))
                 .collect();
+            let loads = assignment::first_stage(dealer.dcc_screening, &loads);
             match assignment::assign_preferring(dealer.strategy, &loads, ticket, &preferred) {
                 Assignment::Staff { staff_id, reason } => {
                     let load = loads
@@ -1242,7 +1243,8 @@ fn choose(
         .into_iter()
         .chain(hint.map(Preferred::StaffHint))
         .collect();
-    assignment::assign_preferring(dealer.strategy, loads, ticket, &preferred)
+    let group = assignment::first_stage(dealer.dcc_screening, loads);
+    assignment::assign_preferring(dealer.strategy, &group, ticket, &preferred)
 }
 
 /// Who is told when nobody can take a lead.

@@ -21,6 +21,27 @@ pub struct StaffLoad {
     pub open_leads: u32,
 }
 
+/// Who takes a dealer's new leads: its sales consultants, or, at a dealer
+/// with DCC screening, its DCC agents while any of them can take one
+/// (presented as takers, so the dealer's strategy applies among them
+/// exactly as among sales); else its sales consultants.
+pub fn first_stage(dcc_screening: bool, loads: &[StaffLoad]) -> Vec<StaffLoad> {
+    if dcc_screening {
+        let agents: Vec<StaffLoad> = loads
+            .iter()
+            .filter(|l| l.role == StaffRole::Dcc)
+            .map(|l| StaffLoad {
+                role: StaffRole::Sales,
+                ..l.clone()
+            })
+            .collect();
+        if agents.iter().any(StaffLoad::can_take) {
+            return agents;
+        }
+    }
+    loads.to_vec()
+}
+
 impl StaffLoad {
     pub fn new(staff: &Staff, open_leads: u32) -> Self {
         StaffLoad {
@@ -229,6 +250,35 @@ mod tests {
             }
             .can_take());
         }
+    }
+
+    #[test]
+    fn a_dcc_dealer_gives_new_leads_to_its_free_dcc_agents_else_to_sales() {
+        let dcc = |id: &str, open| StaffLoad {
+            role: StaffRole::Dcc,
+            ..sales(id, open, 2)
+        };
+        let team = [sales("s1", 0, 9), dcc("d1", 2), dcc("d2", 0)];
+        let group = first_stage(true, &team);
+        assert_eq!(
+            group
+                .iter()
+                .map(|l| l.staff_id.as_str())
+                .collect::<Vec<_>>(),
+            ["d1", "d2"]
+        );
+        assert_eq!(
+            assign(RoundRobin, &group, 0, None),
+            to("d2", AssignReason::RoundRobin)
+        );
+        // Both agents at cap: sales takes it.
+        let full = [sales("s1", 0, 9), dcc("d1", 2), dcc("d2", 2)];
+        assert_eq!(first_stage(true, &full), full.to_vec());
+        // No screening: DCC agents never take a lead.
+        assert_eq!(
+            assign(RoundRobin, &first_stage(false, &team), 1, None),
+            to("s1", AssignReason::RoundRobin)
+        );
     }
 
     #[test]

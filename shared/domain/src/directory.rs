@@ -98,6 +98,12 @@ pub struct Dealer {
     /// Remote leads the dealer takes per day from the brand pool.
     #[serde(default = "defaults::daily_remote_capacity")]
     pub daily_remote_capacity: u32,
+    /// DCC screening (邀约中心): new leads go to the dealer's DCC agents
+    /// first (by the dealer's strategy among them), who hand each to a
+    /// sales consultant (`POST /leads/{id}/handoff`). With no DCC agent
+    /// free, a lead goes straight to sales.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dcc_screening: bool,
 }
 
 impl Dealer {

@@ -36,6 +36,8 @@ pub struct DealerRow {
     pub claim_fallback_minutes: Option<u32>,
     #[serde(default)]
     pub daily_remote_capacity: Option<u32>,
+    #[serde(default)]
+    pub dcc_screening: bool,
 }
 
 /// A brand operations row: regions as city names or codes, like a dealer's.
@@ -160,6 +162,7 @@ impl DirectoryFile {
                     daily_remote_capacity: row
                         .daily_remote_capacity
                         .unwrap_or_else(defaults::daily_remote_capacity),
+                    dcc_screening: row.dcc_screening,
                 });
             }
         }

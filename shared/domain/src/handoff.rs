@@ -25,6 +25,44 @@ pub enum Refusal {
     /// Off duty, not a sales consultant, or at their cap.
     #[error("that consultant cannot take a lead now (off duty, not sales, or at their cap)")]
     CannotTake,
+    /// A DCC hand-off by someone who is not the DCC agent holding the lead.
+    #[error("only the DCC agent holding the lead hands it to sales")]
+    NotScreener,
+}
+
+/// Who moves a lead, and so which rule applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandOff {
+    /// A manager gives one lead to a named consultant.
+    Transfer,
+    /// A manager moves all of a consultant's open leads.
+    Handover,
+    /// A DCC agent, having screened the lead, gives it to sales.
+    DccHandoff,
+}
+
+impl HandOff {
+    /// Whether `actor` may give `lead` to `target` this way.
+    pub fn check(
+        self,
+        actor: &Staff,
+        lead: &LeadRecord,
+        target: Option<&StaffLoad>,
+    ) -> Result<(), Refusal> {
+        match self {
+            HandOff::Transfer | HandOff::Handover => check_transfer(actor, lead, target),
+            HandOff::DccHandoff => check_dcc_handoff(actor, lead, target),
+        }
+    }
+
+    /// How the audit entry names it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            HandOff::Transfer => "transferred by manager",
+            HandOff::Handover => "handed over by manager",
+            HandOff::DccHandoff => "screened and handed to sales by DCC",
+        }
+    }
 }
 
 /// Whether `manager` may give `lead` to `target` (its load, from the
@@ -37,6 +75,27 @@ pub fn check_transfer(
     if manager.role != StaffRole::Manager || lead.dealer_id.as_deref() != Some(&manager.dealer_id) {
         return Err(Refusal::NotManager);
     }
+    check_target(lead, target)
+}
+
+/// Whether the DCC agent `screener` may give `lead` (theirs) to `target`,
+/// a sales consultant of the dealer who can take it.
+pub fn check_dcc_handoff(
+    screener: &Staff,
+    lead: &LeadRecord,
+    target: Option<&StaffLoad>,
+) -> Result<(), Refusal> {
+    if screener.role != StaffRole::Dcc
+        || lead.dealer_id.as_deref() != Some(&screener.dealer_id)
+        || lead.assignee.as_deref() != Some(&screener.staff_id)
+    {
+        return Err(Refusal::NotScreener);
+    }
+    check_target(lead, target)
+}
+
+/// An open, assigned lead going to someone else who can take it.
+fn check_target(lead: &LeadRecord, target: Option<&StaffLoad>) -> Result<(), Refusal> {
     if !status::is_open(lead.status) || lead.assignee.is_none() {
         return Err(Refusal::NotOpen);
     }
@@ -62,6 +121,64 @@ pub fn pick_cover<'a>(loads: &'a [StaffLoad], leaving: &str) -> Option<&'a Staff
                 .cmp(&(a.cap - a.open_leads))
                 .then_with(|| a.staff_id.cmp(&b.staff_id))
         })
+}
+
+#[cfg(test)]
+mod dcc_tests {
+    use super::*;
+    use crate::lead::LeadStatus;
+
+    #[test]
+    fn only_the_dcc_agent_holding_the_lead_hands_it_to_a_free_sales_consultant() {
+        let person = |id: &str, role: StaffRole| -> Staff {
+            serde_json::from_value(serde_json::json!({
+                "staff_id": id, "dealer_id": "d1", "name": id, "role": role, "on_duty": true, "cap": 5
+            }))
+            .unwrap()
+        };
+        let mut lead: LeadRecord = serde_json::from_value(serde_json::json!({
+            "lead_id": "L1", "brand_id": "b1", "status": "contacted",
+            "customer": {"kind": "phone", "hash": "h"},
+            "first_touch": {"platform": "douyin", "account_id": "a", "scene": "live",
+                "traffic": "natural", "at": "2026-12-03T00:00:00Z", "source_event_id": "e"},
+            "touchpoints": 1, "dealer_id": "d1", "assignee": "dcc1",
+            "raw_payload_ref": "RAW#1", "received_at": "2026-12-03T00:00:00Z"
+        }))
+        .unwrap();
+        let load = |id: &str, role: StaffRole| StaffLoad {
+            staff_id: id.into(),
+            role,
+            on_duty: true,
+            cap: 5,
+            open_leads: 0,
+        };
+        let (dcc, other_dcc, sales) = (
+            person("dcc1", StaffRole::Dcc),
+            person("dcc2", StaffRole::Dcc),
+            person("s1", StaffRole::Sales),
+        );
+        let to_sales = load("s1", StaffRole::Sales);
+        assert_eq!(
+            HandOff::DccHandoff.check(&dcc, &lead, Some(&to_sales)),
+            Ok(())
+        );
+        for actor in [&other_dcc, &sales] {
+            assert_eq!(
+                HandOff::DccHandoff.check(actor, &lead, Some(&to_sales)),
+                Err(Refusal::NotScreener)
+            );
+        }
+        assert_eq!(
+            HandOff::DccHandoff.check(&dcc, &lead, Some(&load("dcc2", StaffRole::Dcc))),
+            Err(Refusal::CannotTake),
+            "to sales only"
+        );
+        lead.status = LeadStatus::Won;
+        assert_eq!(
+            HandOff::DccHandoff.check(&dcc, &lead, Some(&to_sales)),
+            Err(Refusal::NotOpen)
+        );
+    }
 }
 
 #[cfg(test)]

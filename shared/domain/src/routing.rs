@@ -229,6 +229,7 @@ mod tests {
             strategy: AssignmentStrategy::RoundRobin,
             claim_fallback_minutes: 10,
             daily_remote_capacity: 50,
+            dcc_screening: false,
         }
     }
 

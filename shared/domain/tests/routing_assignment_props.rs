@@ -65,6 +65,7 @@ fn any_dealer() -> impl Strategy<Value = Dealer> {
                 strategy: AssignmentStrategy::RoundRobin,
                 claim_fallback_minutes: 10,
                 daily_remote_capacity: 50,
+                dcc_screening: false,
             }
         })
 }
