@@ -110,6 +110,16 @@ for dealers in 1 20; do
   ) || echo "burst with $dealers dealer(s): not absorbed (docs/benchmarks/burst-$dealers-dealers.json)" >&2
 done
 
+step "lead export: ${BENCH_EXPORT_LEADS:-50000} leads of one dealer as CSV (export)"
+(
+  export LEADS_LOCAL_STATE="$repo/.local/export"
+  infra/local/stack.sh down >/dev/null 2>&1 || true
+  export_env="$(infra/local/stack.sh up)" || { echo "the export stack did not come up" >&2; exit 1; }
+  eval "$export_env"
+  trap 'infra/local/stack.sh down' EXIT
+  "$target/release/export" --leads "${BENCH_EXPORT_LEADS:-50000}" --out "$out/export.json" | tee "$out/export.txt"
+)
+
 step "pure compute (criterion)"
 if [[ $criterion == 1 ]]; then
   rm -rf "$target/criterion"

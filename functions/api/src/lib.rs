@@ -77,6 +77,7 @@ use leads_domain::Phone;
 use serde::Deserialize;
 
 mod oversight;
+pub use oversight::EXPORT_ROWS;
 
 /// How long the API reuses a directory read (a dealer's roster, a dealer):
 /// a consultant removed from the directory, or a demoted manager, loses
