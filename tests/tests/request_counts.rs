@@ -79,8 +79,9 @@ async fn requests_per_new_lead_merge_and_duplicate() {
         "new local lead (round-robin)",
         &counter,
         &[
-            ("DynamoDB.GetItem", 1),            // the customer's identity
-            ("DynamoDB.Query", 1),              // the consultants' open counts
+            ("DynamoDB.GetItem", 1), // the customer's identity
+            // No open counts read: the turn's consultant is assumed below
+            // cap, which the transaction checks (see the at-cap case below).
             ("DynamoDB.UpdateItem", 1),         // the round-robin ticket
             ("DynamoDB.TransactWriteItems", 1), // everything else
             ("SQS.SendMessage", 1),
@@ -136,9 +137,60 @@ async fn requests_per_new_lead_merge_and_duplicate() {
         &[
             ("DynamoDB.GetItem", 1),
             ("DynamoDB.BatchGetItem", 1), // every candidate's remote leads today
-            ("DynamoDB.Query", 1),
             ("DynamoDB.UpdateItem", 1),
             ("DynamoDB.TransactWriteItems", 1),
+            ("SQS.SendMessage", 1),
+        ],
+    );
+}
+
+/// Round robin's turn falls on a consultant at their cap: the creating
+/// transaction refuses the slot, and the lead is decided again on the open
+/// counts as read, with the same ticket (the next consultant takes it).
+#[tokio::test]
+async fn requests_per_new_lead_when_the_turn_is_at_cap() {
+    let Some(w) = world(AssignmentStrategy::RoundRobin, &[1, 50]).await else {
+        return;
+    };
+    let counter = RequestCounter::default();
+    let clients = AwsClients::counted(&counter).await;
+    let mut settings = w.stack.settings.clone();
+    settings.queues.notification = w.notifications.clone();
+    let router = Router::new(&settings, &clients);
+    let (s0, s1) = (format!("{}-jn-s0", w.brand), format!("{}-jn-s1", w.brand));
+    let mut assignees = Vec::new();
+    for _ in 0..2 {
+        let p = router
+            .handle_lead(
+                &lead(&w, Platform::Douyin, "dy-jn", &phone(), None),
+                Utc::now(),
+            )
+            .await
+            .unwrap();
+        assignees.push(p.assignee.unwrap());
+    }
+    assert_eq!(assignees, [s0.clone(), s1.clone()], "s0 is now at cap (1)");
+    counter.reset();
+    let p = router
+        .handle_lead(
+            &lead(&w, Platform::Douyin, "dy-jn", &phone(), None),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        p.assignee.as_deref(),
+        Some(s1.as_str()),
+        "s0's turn, but at cap"
+    );
+    pin(
+        "new local lead (round-robin), the turn's consultant at cap",
+        &counter,
+        &[
+            ("DynamoDB.GetItem", 2),            // the identity, read again for the retry
+            ("DynamoDB.UpdateItem", 1),         // the ticket, kept for the retry
+            ("DynamoDB.TransactWriteItems", 2), // refused on the cap, then done
+            ("DynamoDB.Query", 1),              // the open counts, read for the retry
             ("SQS.SendMessage", 1),
         ],
     );

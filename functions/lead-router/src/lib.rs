@@ -75,6 +75,15 @@ pub struct Processed {
     pub assignee: Option<String>,
 }
 
+/// Whether a new lead's placement reads the consultants' open counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OpenCounts {
+    /// A first try at a round-robin dealer: every consultant is assumed
+    /// below cap; the transaction's cap condition checks it.
+    Assumed,
+    Read,
+}
+
 /// A batch's business metrics (EMF, see `leads_aws::emf`).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Tally {
@@ -524,7 +533,7 @@ impl Router {
         let own_id = dedup::lead_id(&brand.brand_id, &lead.source_event_id);
         // What is known of the customer's identity (None: read it).
         let mut seen: Option<Option<CustomerItem>> = None;
-        for _attempt in 0..8 {
+        for attempt in 0..8 {
             // Read first: deciding costs requests (and a round-robin turn)
             // that a merge or a redelivery would waste.
             let known = match seen.take() {
@@ -579,8 +588,22 @@ impl Router {
                         Some(c) => IdentitySeen::Expired(c),
                         None => IdentitySeen::Absent,
                     };
+                    // Only the first try may assume the open counts (see
+                    // `decide_placement`); a retry reads them.
+                    let counts = match attempt {
+                        0 => OpenCounts::Assumed,
+                        _ => OpenCounts::Read,
+                    };
                     match self
-                        .create(&brand, lead, owner_dealer, &customer_key, identity, now)
+                        .create(
+                            &brand,
+                            lead,
+                            owner_dealer,
+                            &customer_key,
+                            identity,
+                            counts,
+                            now,
+                        )
                         .await?
                     {
                         Attempt::Done(done) => return Ok(done),
@@ -598,6 +621,7 @@ impl Router {
 
     /// Decides a new lead from fresh state (route, then the dealer's rules)
     /// and writes it in one transaction.
+    #[allow(clippy::too_many_arguments)]
     async fn create(
         &self,
         brand: &Brand,
@@ -605,6 +629,7 @@ impl Router {
         owner_dealer: Option<&Dealer>,
         customer_key: &str,
         identity: IdentitySeen<'_>,
+        counts: OpenCounts,
         now: DateTime<Utc>,
     ) -> Result<Attempt, RouterError> {
         let previous = match identity {
@@ -629,7 +654,7 @@ impl Router {
         let placement = match &route {
             Route::Unroutable { .. } => None,
             Route::Local { dealer_id } | Route::Remote { dealer_id, .. } => Some(
-                self.decide_placement(&record, dealer_id, &mut contended)
+                self.decide_placement(&record, dealer_id, counts, &mut contended)
                     .await?,
             ),
         };
@@ -708,11 +733,19 @@ impl Router {
         Ok(route)
     }
 
-    /// The dealer's rules on fresh open counts (and ticket).
+    /// The dealer's rules on the open counts (and ticket).
+    ///
+    /// Round robin picks by turn, and the creating transaction takes the
+    /// consultant's slot only below their cap: on a first try the counts are
+    /// assumed free rather than read (one Query less per new lead). A pick
+    /// at cap fails that condition and the lead is decided again on the
+    /// counts as read, with the same ticket, so the turn skips them as if
+    /// they had been read first. Saturation and claims read them always.
     async fn decide_placement(
         &self,
         record: &LeadRecord,
         dealer_id: &str,
+        counts: OpenCounts,
         contended: &mut Contended,
     ) -> Result<Placement, RouterError> {
         let dealer = self.directory.dealer(dealer_id).await?.ok_or_else(|| {
@@ -728,7 +761,14 @@ impl Router {
                 _ => Ok(0),
             }
         };
-        let (loads, ticket) = tokio::try_join!(self.leads.loads(dealer_id, &staff), ticket)?;
+        let assume =
+            counts == OpenCounts::Assumed && dealer.strategy == AssignmentStrategy::RoundRobin;
+        let (loads, ticket) = if assume {
+            let free = staff.iter().map(|s| StaffLoad::new(s, 0)).collect();
+            (free, ticket.await?)
+        } else {
+            tokio::try_join!(self.leads.loads(dealer_id, &staff), ticket)?
+        };
         let assignment = choose(record, &dealer, &staff, &loads, ticket);
         if let Assignment::Staff { staff_id, .. } = &assignment {
             let cap = loads
