@@ -22,6 +22,40 @@ pub struct World {
     pub stack: Stack,
 }
 
+impl World {
+    /// A router of its own, with the world's scratch queues: its directory
+    /// snapshot is fresh, so it sees what a test changed in the directory
+    /// (the world's router may have cached the old records for a minute).
+    pub fn fresh_router(&self) -> Router {
+        let mut settings = self.stack.settings.clone();
+        settings.queues.notification = self.notifications.clone();
+        settings.queues.crm = self.crm.clone();
+        Router::new(&settings, &self.stack.clients)
+    }
+
+    /// Adds the brand's operations staff (`brand_ops` rows of the directory
+    /// file, as JSON) to the world's directory.
+    pub async fn add_brand_ops(&self, rows: &[serde_json::Value]) {
+        let directory = leads_domain::directory_file::Directory {
+            brands: vec![],
+            dealers: vec![],
+            staff: vec![],
+            accounts: vec![],
+            brand_ops: rows
+                .iter()
+                .map(|r| serde_json::from_value(r.clone()).expect("a brand_ops row"))
+                .collect(),
+        };
+        DynamoDirectory::new(
+            self.stack.clients.dynamodb.clone(),
+            &self.stack.settings.tables.directory,
+        )
+        .save(&directory)
+        .await
+        .expect("the directory takes the rows");
+    }
+}
+
 /// A brand of its own (so parallel tests never share counters): a Jinan dealer
 /// serving Tai'an, a Qingdao dealer, staff with the given caps and strategy.
 pub async fn world(strategy: AssignmentStrategy, caps: &[u32]) -> Option<World> {

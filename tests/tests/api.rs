@@ -686,10 +686,7 @@ async fn a_manager_transfers_a_lead_and_puts_a_consultant_off_duty_and_no_one_el
         "{body}"
     );
     // The router honours it (a fresh snapshot): new leads go to the one on duty.
-    let mut settings = w.stack.settings.clone();
-    settings.queues.notification = w.notifications.clone();
-    settings.queues.crm = w.crm.clone();
-    let router = lead_router::Router::new(&settings, &w.stack.clients);
+    let router = w.fresh_router();
     for _ in 0..2 {
         let p = router
             .handle_lead(
@@ -1207,26 +1204,9 @@ async fn brand_kpis_and_exports_within_each_role() {
     };
     let api = api(&w);
     let (jn, qd) = (format!("{}-jn", w.brand), format!("{}-qd", w.brand));
-    let directory = DynamoDirectory::new(
-        w.stack.clients.dynamodb.clone(),
-        &w.stack.settings.tables.directory,
-    );
-    let ops = |id: &str, dealers: &[&String]| {
-        serde_json::from_value::<leads_domain::directory::BrandOps>(serde_json::json!({
-            "staff_id": id, "brand_id": w.brand, "name": "品牌运营", "dealers": dealers,
-        }))
-        .unwrap()
-    };
-    directory
-        .save(&leads_domain::directory_file::Directory {
-            brands: vec![],
-            dealers: vec![],
-            staff: vec![],
-            accounts: vec![],
-            brand_ops: vec![ops("ops-all", &[]), ops("ops-qd", &[&qd])],
-        })
-        .await
-        .unwrap();
+    let ops = |id: &str, dealers: &[&String]| serde_json::json!({"staff_id": id, "brand_id": w.brand, "name": "品牌运营", "dealers": dealers});
+    w.add_brand_ops(&[ops("ops-all", &[]), ops("ops-qd", &[&qd])])
+        .await;
     let phones: Vec<String> = (0..5).map(|_| phone()).collect();
     let mut jinan = Vec::new();
     for ph in &phones[..3] {
@@ -1551,13 +1531,7 @@ async fn a_consultant_on_leave_gets_no_leads_until_the_manager_clears_it() {
     assert_eq!(status, 200, "{answer}");
 
     // A fresh router (its directory snapshot is a minute old otherwise).
-    let router = || {
-        let mut settings = w.stack.settings.clone();
-        settings.queues.notification = w.notifications.clone();
-        settings.queues.crm = w.crm.clone();
-        lead_router::Router::new(&settings, &w.stack.clients)
-    };
-    let on_leave = router();
+    let on_leave = w.fresh_router();
     let mut lead_ids = Vec::new();
     for _ in 0..3 {
         let p = on_leave
@@ -1594,7 +1568,7 @@ async fn a_consultant_on_leave_gets_no_leads_until_the_manager_clears_it() {
     )
     .await;
     assert_eq!(status, 200);
-    let back = router();
+    let back = w.fresh_router();
     let mut assignees = Vec::new();
     for _ in 0..2 {
         let p = back
@@ -1641,10 +1615,7 @@ async fn a_dcc_agent_screens_a_lead_and_hands_it_to_sales() {
         })
         .await
         .unwrap();
-    let mut settings = w.stack.settings.clone();
-    settings.queues.notification = w.notifications.clone();
-    settings.queues.crm = w.crm.clone();
-    let router = lead_router::Router::new(&settings, &w.stack.clients);
+    let router = w.fresh_router();
     let p = router
         .handle_lead(
             &lead(&w, Platform::Douyin, "dy-jn", &phone(), None),

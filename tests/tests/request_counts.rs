@@ -735,29 +735,16 @@ async fn requests_per_nobody_available_job_and_summary() {
 /// manager's roster).
 #[tokio::test]
 async fn requests_per_brand_metrics() {
-    use leads_aws::store::{DirectoryStore, DynamoDirectory};
     use leads_domain::auth::{self, Claims};
     use leads_domain::directory::StaffRole;
     const SECRET: &[u8] = b"request-count-metrics-secret";
     let Some(w) = world(AssignmentStrategy::RoundRobin, &[50, 50]).await else {
         return;
     };
-    DynamoDirectory::new(
-        w.stack.clients.dynamodb.clone(),
-        &w.stack.settings.tables.directory,
-    )
-    .save(&leads_domain::directory_file::Directory {
-        brands: vec![],
-        dealers: vec![],
-        staff: vec![],
-        accounts: vec![],
-        brand_ops: vec![serde_json::from_value(serde_json::json!({
-            "staff_id": "ops", "brand_id": w.brand, "name": "品牌运营"
-        }))
-        .unwrap()],
-    })
-    .await
-    .unwrap();
+    w.add_brand_ops(&[
+        serde_json::json!({"staff_id": "ops", "brand_id": w.brand, "name": "品牌运营"}),
+    ])
+    .await;
     for city in [None, Some("烟台")] {
         w.router
             .handle_lead(

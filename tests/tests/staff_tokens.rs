@@ -152,23 +152,10 @@ async fn brand_operations_get_a_token_from_the_brands_list_only() {
     let Some(w) = world(AssignmentStrategy::RoundRobin, &[5]).await else {
         return;
     };
-    use leads_aws::store::DirectoryStore;
-    leads_aws::store::DynamoDirectory::new(
-        w.stack.clients.dynamodb.clone(),
-        &w.stack.settings.tables.directory,
-    )
-    .save(&leads_domain::directory_file::Directory {
-        brands: vec![],
-        dealers: vec![],
-        staff: vec![],
-        accounts: vec![],
-        brand_ops: vec![serde_json::from_value(serde_json::json!({
-            "staff_id": "ops-1", "brand_id": w.brand, "name": "品牌运营"
-        }))
-        .unwrap()],
-    })
-    .await
-    .unwrap();
+    w.add_brand_ops(&[serde_json::json!({
+        "staff_id": "ops-1", "brand_id": w.brand, "name": "品牌运营"
+    })])
+    .await;
     let api = Api::new(&w.stack.settings, &w.stack.clients, SECRET.to_vec());
     let (status, body) = answer(&api, &event("ops-1", "", &w.brand, &[])).await;
     assert_eq!(status, 200, "{body}");
