@@ -1406,11 +1406,23 @@ async fn brand_kpis_and_exports_within_each_role() {
         .unwrap()
         .contains("****"));
     assert!(!body.to_string().contains(phones[3].as_str()));
-    let (status, _) = call(&api, "GET", &format!("/leads/{a}"), Some(&ops_qd), "").await;
-    assert_eq!(
-        status, 404,
-        "Jinan's lead is not Qingdao operations' to read"
-    );
+    for view in ["audit", "timeline"] {
+        let path = format!("/leads/{remote_id}/{view}");
+        let (status, body) = call(&api, "GET", &path, Some(&ops_qd), "").await;
+        assert_eq!(status, 200, "{view}: {body}");
+        assert!(!body.to_string().contains(phones[3].as_str()));
+    }
+    for path in [
+        format!("/leads/{a}"),
+        format!("/leads/{a}/audit"),
+        format!("/leads/{a}/timeline"),
+    ] {
+        let (status, _) = call(&api, "GET", &path, Some(&ops_qd), "").await;
+        assert_eq!(
+            status, 404,
+            "Jinan's lead is not Qingdao operations' to read: {path}"
+        );
+    }
     // Brand operations read; they change no lead.
     let (status, _) = call(
         &api,

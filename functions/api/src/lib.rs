@@ -569,7 +569,7 @@ impl Api {
         claims: &Claims,
         lead_id: &str,
     ) -> Result<serde_json::Value, ApiError> {
-        self.visible_lead(claims, lead_id).await?;
+        self.readable_lead(claims, lead_id).await?;
         let mut entries: Vec<(chrono::DateTime<Utc>, serde_json::Value)> = self
             .leads
             .touchpoints(lead_id)
@@ -943,6 +943,16 @@ impl Api {
         }))
     }
 
+    /// The lead, if the caller may read it: their dealer has it, or (brand
+    /// operations) a dealer they oversee. Reads only: every write takes
+    /// `visible_lead` and a caller on the dealer's roster.
+    async fn readable_lead(&self, claims: &Claims, lead_id: &str) -> Result<LeadRecord, ApiError> {
+        match claims.role {
+            StaffRole::BrandOps => self.overseen_lead(claims, lead_id).await,
+            _ => self.visible_lead(claims, lead_id).await,
+        }
+    }
+
     /// The lead, if the caller's dealer has it.
     async fn visible_lead(&self, claims: &Claims, lead_id: &str) -> Result<LeadRecord, ApiError> {
         let lead = self.leads.get(lead_id).await?;
@@ -954,10 +964,7 @@ impl Api {
 
     async fn lead(&self, claims: &Claims, lead_id: &str) -> Result<serde_json::Value, ApiError> {
         // Brand operations read the leads of the dealers they oversee (masked below).
-        let mut lead = match claims.role {
-            StaffRole::BrandOps => self.overseen_lead(claims, lead_id).await?,
-            _ => self.visible_lead(claims, lead_id).await?,
-        };
+        let mut lead = self.readable_lead(claims, lead_id).await?;
         // The role is the directory's (see `authorise`).
         let may_call = lead.assignee.as_deref() == Some(claims.staff_id.as_str())
             || claims.role == StaffRole::Manager;
@@ -975,7 +982,7 @@ impl Api {
     }
 
     async fn trail(&self, claims: &Claims, lead_id: &str) -> Result<serde_json::Value, ApiError> {
-        self.visible_lead(claims, lead_id).await?;
+        self.readable_lead(claims, lead_id).await?;
         Ok(serde_json::json!({ "events": self.audit.trail(lead_id).await? }))
     }
 
