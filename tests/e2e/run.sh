@@ -60,6 +60,13 @@ log="$(mktemp)"
 setsid cargo lambda watch -A 127.0.0.1 -P "$port" --ignore-changes >"$log" 2>&1 &
 watch_pid=$!
 cleanup() { kill -- "-$watch_pid" 2>/dev/null || true; rm -f "$log"; }
+# On a failure: cargo lambda's errors (its own 500s carry no function log) and the tail.
+show_log() {
+  echo "--- cargo lambda watch: errors and panics" >&2
+  grep -nE "ERROR|panicked" "$log" | grep -v "default function route is disabled" | tail -20 >&2 || true
+  echo "--- cargo lambda watch log (tail)" >&2
+  tail -60 "$log" >&2
+}
 trap cleanup EXIT
 for _ in $(seq 100); do
   curl -s -o /dev/null "http://127.0.0.1:$port/" && break
@@ -73,7 +80,7 @@ echo >&2
 step "browser test"
 mkdir -p "$(dirname "$shot")"
 (cd "$here" && BASE_URL="http://127.0.0.1:$port/lambda-url/api" SEED="$seed" SCREENSHOT="$shot" \
-  timeout 300 node ranking-page.mjs) || { echo "--- cargo lambda watch log" >&2; tail -40 "$log" >&2; exit 1; }
+  timeout 300 node ranking-page.mjs) || { show_log; exit 1; }
 
 step "seed the dashboard brand (router and API in process)"
 dashboard_seed="$(cargo run -q -p integration-tests --example dashboard_demo_seed | tail -n 1)"
@@ -82,5 +89,5 @@ echo "seeded: $(printf '%s' "$dashboard_seed" | python3 -c 'import json, sys; pr
 step "browser test of the brand dashboard"
 mkdir -p "$(dirname "$dashboard_shot")"
 (cd "$here" && BASE_URL="http://127.0.0.1:$port/lambda-url/api" SEED="$dashboard_seed" SCREENSHOT="$dashboard_shot" \
-  timeout 300 node dashboard.mjs) || { echo "--- cargo lambda watch log" >&2; tail -40 "$log" >&2; exit 1; }
+  timeout 300 node dashboard.mjs) || { show_log; exit 1; }
 echo "e2e: $((SECONDS - started)) s in all" >&2

@@ -753,7 +753,8 @@ impl TierCutoffs {
                 "tier cut-offs {text:?}: expected three percentages S,A,B"
             ));
         };
-        if s + a + b > 100 {
+        // Summed wide: "4294967295,1,0" must be refused, not overflow.
+        if u64::from(s) + u64::from(a) + u64::from(b) > 100 {
             return Err(format!("tier cut-offs {text:?} add up to more than 100%"));
         }
         Ok(TierCutoffs { s, a, b })
@@ -1547,6 +1548,9 @@ mod tests {
         assert!(TierCutoffs::parse("50,40,20").is_err());
         assert!(TierCutoffs::parse("10,20").is_err());
         assert!(TierCutoffs::parse("a,b,c").is_err());
+        // Large enough to overflow a u32 sum: refused, no panic.
+        assert!(TierCutoffs::parse("4294967295,1,0").is_err());
+        assert!(TierCutoffs::parse("4294967295,4294967295,4294967295").is_err());
         let no_s = TierCutoffs { s: 0, a: 50, b: 50 };
         assert_eq!(no_s.tier(1, 10), Tier::A);
     }
