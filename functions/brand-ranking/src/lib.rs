@@ -1,4 +1,4 @@
-//! Nightly brand ranking (README, "Nightly brand ranking"): each brand's dealers' daily stats
+//! Nightly brand ranking (docs/ranking.md): each brand's dealers' daily stats
 //! over the last 30 days -> scores -> rank and tier -> snapshot.
 //!
 //! Invocations:

@@ -1,4 +1,4 @@
-//! Nightly brand ranking (README, "Nightly brand ranking"):
+//! Nightly brand ranking (docs/ranking.md):
 //! 经营效果分 (operating effect score) = 经营基础分 (base operating score)
 //! + 自然线索分 (natural-lead score).
 //!

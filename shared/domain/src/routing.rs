@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use crate::directory::Dealer;
 use crate::CityCode;
 
-/// A dealer's tier in last night's brand ranking (README, "Nightly brand ranking"); S is best.
+/// A dealer's tier in last night's brand ranking (docs/ranking.md); S is best.
 /// The derived order is best first (S < A < B < C).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Tier {

@@ -1,4 +1,4 @@
-//! What the SLA sweeper does with a lead whose deadline has come (README, "Notifications and SLA").
+//! What the SLA sweeper does with a lead whose deadline has come (docs/notifications.md).
 //!
 //! An open or offered lead is kept in a sparse index under its next deadline:
 //!

@@ -1,5 +1,5 @@
 //! Status events posted by sales consultants, and how they move a lead
-//! through the funnel (README, "Staff API"): assigned -> contacted -> invited ->
+//! through the funnel (docs/api.md): assigned -> contacted -> invited ->
 //! visited -> won, with lost and invalid as exits from any open stage.
 //!
 //! Events are delivered at least once, so repeating the event that produced
