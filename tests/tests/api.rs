@@ -1706,3 +1706,75 @@ async fn a_dcc_agent_screens_a_lead_and_hands_it_to_sales() {
     let (status, _) = call(&api, "POST", &path, Some(&dcc), &to(&format!("{jn}-s1"))).await;
     assert_eq!(status, 403);
 }
+
+/// A manager hands over a consultant who left: the job that tells the new
+/// consultant carries the WeCom transfer of the customer (a WeCom contact),
+/// from the old member to the new one, by WeCom's resigned-member transfer.
+#[tokio::test]
+async fn a_handover_moves_a_wecom_contact_to_the_new_consultant_in_wecom() {
+    let Some(w) = world(AssignmentStrategy::RoundRobin, &[50, 50]).await else {
+        return;
+    };
+    let api = api(&w);
+    let jn = format!("{}-jn", w.brand);
+    let member = |i: u32| {
+        serde_json::from_value::<leads_domain::directory::Staff>(serde_json::json!({
+            "staff_id": format!("{jn}-s{i}"), "dealer_id": jn, "name": format!("顾问{i}"),
+            "role": "sales", "on_duty": true, "cap": 50, "wecom_userid": format!("wx-s{i}")
+        }))
+        .unwrap()
+    };
+    DynamoDirectory::new(
+        w.stack.clients.dynamodb.clone(),
+        &w.stack.settings.tables.directory,
+    )
+    .save(&leads_domain::directory_file::Directory {
+        brands: vec![],
+        dealers: vec![],
+        staff: vec![member(0), member(1)],
+        accounts: vec![],
+        brand_ops: vec![],
+    })
+    .await
+    .unwrap();
+    let external = integration_tests::unique("wm");
+    let p = w
+        .fresh_router()
+        .handle_lead(&wecom_lead(&w, &external), Utc::now())
+        .await
+        .unwrap();
+    let holder = p.assignee.unwrap();
+    let other = if holder.ends_with("-s0") {
+        format!("{jn}-s1")
+    } else {
+        format!("{jn}-s0")
+    };
+    jobs(&w).await; // the assignment's
+    let manager = token(&w, "jn-mgr", "jn", StaffRole::Manager);
+    let (status, body) = call(
+        &api,
+        "POST",
+        &format!("/staff/{holder}/handover"),
+        Some(&manager),
+        &format!(r#"{{"to":"{other}","left":true}}"#),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["moved"].as_array().unwrap().len(), 1, "{body}");
+    let sent = jobs(&w).await;
+    let job = sent
+        .iter()
+        .find(|j| j.kind == NotificationKind::Reassigned)
+        .expect("the new consultant is told");
+    let wx = |id: &str| format!("wx-{}", id.rsplit('-').next().unwrap());
+    assert_eq!(
+        job.wecom_transfer,
+        Some(leads_domain::notification::WecomTransfer {
+            corp_id: format!("{}-wx", w.brand),
+            external_userid: external.clone(),
+            handover_userid: wx(&holder),
+            takeover_userid: wx(&other),
+            resigned: true,
+        })
+    );
+}

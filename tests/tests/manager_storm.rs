@@ -125,6 +125,7 @@ async fn fifty_leads_nobody_can_take_give_each_manager_one_notice_per_window() {
             customer_name: None,
             series_interest: vec![],
             created_at: at,
+            wecom_transfer: None,
         }
     };
     let mut jobs: Vec<NotificationJob> = (0..50)

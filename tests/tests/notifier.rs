@@ -125,6 +125,17 @@ async fn record(
             ok(serde_json::json!({"errcode": 0, "errmsg": "ok", "access_token": format!("tok-{n}"), "expires_in": 7200}))
         }
         "/cgi-bin/message/send" => ok(serde_json::json!({"errcode": 0, "errmsg": "ok", "invaliduser": "", "msgid": "m1"})),
+        "/cgi-bin/externalcontact/transfer_customer"
+        | "/cgi-bin/externalcontact/resigned/transfer_customer" => {
+            let asked: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            let customers: Vec<serde_json::Value> = asked["external_userid"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|id| serde_json::json!({"external_userid": id, "errcode": 0}))
+                .collect();
+            ok(serde_json::json!({"errcode": 0, "errmsg": "ok", "customer": customers}))
+        }
         _ => ok(serde_json::json!({"code": 0})),
     });
     tokio::time::sleep(reply.delay).await;
@@ -286,6 +297,7 @@ impl Setup {
             customer_name: Some("王先生".into()),
             series_interest: vec!["H5".into()],
             created_at: Utc::now(),
+            wecom_transfer: None,
         }
     }
 
@@ -1156,4 +1168,105 @@ async fn the_last_receive_of_a_failing_job_counts_it_failed() {
         }
     );
     assert!(dead_letters(&s.w.stack.clients.sqs, &dlq).await.is_empty());
+}
+
+/// A hand-off of a WeCom contact: the notifier moves the contact to the new
+/// consultant in WeCom once (in service, or from a member who left), on the
+/// corp it holds the credentials of; a contact of another corp is reported,
+/// not sent anywhere.
+#[tokio::test]
+async fn a_handed_off_wecom_contact_is_transferred_once() {
+    let Some(s) = setup(&[5], |_| {}).await else {
+        return;
+    };
+    use leads_domain::notification::WecomTransfer;
+    let transfer = |corp: &str, resigned: bool| WecomTransfer {
+        corp_id: corp.into(),
+        external_userid: "wm-customer-1".into(),
+        handover_userid: "wx-s9".into(),
+        takeover_userid: "wx-s0".into(),
+        resigned,
+    };
+    let mut job = s.job(NotificationKind::Reassigned, &["s0"]);
+    job.wecom_transfer = Some(transfer("corp-1", false));
+    let report = s.send(&job).await;
+    let moved = report
+        .deliveries
+        .iter()
+        .find(|d| d.channel == Some(ChannelKind::WecomTransfer))
+        .expect("a transfer delivery");
+    assert_eq!(
+        (moved.recipient.as_str(), &moved.outcome),
+        ("wm-customer-1", &Outcome::Delivered)
+    );
+    let calls = s.rx.seen("/cgi-bin/externalcontact/transfer_customer");
+    assert_eq!(calls.len(), 1);
+    let body: serde_json::Value = serde_json::from_str(&calls[0].body).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"handover_userid": "wx-s9", "takeover_userid": "wx-s0",
+            "external_userid": ["wm-customer-1"]})
+    );
+    assert!(
+        calls[0].query.contains("access_token=tok-"),
+        "with the app's token"
+    );
+    // Delivered again (SQS): not moved twice.
+    let again = s.send(&job).await;
+    assert!(again
+        .deliveries
+        .iter()
+        .any(|d| d.channel == Some(ChannelKind::WecomTransfer)
+            && d.outcome == Outcome::AlreadyDelivered));
+    assert_eq!(
+        s.rx.seen("/cgi-bin/externalcontact/transfer_customer")
+            .len(),
+        1
+    );
+
+    // A member who left: WeCom's resigned-member transfer.
+    let mut left = s.job(NotificationKind::Reassigned, &["s0"]);
+    left.wecom_transfer = Some(transfer("corp-1", true));
+    s.send(&left).await;
+    assert_eq!(
+        s.rx.seen("/cgi-bin/externalcontact/resigned/transfer_customer")
+            .len(),
+        1
+    );
+
+    // Another corp's contact: nothing sent, the report says why.
+    let mut elsewhere = s.job(NotificationKind::Reassigned, &["s0"]);
+    elsewhere.wecom_transfer = Some(transfer("corp-of-a-dealer", false));
+    let report = s.send(&elsewhere).await;
+    assert!(
+        report
+            .deliveries
+            .iter()
+            .any(|d| d.recipient == "wm-customer-1" && d.channel.is_none()),
+        "{report:?}"
+    );
+    assert_eq!(
+        s.rx.seen("/cgi-bin/externalcontact/transfer_customer")
+            .len(),
+        1
+    );
+
+    // WeCom refusing the customer (moved twice in 90 days): refused for good.
+    s.script(
+        "/cgi-bin/externalcontact/transfer_customer",
+        vec![ok(serde_json::json!({"errcode": 0, "errmsg": "ok",
+            "customer": [{"external_userid": "wm-customer-1", "errcode": 40100}]}))],
+    );
+    let mut refused = s.job(NotificationKind::Reassigned, &["s0"]);
+    refused.wecom_transfer = Some(transfer("corp-1", false));
+    let report = s.send(&refused).await;
+    assert!(
+        report
+            .deliveries
+            .iter()
+            .any(|d| d.channel == Some(ChannelKind::WecomTransfer)
+                && matches!(d.outcome, Outcome::Permanent(_))),
+        "{report:?}"
+    );
+    assert!(!report.needs_retry());
 }

@@ -570,6 +570,7 @@ async fn requests_per_notification_job() {
             customer_name: None,
             series_interest: vec![],
             created_at: Utc::now(),
+            wecom_transfer: None,
         })
     };
     let deadline = || tokio::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -683,6 +684,7 @@ async fn requests_per_nobody_available_job_and_summary() {
             customer_name: None,
             series_interest: vec![],
             created_at: window.start,
+            wecom_transfer: None,
         })
     };
     let deadline = || tokio::time::Instant::now() + std::time::Duration::from_secs(20);

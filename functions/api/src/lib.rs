@@ -175,6 +175,10 @@ struct TransferBody {
 struct HandoverBody {
     #[serde(default)]
     to: Option<String>,
+    /// The consultant left the company (not only on leave): their WeCom
+    /// contacts move by WeCom's resigned-member transfer.
+    #[serde(default)]
+    left: bool,
 }
 
 #[derive(Deserialize)]
@@ -447,8 +451,10 @@ impl Api {
                 self.dcc_handoff(&claims, id, &body.to).await
             }
             ("POST", ["staff", staff_id, "handover"]) => {
-                let body: HandoverBody = body_of(request, "{\"to\": \"<staff id>\"} or {}")?;
-                self.handover(&claims, staff_id, body.to.as_deref()).await
+                let body: HandoverBody =
+                    body_of(request, "{\"to\": \"<staff id>\", \"left\": bool} or {}")?;
+                self.handover(&claims, staff_id, body.to.as_deref(), body.left)
+                    .await
             }
             ("PUT", ["staff", staff_id, "duty"]) => {
                 let body: DutyBody = body_of(request, "{\"on_duty\": true|false}")?;
@@ -644,6 +650,7 @@ impl Api {
         claims: &Claims,
         staff_id: &str,
         to: Option<&str>,
+        left: bool,
     ) -> Result<serde_json::Value, ApiError> {
         let me = self.caller(claims).await?;
         if me.role != StaffRole::Manager {
@@ -665,7 +672,13 @@ impl Api {
             .await?
         {
             match self
-                .hand_over(&me, claims, &lead_id, to, handoff::HandOff::Handover)
+                .hand_over(
+                    &me,
+                    claims,
+                    &lead_id,
+                    to,
+                    handoff::HandOff::Handover { left },
+                )
                 .await
             {
                 Ok((_, to)) => {
@@ -702,8 +715,12 @@ impl Api {
         let roster = self.roster(&claims.dealer_id).await?;
         let from = read.lead.assignee.clone().unwrap_or_default();
         let candidates: Vec<Staff> = match to {
-            Some(to) => roster.into_iter().filter(|s| s.staff_id == to).collect(),
-            None => roster,
+            Some(to) => roster
+                .iter()
+                .filter(|s| s.staff_id == to)
+                .cloned()
+                .collect(),
+            None => roster.clone(),
         };
         let loads = match candidates.is_empty() {
             true => Vec::new(),
@@ -744,13 +761,23 @@ impl Api {
             ReassignResult::Reassigned => {
                 let mut moved = read.lead.clone();
                 moved.assignee = Some(to.clone());
-                let job = NotificationJob::for_lead(
+                let mut job = NotificationJob::for_lead(
                     &moved,
                     NotificationKind::Reassigned,
                     vec![to.clone()],
                     format!("transfer-{}", now.timestamp_millis()),
                     now,
                 );
+                // A WeCom contact moves to the new consultant in WeCom too.
+                let person = |id: &str| roster.iter().find(|s| s.staff_id == id);
+                if let (Some(a), Some(b)) = (person(&from), person(&to)) {
+                    job.wecom_transfer = leads_domain::notification::WecomTransfer::for_handoff(
+                        &read.lead,
+                        a,
+                        b,
+                        kind.from_resigned(),
+                    );
+                }
                 // The lead has moved: a lost job is logged, the new assignee
                 // still finds the lead in their list.
                 if let Err(e) = self.notifications.send(&job).await {

@@ -569,6 +569,27 @@ impl Notifier {
                 }
             }
         }
+        // A handed-off WeCom contact follows its lead, on the corp this
+        // notifier holds the credentials of.
+        if let Notice::Lead(NotificationJob {
+            wecom_transfer: Some(transfer),
+            ..
+        }) = notice
+        {
+            match &self.wecom {
+                Some(w) if w.corp_id() == transfer.corp_id => planned.push(Planned {
+                    channel: ChannelKind::WecomTransfer,
+                    recipient: Recipient {
+                        id: transfer.external_userid.clone(),
+                        address: Address::WecomTransfer(transfer.clone()),
+                    },
+                }),
+                _ => unreachable.push(unreachable_report(
+                    &transfer.external_userid,
+                    "the WeCom contact is on a corp this notifier has no credentials for",
+                )),
+            }
+        }
         if self.webhook.is_some() && notice.lead_id().is_some() {
             planned.push(Planned {
                 channel: ChannelKind::Webhook,
@@ -624,7 +645,12 @@ impl Notifier {
                 attempts: 0,
             });
         }
-        for kind in [ChannelKind::Wecom, ChannelKind::Sms, ChannelKind::Webhook] {
+        for kind in [
+            ChannelKind::Wecom,
+            ChannelKind::Sms,
+            ChannelKind::Webhook,
+            ChannelKind::WecomTransfer,
+        ] {
             let group: Vec<Recipient> = claimed
                 .iter()
                 .filter(|p| p.channel == kind)
@@ -671,6 +697,8 @@ impl Notifier {
             ChannelKind::Wecom => self.wecom.as_ref().map(|c| c as &dyn Channel),
             ChannelKind::Sms => self.sms.as_ref().map(|c| c as &dyn Channel),
             ChannelKind::Webhook => self.webhook.as_ref().map(|c| c as &dyn Channel),
+            // The same WeCom client (and token) moves contacts.
+            ChannelKind::WecomTransfer => self.wecom.as_ref().map(|c| c as &dyn Channel),
         }
     }
 
@@ -875,6 +903,7 @@ mod tests {
             customer_name: None,
             series_interest: vec![],
             created_at: Utc::now(),
+            wecom_transfer: None,
         })
     }
 

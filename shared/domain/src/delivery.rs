@@ -19,6 +19,8 @@ pub enum ChannelKind {
     Sms,
     /// Signed webhook to the brand's CRM/DMS.
     Webhook,
+    /// A WeCom contact moved to the consultant who took the lead over.
+    WecomTransfer,
 }
 
 impl ChannelKind {
@@ -27,6 +29,7 @@ impl ChannelKind {
             ChannelKind::Wecom => "wecom",
             ChannelKind::Sms => "sms",
             ChannelKind::Webhook => "webhook",
+            ChannelKind::WecomTransfer => "wecom_transfer",
         }
     }
 }
@@ -246,6 +249,27 @@ pub const WECOM_TOKEN_ERRCODES: [i64; 2] = [42001, 40014];
 /// is a configuration fault that no retry of this job fixes, but dropping
 /// the message would lose it: transient, so it ends in the DLQ for a
 /// redrive once the configuration is fixed.
+/// What WeCom's answer to a customer transfer (`externalcontact/transfer_customer`
+/// or its `resigned/` twin) means, given the answer's `errcode` and that of
+/// the one customer moved (None when the answer lists none). The token
+/// errcodes are the caller's to handle first. A customer WeCom refuses to
+/// move (not that member's contact, moved twice in 90 days, a member not
+/// activated, ...) is refused for good: no retry changes that.
+pub fn transfer_verdict(errcode: i64, errmsg: &str, customer: Option<i64>) -> Result<(), Failure> {
+    match (errcode, customer) {
+        (0, Some(0)) => Ok(()),
+        (0, Some(code)) => Err(Failure::Permanent(format!(
+            "wecom refused to transfer the contact (errcode {code})"
+        ))),
+        (0, None) => Err(Failure::Transient(
+            "wecom's transfer answer lists no customer".into(),
+        )),
+        (code, _) => Err(Failure::Transient(format!(
+            "wecom errcode {code}: {errmsg}"
+        ))),
+    }
+}
+
 pub fn wecom_verdict(reply: &WecomReply, recipients: &[String]) -> WecomVerdict {
     let listed = |field: &str| -> Vec<String> {
         field
@@ -284,6 +308,28 @@ pub fn wecom_verdict(reply: &WecomReply, recipients: &[String]) -> WecomVerdict 
 pub fn token_refresh_at(fetched_at: DateTime<Utc>, expires_in_secs: i64) -> DateTime<Utc> {
     let margin = (expires_in_secs / 10).min(300);
     fetched_at + chrono::Duration::seconds(expires_in_secs.max(0) - margin)
+}
+
+#[cfg(test)]
+mod transfer_tests {
+    use super::*;
+
+    #[test]
+    fn a_transfer_is_done_refused_for_good_or_retried() {
+        assert_eq!(transfer_verdict(0, "ok", Some(0)), Ok(()));
+        assert!(matches!(
+            transfer_verdict(0, "ok", Some(40096)),
+            Err(Failure::Permanent(_))
+        ));
+        assert!(matches!(
+            transfer_verdict(-1, "system busy", None),
+            Err(Failure::Transient(_))
+        ));
+        assert!(matches!(
+            transfer_verdict(0, "ok", None),
+            Err(Failure::Transient(_))
+        ));
+    }
 }
 
 #[cfg(test)]

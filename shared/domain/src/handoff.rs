@@ -35,8 +35,10 @@ pub enum Refusal {
 pub enum HandOff {
     /// A manager gives one lead to a named consultant.
     Transfer,
-    /// A manager moves all of a consultant's open leads.
-    Handover,
+    /// A manager moves all of a consultant's open leads; `left`: the
+    /// consultant left the company (their WeCom contacts move by WeCom's
+    /// resigned-member transfer).
+    Handover { left: bool },
     /// A DCC agent, having screened the lead, gives it to sales.
     DccHandoff,
 }
@@ -50,7 +52,7 @@ impl HandOff {
         target: Option<&StaffLoad>,
     ) -> Result<(), Refusal> {
         match self {
-            HandOff::Transfer | HandOff::Handover => check_transfer(actor, lead, target),
+            HandOff::Transfer | HandOff::Handover { .. } => check_transfer(actor, lead, target),
             HandOff::DccHandoff => check_dcc_handoff(actor, lead, target),
         }
     }
@@ -59,9 +61,14 @@ impl HandOff {
     pub fn describe(self) -> &'static str {
         match self {
             HandOff::Transfer => "transferred by manager",
-            HandOff::Handover => "handed over by manager",
+            HandOff::Handover { .. } => "handed over by manager",
             HandOff::DccHandoff => "screened and handed to sales by DCC",
         }
+    }
+
+    /// Whether the consultant the lead leaves has left the company.
+    pub fn from_resigned(self) -> bool {
+        matches!(self, HandOff::Handover { left: true })
     }
 }
 

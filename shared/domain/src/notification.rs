@@ -87,6 +87,52 @@ pub struct NotificationJob {
     #[serde(default)]
     pub series_interest: Vec<String>,
     pub created_at: DateTime<Utc>,
+    /// With a hand-off of a WeCom contact: move the contact in WeCom too
+    /// (the notifier calls `externalcontact/transfer_customer`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wecom_transfer: Option<WecomTransfer>,
+}
+
+/// A WeCom customer (external contact) moving from one member of the
+/// corp to another: in service (在职继承) or from a member who left (离职继承).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WecomTransfer {
+    pub corp_id: String,
+    pub external_userid: String,
+    pub handover_userid: String,
+    pub takeover_userid: String,
+    #[serde(default)]
+    pub resigned: bool,
+}
+
+impl WecomTransfer {
+    /// The transfer a hand-off of `lead` from `from` to `to` needs: when the
+    /// customer is a WeCom contact (its key, or one linked to the lead) and
+    /// both consultants are WeCom members.
+    pub fn for_handoff(
+        lead: &crate::lead::LeadRecord,
+        from: &crate::directory::Staff,
+        to: &crate::directory::Staff,
+        resigned: bool,
+    ) -> Option<WecomTransfer> {
+        use crate::lead::CustomerKey;
+        let (corp_id, external_userid) = std::iter::once(&lead.customer)
+            .chain(&lead.linked_keys)
+            .find_map(|k| match k {
+            CustomerKey::Wecom {
+                corp_id,
+                external_userid,
+            } => Some((corp_id.clone(), external_userid.clone())),
+            _ => None,
+        })?;
+        Some(WecomTransfer {
+            corp_id,
+            external_userid,
+            handover_userid: from.wecom_userid.clone()?,
+            takeover_userid: to.wecom_userid.clone()?,
+            resigned,
+        })
+    }
 }
 
 impl NotificationJob {
@@ -126,6 +172,7 @@ impl NotificationJob {
             customer_name: lead.customer_name.as_deref().map(crate::phone::mask_phones),
             series_interest: lead.series_interest.clone(),
             created_at,
+            wecom_transfer: None,
         }
     }
 }

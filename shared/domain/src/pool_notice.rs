@@ -144,6 +144,7 @@ mod tests {
             customer_name: None,
             series_interest: vec![],
             created_at: at(s),
+            wecom_transfer: None,
         }
     }
 

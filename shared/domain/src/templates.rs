@@ -229,6 +229,7 @@ mod tests {
             customer_name: Some("张先生".into()),
             series_interest: vec!["H5".into(), "H9".into()],
             created_at: Utc.with_ymd_and_hms(2026, 11, 24, 1, 0, 0).unwrap(),
+            wecom_transfer: None,
         }
     }
 

@@ -69,6 +69,18 @@ async fn answer(State(receiver): State<Receiver>, uri: Uri, body: Bytes) -> Json
         "/cgi-bin/message/send" => {
             json!({"errcode": 0, "errmsg": "ok", "invaliduser": "", "msgid": "demo"})
         }
+        // A handed-off WeCom contact: accepted (WeCom completes it in 24 h).
+        "/cgi-bin/externalcontact/transfer_customer"
+        | "/cgi-bin/externalcontact/resigned/transfer_customer" => {
+            let asked: Value = serde_json::from_slice(&body).unwrap_or_default();
+            let customers: Vec<Value> = asked["external_userid"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|id| json!({"external_userid": id, "errcode": 0}))
+                .collect();
+            json!({"errcode": 0, "errmsg": "ok", "customer": customers})
+        }
         _ => json!({"code": 0}),
     };
     receiver.seen.lock().expect("receiver lock").push(Delivery {

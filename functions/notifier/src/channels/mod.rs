@@ -28,6 +28,9 @@ pub enum Address {
     Mobile(Phone),
     /// The brand's CRM/DMS endpoint.
     Crm,
+    /// A WeCom contact to move to another member (the recipient's id is the
+    /// contact's external userid).
+    WecomTransfer(leads_domain::notification::WecomTransfer),
 }
 
 /// One recipient of one delivery.

@@ -8,11 +8,18 @@
 //! - `invaliduser` recipients failed permanently; the others got it.
 //! - At most 30 messages a minute per member: recipients over the window are
 //!   left out and reported throttled (SQS retries the job later).
+//! - A hand-off of a WeCom contact moves it to the new consultant
+//!   (`POST /cgi-bin/externalcontact/transfer_customer`, or
+//!   `.../resigned/transfer_customer` for a member who left), one contact
+//!   per delivery, with the same token.
 
 use chrono::{DateTime, Utc};
+use leads_domain::delivery::wecom_verdict;
 use leads_domain::delivery::{
-    token_refresh_at, wecom_verdict, ChannelKind, Failure, RateWindow, WecomReply, WecomVerdict,
+    token_refresh_at, transfer_verdict, ChannelKind, Failure, RateWindow, WecomReply, WecomVerdict,
+    WECOM_TOKEN_ERRCODES,
 };
+use leads_domain::notification::WecomTransfer;
 use leads_domain::templates::truncate_bytes;
 use serde::Deserialize;
 use tokio::sync::Mutex;
@@ -55,6 +62,11 @@ impl WecomChannel {
             token: Mutex::new(None),
             window: std::sync::Mutex::new(window),
         }
+    }
+
+    /// The corp whose members and contacts this client reaches.
+    pub fn corp_id(&self) -> &str {
+        &self.config.corp_id
     }
 
     fn url(&self, path: &str) -> String {
@@ -105,9 +117,18 @@ impl WecomChannel {
     }
 
     async fn post(&self, token: &str, body: &serde_json::Value) -> Result<WecomReply, Failure> {
+        self.post_to("/cgi-bin/message/send", token, body).await
+    }
+
+    async fn post_to<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        token: &str,
+        body: &serde_json::Value,
+    ) -> Result<T, Failure> {
         let reply = self
             .http
-            .post(self.url("/cgi-bin/message/send"))
+            .post(self.url(path))
             .query(&[("access_token", token)])
             .json(body)
             .send()
@@ -119,7 +140,57 @@ impl WecomChannel {
         reply.json().await.map_err(request_failure)
     }
 
+    /// Moves one WeCom contact to another member (see the module docs).
+    async fn transfer(&self, t: &WecomTransfer) -> Result<(), Failure> {
+        #[derive(Deserialize)]
+        struct Customer {
+            #[serde(default)]
+            errcode: i64,
+        }
+        #[derive(Deserialize)]
+        struct Reply {
+            errcode: i64,
+            #[serde(default)]
+            errmsg: String,
+            #[serde(default)]
+            customer: Vec<Customer>,
+        }
+        let path = match t.resigned {
+            true => "/cgi-bin/externalcontact/resigned/transfer_customer",
+            false => "/cgi-bin/externalcontact/transfer_customer",
+        };
+        let body = serde_json::json!({
+            "handover_userid": t.handover_userid,
+            "takeover_userid": t.takeover_userid,
+            "external_userid": [t.external_userid],
+        });
+        let token = self.token(None).await?;
+        let mut reply: Reply = self.post_to(path, &token, &body).await?;
+        if WECOM_TOKEN_ERRCODES.contains(&reply.errcode) {
+            let fresh = self.token(Some(&token)).await?;
+            reply = self.post_to(path, &fresh, &body).await?;
+        }
+        transfer_verdict(
+            reply.errcode,
+            &reply.errmsg,
+            reply.customer.first().map(|c| c.errcode),
+        )
+    }
+
     async fn attempt(&self, envelope: &Envelope<'_>, to: &[Recipient]) -> Attempt {
+        // Contacts to move are one request each; messages share one.
+        if to
+            .iter()
+            .all(|r| matches!(r.address, Address::WecomTransfer(_)))
+        {
+            let mut results = Vec::with_capacity(to.len());
+            for r in to {
+                if let Address::WecomTransfer(t) = &r.address {
+                    results.push(self.transfer(t).await);
+                }
+            }
+            return results;
+        }
         let userid = |r: &Recipient| match &r.address {
             Address::Wecom(u) => Some(u.clone()),
             _ => None,
