@@ -1778,3 +1778,27 @@ async fn a_handover_moves_a_wecom_contact_to_the_new_consultant_in_wecom() {
         })
     );
 }
+
+/// A series name a platform sent as a spreadsheet formula is exported as
+/// text (CSV injection): the cell starts with `'`.
+#[tokio::test]
+async fn an_export_never_hands_excel_a_formula() {
+    let Some(w) = world(AssignmentStrategy::RoundRobin, &[50]).await else {
+        return;
+    };
+    let api = api(&w);
+    let mut hostile = lead(&w, Platform::Douyin, "dy-jn", &phone(), None);
+    hostile.series_interest = vec![r#"=HYPERLINK("http://evil.example","H6")"#.into()];
+    w.router.handle_lead(&hostile, Utc::now()).await.unwrap();
+    let manager = token(&w, "jn-mgr", "jn", StaffRole::Manager);
+    let (status, _, csv) = call_raw(&api, "/leads/export.csv", &manager).await;
+    assert_eq!(status, 200);
+    assert!(
+        csv.contains(r#""'=HYPERLINK(""http://evil.example"",""H6"")""#),
+        "{csv}"
+    );
+    assert!(
+        !csv.contains(",=HYPERLINK") && !csv.contains(",\"=HYPERLINK"),
+        "{csv}"
+    );
+}

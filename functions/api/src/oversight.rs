@@ -450,7 +450,9 @@ fn china_time(t: chrono::DateTime<Utc>) -> String {
         .to_string()
 }
 
+/// One row; every cell made safe for a spreadsheet (`lead_list::spreadsheet_cell`).
 fn csv_write(csv: &mut csv::Writer<Vec<u8>>, cells: Vec<String>) -> Result<(), ApiError> {
+    let cells = cells.into_iter().map(lead_list::spreadsheet_cell);
     csv.write_record(cells).map_err(|e| {
         tracing::error!(error = %e, "csv write failed");
         ApiError(500, "internal", "temporary failure; please retry".into())

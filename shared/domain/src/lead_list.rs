@@ -271,6 +271,17 @@ impl ListQuery {
     }
 }
 
+/// A cell of a CSV export as a spreadsheet must show it: text that Excel
+/// would run as a formula (`=`, `+`, `-`, `@`, a tab or carriage return
+/// first: OWASP's CSV injection) is prefixed with `'`, so a series name a
+/// platform sent as `=HYPERLINK(...)` stays text.
+pub fn spreadsheet_cell(text: String) -> String {
+    match text.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{text}"),
+        _ => text,
+    }
+}
+
 /// One lead in a list: what the dealer index projects. No full phone and no
 /// name (a name may hold a phone): `GET /leads/{id}` shows those to whom
 /// may see them.
@@ -459,6 +470,25 @@ mod tests {
             ),
             Err(ListError::Cursor)
         );
+    }
+
+    #[test]
+    fn export_cells_never_start_a_formula() {
+        for (cell, shown) in [
+            (
+                "=HYPERLINK(\"http://x\",\"点我\")",
+                "'=HYPERLINK(\"http://x\",\"点我\")",
+            ),
+            ("+1", "'+1"),
+            ("-2+3", "'-2+3"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tx", "'\tx"),
+            ("H6", "H6"),
+            ("138****5678", "138****5678"),
+            ("", ""),
+        ] {
+            assert_eq!(spreadsheet_cell(cell.to_string()), shown);
+        }
     }
 
     #[test]
