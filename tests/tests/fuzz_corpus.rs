@@ -142,6 +142,7 @@ fn describe(answer: Result<Outcome, IntakeError>) -> Vec<String> {
                 IntakeMessage::Lead(l) => describe_lead(l),
                 IntakeMessage::ContentStats(s) => format!("stats {}", s.platform_account),
                 IntakeMessage::ContactDeleted(d) => format!("contact deleted {}", d.corp_id),
+                IntakeMessage::CrmStatus(c) => format!("crm status {} {:?}", c.lead_id, c.event),
             })
             .collect(),
         Ok(Outcome::Handshake(_)) => vec!["handshake".into()],

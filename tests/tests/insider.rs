@@ -956,3 +956,133 @@ async fn f2_a_brand_crm_secret_creates_leads_only_for_its_brand() {
     assert!(identity(theirs.clone()).await.unwrap().item.is_none());
     assert!(identity(mine.clone()).await.unwrap().item.is_some());
 }
+
+/// The brand CRM's `status_sync` (issue #16): only the brand whose own CRM
+/// secret signs it moves its leads, by the consultants' transition rules,
+/// audited with the CRM as actor. Another brand's CRM learns nothing and
+/// changes nothing; the shared CRM secret may not move leads at all.
+#[tokio::test]
+async fn f16_only_the_brands_own_crm_syncs_its_leads_status_by_the_rules() {
+    use integration_tests::{drain, scratch_queue_like};
+    use leads_domain::intake::{hmac_sources, IntakeSecrets};
+    let w = world(AssignmentStrategy::RoundRobin, &[50]).await.unwrap();
+    let mut secrets = IntakeSecrets {
+        phone_hash_key: "insider-phone-hash-key".into(),
+        ..Default::default()
+    };
+    secrets
+        .oem_crm_brands
+        .insert("other-brand".into(), vec!["other-brand-crm-secret".into()]);
+    secrets
+        .oem_crm_brands
+        .insert(w.brand.clone(), vec!["own-brand-crm-secret".into()]);
+    secrets.hmac.insert(
+        leads_domain::intake::Source::OemCrm,
+        serde_json::from_value(serde_json::json!({"secrets": ["shared-crm-secret"]})).unwrap(),
+    );
+    let mut settings = w.stack.settings.clone();
+    settings.queues.lead = scratch_queue_like(&w.stack.clients.sqs, &settings.queues.lead).await;
+    let intake = webhook_intake::Intake::new(&settings, &w.stack.clients, secrets);
+    let lead_id = w
+        .router
+        .handle_lead(
+            &lead(&w, Platform::Douyin, "dy-jn", &phone(), None),
+            Utc::now(),
+        )
+        .await
+        .unwrap()
+        .lead_id
+        .unwrap();
+    let sync = |brand: Option<&str>, secret: &str, status: &str| {
+        let body = format!(
+            r#"{{"type":"status_sync","lead_id":"{lead_id}","status":"{status}","n":"{}"}}"#,
+            unique("s")
+        );
+        let ts = Utc::now().timestamp().to_string();
+        let mut b = lambda_http::http::Request::builder()
+            .method("POST")
+            .uri("/webhooks/oem_crm")
+            .header(hmac_sources::TIMESTAMP_HEADER, &ts)
+            .header(
+                hmac_sources::SIGNATURE_HEADER,
+                hmac_sources::signature(secret, &ts, body.as_bytes()),
+            );
+        if let Some(brand) = brand {
+            b = b.header(hmac_sources::BRAND_HEADER, brand);
+        }
+        b.body(Body::from(body)).unwrap()
+    };
+    // Through the queue, as the router gets it.
+    let route_all = || async {
+        for body in drain(&w.stack.clients.sqs, &settings.queues.lead).await {
+            let mut m = aws_lambda_events::event::sqs::SqsMessage::default();
+            m.body = Some(body);
+            w.router.handle_message(&m).await.unwrap();
+        }
+    };
+    let status_now = || async { w.leads.get(&lead_id).await.unwrap().unwrap().status };
+
+    // Another brand's CRM: accepted at the door (it is authentic), but it
+    // names no lead of its brand: nothing changes, nothing is audited.
+    let resp = intake
+        .handle(sync(
+            Some("other-brand"),
+            "other-brand-crm-secret",
+            "contacted",
+        ))
+        .await;
+    assert_eq!(resp.status(), 200);
+    route_all().await;
+    assert_eq!(status_now().await, LeadStatus::Assigned);
+    // The shared CRM secret speaks for no brand: refused at the door.
+    let resp = intake
+        .handle(sync(None, "shared-crm-secret", "contacted"))
+        .await;
+    assert_eq!(resp.status(), 401);
+    // A status that is not one: 400, not echoed.
+    let resp = intake
+        .handle(sync(Some(&w.brand), "own-brand-crm-secret", "teleported"))
+        .await;
+    assert_eq!(resp.status(), 400);
+    let text = match resp.body() {
+        Body::Text(t) => t.clone(),
+        Body::Binary(b) => String::from_utf8_lossy(b).into_owned(),
+        _ => String::new(),
+    };
+    assert!(!text.contains("teleported"), "{text}");
+    let trail_before = w.audit.trail(&lead_id).await.unwrap().len();
+
+    // The brand's own CRM: contacted applies; won from contacted is refused
+    // by the rules (audited); lost needs a reason code of the brand.
+    for status in ["contacted", "won", "lost"] {
+        let resp = intake
+            .handle(sync(Some(&w.brand), "own-brand-crm-secret", status))
+            .await;
+        assert_eq!(resp.status(), 200, "{status}");
+    }
+    route_all().await;
+    assert_eq!(status_now().await, LeadStatus::Contacted);
+    let trail = w.audit.trail(&lead_id).await.unwrap();
+    let by_crm: Vec<&str> = trail[trail_before..]
+        .iter()
+        .filter(|e| e.actor == leads_domain::audit::Actor::Platform(format!("oem_crm:{}", w.brand)))
+        .map(|e| e.detail.as_str())
+        .collect();
+    assert_eq!(by_crm.len(), 3, "{by_crm:?}");
+    assert!(
+        by_crm
+            .iter()
+            .any(|d| d.contains("Contacted: Assigned -> Contacted")),
+        "{by_crm:?}"
+    );
+    assert_eq!(
+        by_crm.iter().filter(|d| d.contains("refused")).count(),
+        2,
+        "{by_crm:?}"
+    );
+    assert_eq!(
+        trail[trail_before..].len(),
+        3,
+        "the other brand's sync left nothing on the lead"
+    );
+}

@@ -195,7 +195,9 @@ fn truth(
                         l.source_event_id.clone(),
                         serde_json::to_string(&l.customer).unwrap(),
                     )),
-                    IntakeMessage::ContentStats(_) | IntakeMessage::ContactDeleted(_) => None,
+                    IntakeMessage::ContentStats(_)
+                    | IntakeMessage::ContactDeleted(_)
+                    | IntakeMessage::CrmStatus(_) => None,
                 })
                 .collect();
             if leads.is_empty() {

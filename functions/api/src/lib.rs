@@ -1031,40 +1031,40 @@ impl Api {
                 ApiError(400, "unknown_event", format!("unknown event {shown:?}"))
             })?;
         let brand = self.brand_of(&claims.brand_id).await?;
-        let reason = status::close_reason(event, reason, &brand).map_err(|e| {
-            let code = match e {
-                status::ReasonError::Required { .. } => "reason_required",
-                status::ReasonError::Unknown { .. } => "unknown_reason",
-                status::ReasonError::NotExpected => "unexpected_reason",
-            };
-            ApiError(422, code, e.to_string())
-        })?;
         for _attempt in 0..3 {
             let lead = self.visible_lead(claims, lead_id).await?;
             may_act(&lead, claims, me)?;
-            let next = status::apply(lead.status, event)
-                .map_err(|e| ApiError(409, "invalid_transition", e.to_string()))?;
-            if next == lead.status && !matches!(event, StatusEvent::MarkedValid) {
-                return Ok(
-                    serde_json::json!({ "lead_id": lead_id, "status": next, "changed": false }),
-                );
-            }
-            let valid = match event {
-                StatusEvent::MarkedValid => Some(true),
-                StatusEvent::MarkedInvalid => Some(false),
-                _ => None,
+            // The same rules for every actor (`status::change`).
+            let change = match status::change(lead.status, event, reason, &brand) {
+                Ok(Some(change)) => change,
+                Ok(None) => {
+                    return Ok(
+                        serde_json::json!({ "lead_id": lead_id, "status": lead.status, "changed": false }),
+                    )
+                }
+                Err(status::ChangeError::Reason(e)) => {
+                    let code = match e {
+                        status::ReasonError::Required { .. } => "reason_required",
+                        status::ReasonError::Unknown { .. } => "unknown_reason",
+                        status::ReasonError::NotExpected => "unexpected_reason",
+                    };
+                    return Err(ApiError(422, code, e.to_string()));
+                }
+                Err(status::ChangeError::Transition(e)) => {
+                    return Err(ApiError(409, "invalid_transition", e.to_string()))
+                }
             };
-            let closes = status::is_open(lead.status) && !status::is_open(next);
+            let (next, reason) = (change.next, change.reason.clone());
             let now = Utc::now();
             match self
                 .leads
                 .apply_status(
                     &lead,
                     next,
-                    valid,
+                    change.valid,
                     reason.as_deref(),
-                    status::is_progress(event),
-                    closes,
+                    change.progress,
+                    change.closes,
                     &brand,
                     now,
                 )

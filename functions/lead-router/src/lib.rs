@@ -42,6 +42,7 @@ use leads_domain::routing::{self, RemoteCandidate, Route};
 use leads_domain::seal::ContactSeal;
 use serde::Serialize;
 
+pub mod crm_status;
 pub mod snapshot;
 use snapshot::{Snapshot, DIRECTORY_TTL};
 
@@ -327,6 +328,15 @@ impl Router {
                 let lead_id = self.handle_contact_deleted(&deleted).await?;
                 Ok(Processed {
                     lead_id,
+                    outcome: None,
+                    route: None,
+                    assignee: None,
+                })
+            }
+            IntakeMessage::CrmStatus(sync) => {
+                self.handle_crm_status(&sync).await?;
+                Ok(Processed {
+                    lead_id: Some(sync.lead_id.clone()),
                     outcome: None,
                     route: None,
                     assignee: None,

@@ -158,6 +158,56 @@ pub fn is_progress(event: StatusEvent) -> bool {
     )
 }
 
+/// What a status event does to a lead: the new status and what goes with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub next: LeadStatus,
+    /// The validity mark it sets (marked valid / invalid).
+    pub valid: Option<bool>,
+    /// The reason code it closes with (lost, invalid).
+    pub reason: Option<String>,
+    /// Funnel progress (renews the exclusivity).
+    pub progress: bool,
+    /// It closes an open lead (frees a slot under the consultant's cap).
+    pub closes: bool,
+}
+
+/// Why an event cannot be applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChangeError {
+    #[error(transparent)]
+    Reason(#[from] ReasonError),
+    #[error(transparent)]
+    Transition(#[from] TransitionError),
+}
+
+/// What `event` (with `reason`) does to a lead in `current` status, for any
+/// actor (a consultant through the API, the brand's CRM): None when it is a
+/// repeat that changes nothing.
+pub fn change(
+    current: LeadStatus,
+    event: StatusEvent,
+    reason: Option<&str>,
+    brand: &crate::directory::Brand,
+) -> Result<Option<Change>, ChangeError> {
+    let reason = close_reason(event, reason, brand)?;
+    let next = apply(current, event)?;
+    if next == current && event != StatusEvent::MarkedValid {
+        return Ok(None);
+    }
+    Ok(Some(Change {
+        next,
+        valid: match event {
+            StatusEvent::MarkedValid => Some(true),
+            StatusEvent::MarkedInvalid => Some(false),
+            _ => None,
+        },
+        reason,
+        progress: is_progress(event),
+        closes: is_open(current) && !is_open(next),
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -72,8 +72,10 @@ pub fn handle(
     if req.source == Source::OemCrm
         && body.get("type").and_then(Value::as_str) == Some("status_sync")
     {
-        return Ok(Outcome::Ignored {
-            reason: "CRM status sync is not handled by intake".into(),
+        let status = crm_status(&body, &signer, &delivery_key, req.now)?;
+        return Ok(Outcome::Accepted {
+            delivery_key,
+            messages: vec![IntakeMessage::CrmStatus(status)],
             reply,
         });
     }
@@ -131,6 +133,64 @@ pub fn handle(
         delivery_key,
         messages,
         reply,
+    })
+}
+
+/// A CRM's `status_sync`: `{"type": "status_sync", "lead_id", "status":
+/// "contacted" | "invited" | "visited" | "won" | "lost" | "invalid",
+/// "reason"?}`, signed with the brand's own CRM secret (the shared one
+/// speaks for no brand in particular, so it may move no lead).
+fn crm_status(
+    body: &Value,
+    signer: &Signer,
+    delivery_key: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<crate::intake::CrmStatus, IntakeError> {
+    use crate::status::StatusEvent;
+    let Signer::Brand(brand) = signer else {
+        return Err(IntakeError::Unauthorized(
+            "a status sync must be signed with the brand's own CRM secret (X-Brand-Id)".into(),
+        ));
+    };
+    let lead_id = body
+        .get("lead_id")
+        .and_then(Value::as_str)
+        .filter(|id| {
+            !id.is_empty()
+                && id.len() <= 64
+                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+        .ok_or_else(|| IntakeError::Malformed("status_sync needs a \"lead_id\" of ours".into()))?;
+    let event =
+        match body.get("status").and_then(Value::as_str) {
+            Some("contacted") => StatusEvent::Contacted,
+            Some("invited") => StatusEvent::Invited,
+            Some("visited") => StatusEvent::Visited,
+            Some("won") => StatusEvent::Won,
+            Some("lost") => StatusEvent::Lost,
+            Some("invalid") => StatusEvent::MarkedInvalid,
+            // The value is not repeated: it is the caller's input.
+            _ => return Err(IntakeError::Malformed(
+                "status_sync \"status\" must be contacted, invited, visited, won, lost or invalid"
+                    .into(),
+            )),
+        };
+    let reason = match body.get("reason") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(r)) if r.len() <= 64 => Some(r.clone()),
+        Some(_) => {
+            return Err(IntakeError::Malformed(
+                "status_sync \"reason\" must be a reason code (at most 64 characters)".into(),
+            ))
+        }
+    };
+    Ok(crate::intake::CrmStatus {
+        source_event_id: delivery_key.to_string(),
+        brand_id: brand.clone(),
+        lead_id: lead_id.to_string(),
+        event,
+        reason,
+        at: now,
     })
 }
 

@@ -161,6 +161,23 @@ pub enum IntakeMessage {
     Lead(Box<CanonicalLead>),
     ContentStats(ContentStats),
     ContactDeleted(ContactDeleted),
+    CrmStatus(CrmStatus),
+}
+
+/// The brand's CRM reports what happened to one of the brand's leads
+/// (`status_sync`): applied by the same transition rules as a consultant's
+/// event, audited with the CRM as actor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrmStatus {
+    /// The delivery's key: a redelivery is recognised by it.
+    pub source_event_id: String,
+    /// The brand whose own CRM secret signed it: only its leads are touched.
+    pub brand_id: String,
+    pub lead_id: String,
+    pub event: crate::status::StatusEvent,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub at: chrono::DateTime<chrono::Utc>,
 }
 
 /// The platform-specific success body.
