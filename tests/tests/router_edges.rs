@@ -291,13 +291,15 @@ async fn a_pooled_lead_is_never_placed_with_a_consultant_at_cap() {
         w.leads
             .apply_status(
                 &record,
-                LeadStatus::Contacted,
-                None,
-                None,
-                true,
-                false,
+                &leads_domain::status::Change {
+                    next: LeadStatus::Contacted,
+                    valid: None,
+                    reason: None,
+                    progress: true,
+                    closes: false,
+                },
                 &brand(&w).await,
-                now
+                now,
             )
             .await
             .unwrap(),

@@ -209,13 +209,15 @@ async fn two_concurrent_sweeps_warn_once_and_reassign_at_most_once() {
         s.w.leads
             .apply_status(
                 &assigned,
-                LeadStatus::Contacted,
-                None,
-                None,
-                true,
-                false,
+                &leads_domain::status::Change {
+                    next: LeadStatus::Contacted,
+                    valid: None,
+                    reason: None,
+                    progress: true,
+                    closes: false,
+                },
                 &s.brand().await,
-                now
+                now,
             )
             .await
             .unwrap(),
@@ -262,13 +264,15 @@ async fn a_lead_contacted_in_time_is_not_warned() {
         s.w.leads
             .apply_status(
                 &assigned,
-                LeadStatus::Contacted,
-                None,
-                None,
-                true,
-                false,
+                &leads_domain::status::Change {
+                    next: LeadStatus::Contacted,
+                    valid: None,
+                    reason: None,
+                    progress: true,
+                    closes: false,
+                },
                 &s.brand().await,
-                contacted_at
+                contacted_at,
             )
             .await
             .unwrap(),
@@ -285,13 +289,15 @@ async fn a_lead_contacted_in_time_is_not_warned() {
         s.w.leads
             .apply_status(
                 &after,
-                LeadStatus::Lost,
-                None,
-                None,
-                false,
-                true,
+                &leads_domain::status::Change {
+                    next: LeadStatus::Lost,
+                    valid: None,
+                    reason: None,
+                    progress: false,
+                    closes: true,
+                },
                 &s.brand().await,
-                now
+                now,
             )
             .await
             .unwrap(),
@@ -362,11 +368,13 @@ async fn expired_exclusivity_goes_back_to_the_pool_and_to_someone_else() {
     s.w.leads
         .apply_status(
             &assigned,
-            LeadStatus::Contacted,
-            None,
-            None,
-            true,
-            false,
+            &leads_domain::status::Change {
+                next: LeadStatus::Contacted,
+                valid: None,
+                reason: None,
+                progress: true,
+                closes: false,
+            },
             &s.brand().await,
             now,
         )
@@ -504,13 +512,15 @@ async fn a_follow_ups_next_call_reminds_its_assignee_once_and_a_newer_one_replac
             s.w.leads
                 .apply_status(
                     &assigned,
-                    LeadStatus::Contacted,
-                    None,
-                    None,
-                    true,
-                    false,
+                    &leads_domain::status::Change {
+                        next: LeadStatus::Contacted,
+                        valid: None,
+                        reason: None,
+                        progress: true,
+                        closes: false,
+                    },
                     &brand,
-                    now
+                    now,
                 )
                 .await
                 .unwrap(),

@@ -1054,22 +1054,9 @@ impl Api {
                     return Err(ApiError(409, "invalid_transition", e.to_string()))
                 }
             };
-            let (next, reason) = (change.next, change.reason.clone());
+            let next = change.next;
             let now = Utc::now();
-            match self
-                .leads
-                .apply_status(
-                    &lead,
-                    next,
-                    change.valid,
-                    reason.as_deref(),
-                    change.progress,
-                    change.closes,
-                    &brand,
-                    now,
-                )
-                .await?
-            {
+            match self.leads.apply_status(&lead, &change, &brand, now).await? {
                 StatusResult::Applied => {
                     self.audit
                         .append(&[AuditEvent {
@@ -1077,7 +1064,7 @@ impl Api {
                             action: AuditAction::StatusChanged,
                             actor: Actor::Staff(claims.staff_id.clone()),
                             at: now,
-                            detail: match &reason {
+                            detail: match &change.reason {
                                 Some(r) => {
                                     format!("{event:?}: {:?} -> {next:?} (reason {r})", lead.status)
                                 }

@@ -66,20 +66,7 @@ impl Router {
                     return Ok(Synced::Refused);
                 }
             };
-            match self
-                .leads
-                .apply_status(
-                    &lead,
-                    change.next,
-                    change.valid,
-                    change.reason.as_deref(),
-                    change.progress,
-                    change.closes,
-                    &brand,
-                    now,
-                )
-                .await?
-            {
+            match self.leads.apply_status(&lead, &change, &brand, now).await? {
                 StatusResult::Applied => {
                     let reason = change
                         .reason

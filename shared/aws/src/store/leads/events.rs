@@ -3,24 +3,27 @@
 use super::*;
 
 impl DynamoLeads {
-    /// Applies a consultant's status change, only if the lead still has the
-    /// status and the assignee it was read with (optimistic concurrency).
-    /// Progress renews the exclusivity and moves the lead's SLA index entry
-    /// to that new deadline (the first-contact check no longer applies);
-    /// closing the lead takes it out of the index and frees a slot under the
-    /// consultant's cap, in the same transaction.
-    #[allow(clippy::too_many_arguments)]
+    /// Applies a status change (`status::change`, a consultant's or the
+    /// CRM's), only if the lead still has the status and the assignee it was
+    /// read with (optimistic concurrency). Progress renews the exclusivity
+    /// and moves the lead's SLA index entry to that new deadline (the
+    /// first-contact check no longer applies); closing the lead takes it out
+    /// of the index and frees a slot under the consultant's cap, in the same
+    /// transaction.
     pub async fn apply_status(
         &self,
         lead: &LeadRecord,
-        next: LeadStatus,
-        valid: Option<bool>,
-        reason: Option<&str>,
-        progress: bool,
-        closes: bool,
+        change: &status::Change,
         brand: &Brand,
         now: DateTime<Utc>,
     ) -> Result<StatusResult, StoreError> {
+        let status::Change {
+            next,
+            valid,
+            ref reason,
+            progress,
+            closes,
+        } = *change;
         let current = wire_name(&lead.status);
         let next_s = wire_name(&next);
         // Its data lives on: a consultant's progress is activity on the lead.
