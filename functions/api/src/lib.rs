@@ -195,8 +195,10 @@ struct LeaveBody {
     from: Option<chrono::DateTime<Utc>>,
     #[serde(default)]
     to: Option<chrono::DateTime<Utc>>,
-    #[serde(default)]
-    leave: Option<()>,
+    /// Only `null` parses: the key is allowed so the clearing body reads as
+    /// what it does.
+    #[serde(default, rename = "leave")]
+    _clear: Option<()>,
 }
 
 #[derive(Deserialize)]
@@ -444,11 +446,13 @@ impl Api {
             }
             ("POST", ["leads", id, "transfer"]) => {
                 let body: TransferBody = body_of(request, "{\"to\": \"<staff id>\"}")?;
-                self.transfer(&claims, id, &body.to).await
+                self.hand_off_one(&claims, id, &body.to, handoff::HandOff::Transfer)
+                    .await
             }
             ("POST", ["leads", id, "handoff"]) => {
                 let body: TransferBody = body_of(request, "{\"to\": \"<staff id>\"}")?;
-                self.dcc_handoff(&claims, id, &body.to).await
+                self.hand_off_one(&claims, id, &body.to, handoff::HandOff::DccHandoff)
+                    .await
             }
             ("POST", ["staff", staff_id, "handover"]) => {
                 let body: HandoverBody =
@@ -604,37 +608,19 @@ impl Api {
         }))
     }
 
-    /// `POST /leads/{id}/transfer`: a manager of the lead's dealer gives an
-    /// open lead to another consultant there (see [`Self::hand_over`]).
-    async fn transfer(
+    /// One lead to `to`: `POST /leads/{id}/transfer` (a manager of the
+    /// lead's dealer gives an open lead to another consultant there) or
+    /// `POST /leads/{id}/handoff` (the DCC agent holding a screened lead
+    /// gives it to a sales consultant); see [`Self::hand_over`].
+    async fn hand_off_one(
         &self,
         claims: &Claims,
         lead_id: &str,
         to: &str,
+        kind: handoff::HandOff,
     ) -> Result<serde_json::Value, ApiError> {
         let me = self.caller(claims).await?;
-        let (from, to) = self
-            .hand_over(&me, claims, lead_id, Some(to), handoff::HandOff::Transfer)
-            .await?;
-        Ok(serde_json::json!({
-            "lead_id": lead_id, "status": LeadStatus::Assigned,
-            "assignee": to, "previous_assignee": from
-        }))
-    }
-
-    /// `POST /leads/{id}/handoff` `{"to"}`: the DCC agent holding a lead
-    /// (screened: contacted, qualified) hands it to a sales consultant of
-    /// the dealer, audited with both, the sales consultant notified.
-    async fn dcc_handoff(
-        &self,
-        claims: &Claims,
-        lead_id: &str,
-        to: &str,
-    ) -> Result<serde_json::Value, ApiError> {
-        let me = self.caller(claims).await?;
-        let (from, to) = self
-            .hand_over(&me, claims, lead_id, Some(to), handoff::HandOff::DccHandoff)
-            .await?;
+        let (from, to) = self.hand_over(&me, claims, lead_id, Some(to), kind).await?;
         Ok(serde_json::json!({
             "lead_id": lead_id, "status": LeadStatus::Assigned,
             "assignee": to, "previous_assignee": from
@@ -652,18 +638,7 @@ impl Api {
         to: Option<&str>,
         left: bool,
     ) -> Result<serde_json::Value, ApiError> {
-        let me = self.caller(claims).await?;
-        if me.role != StaffRole::Manager {
-            return Err(refused(handoff::Refusal::NotManager));
-        }
-        if !self
-            .roster(&claims.dealer_id)
-            .await?
-            .iter()
-            .any(|s| s.staff_id == staff_id)
-        {
-            return Err(refused(handoff::Refusal::UnknownConsultant));
-        }
+        let me = self.manager_of(claims, staff_id).await?;
         let mut moved = Vec::new();
         let mut kept = Vec::new();
         for lead_id in self
@@ -827,12 +802,12 @@ impl Api {
         body: LeaveBody,
     ) -> Result<serde_json::Value, ApiError> {
         use leads_domain::directory::Leave;
-        let leave = match (body.from, body.to, body.leave) {
-            (Some(from), Some(to), None) => Some(
+        let leave = match (body.from, body.to) {
+            (Some(from), Some(to)) => Some(
                 Leave::new(from, to, Utc::now())
                     .map_err(|e| ApiError(422, "bad_leave", e.to_string()))?,
             ),
-            (None, None, None) => None,
+            (None, None) => None,
             _ => {
                 return Err(ApiError(
                     400,
