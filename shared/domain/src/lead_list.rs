@@ -82,14 +82,18 @@ pub fn unrouted_partition(brand_id: &str) -> String {
     format!("UNROUTED#{brand_id}")
 }
 
-/// The index keys of an unroutable lead.
-pub fn unrouted_index_keys(
-    brand_id: &str,
-    received_at: chrono::DateTime<Utc>,
-    lead_id: &str,
-) -> (String, String) {
-    let (_, sk) = index_keys("", received_at, lead_id);
-    (unrouted_partition(brand_id), sk)
+/// Where `lead` stands in the dealer index: under its dealer once routed,
+/// under its brand's unrouted partition when no dealer could take it, not
+/// at all before it is routed.
+pub fn index_entry(lead: &crate::lead::LeadRecord) -> Option<(String, String)> {
+    match (&lead.dealer_id, lead.status) {
+        (Some(dealer), _) => Some(index_keys(dealer, lead.received_at, &lead.lead_id)),
+        (None, LeadStatus::Unroutable) => {
+            let (_, sk) = index_keys("", lead.received_at, &lead.lead_id);
+            Some((unrouted_partition(&lead.brand_id), sk))
+        }
+        (None, _) => None,
+    }
 }
 
 /// The dealer index's keys of a lead.

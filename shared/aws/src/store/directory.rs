@@ -58,12 +58,13 @@ pub mod keys {
     pub fn dealer_id(id: &str) -> Keys {
         Keys::new(format!("DEALER#{id}"), "DEALER")
     }
+    /// A staff member's item.
+    pub fn staff_id(dealer_id: &str, staff_id: &str) -> Keys {
+        Keys::new(format!("DEALER#{dealer_id}"), format!("STAFF#{staff_id}"))
+    }
     /// A staff member, findable by WeCom `UserID` within the brand.
     pub fn staff(s: &Staff, brand_id: &str) -> Keys {
-        let keys = Keys::new(
-            format!("DEALER#{}", s.dealer_id),
-            format!("STAFF#{}", s.staff_id),
-        );
+        let keys = staff_id(&s.dealer_id, &s.staff_id);
         match &s.wecom_userid {
             Some(userid) => keys.with_gsi1(
                 wecom_userid(brand_id, userid),
@@ -174,21 +175,14 @@ impl DynamoDirectory {
         on_duty: bool,
     ) -> Result<bool, StoreError> {
         crate::error::applied(
-            self.client
-                .update_item()
-                .table_name(&self.table)
-                .key("pk", AttributeValue::S(format!("DEALER#{dealer_id}")))
-                .key("sk", AttributeValue::S(format!("STAFF#{staff_id}")))
+            self.update_staff(dealer_id, staff_id)
                 .update_expression("SET on_duty = :on")
-                .condition_expression("attribute_exists(pk)")
                 .expression_attribute_values(":on", AttributeValue::Bool(on_duty))
                 .send()
                 .await,
         )
     }
-}
 
-impl DynamoDirectory {
     /// Sets (or with None removes) a staff member's leave window; false if
     /// they are not on that dealer's staff.
     pub async fn set_leave(
@@ -198,24 +192,28 @@ impl DynamoDirectory {
         leave: Option<&leads_domain::directory::Leave>,
     ) -> Result<bool, StoreError> {
         let update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(format!("DEALER#{dealer_id}")))
-            .key("sk", AttributeValue::S(format!("STAFF#{staff_id}")))
-            .condition_expression("attribute_exists(pk)");
+            .update_staff(dealer_id, staff_id)
+            .expression_attribute_names("#leave", "leave");
         let update = match leave {
             Some(l) => update
                 .update_expression("SET #leave = :leave")
                 .expression_attribute_values(":leave", serde_dynamo::to_attribute_value(l)?),
             None => update.update_expression("REMOVE #leave"),
         };
-        crate::error::applied(
-            update
-                .expression_attribute_names("#leave", "leave")
-                .send()
-                .await,
-        )
+        crate::error::applied(update.send().await)
+    }
+
+    /// An update of one staff item that exists (a manager's change).
+    fn update_staff(
+        &self,
+        dealer_id: &str,
+        staff_id: &str,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(keys::staff_id(dealer_id, staff_id).primary()))
+            .condition_expression("attribute_exists(pk)")
     }
 }
 
@@ -289,7 +287,7 @@ impl DynamoDirectory {
                 Removal::Staff {
                     dealer_id,
                     staff_id,
-                } => Keys::new(format!("DEALER#{dealer_id}"), format!("STAFF#{staff_id}")),
+                } => keys::staff_id(dealer_id, staff_id),
                 Removal::Account {
                     platform,
                     account_id,

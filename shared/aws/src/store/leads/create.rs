@@ -260,19 +260,7 @@ impl DynamoLeads {
                 .build(),
         );
         let mut lead_item = expiring(self.lead_item(record)?, brand, now);
-        let indexed = match (&record.dealer_id, record.status) {
-            (Some(dealer), _) => Some(leads_domain::lead_list::index_keys(
-                dealer,
-                record.received_at,
-                lead_id,
-            )),
-            (None, LeadStatus::Unroutable) => Some(leads_domain::lead_list::unrouted_index_keys(
-                &record.brand_id,
-                record.received_at,
-                lead_id,
-            )),
-            (None, _) => None,
-        };
+        let indexed = leads_domain::lead_list::index_entry(record);
         if let Some((pk, sk)) = indexed {
             lead_item.insert("gsi3pk".into(), s(pk));
             lead_item.insert("gsi3sk".into(), s(sk));

@@ -777,26 +777,17 @@ impl DynamoLeads {
             .expression_attribute_names("#route", "route")
             .expression_attribute_values(":route", serde_dynamo::to_attribute_value(route)?);
         if let Some(dealer) = &routed.dealer_id {
-            // Listed under its dealer from now on (`by_dealer`).
-            let (pk, sk) =
-                leads_domain::lead_list::index_keys(dealer, lead.received_at, &lead.lead_id);
+            update = update.expression_attribute_values(":dealer", s(dealer));
+        }
+        // Listed under its dealer from now on (`by_dealer`), or counted by
+        // the brand's KPIs where it came in when nobody could take it.
+        if let Some((pk, sk)) = leads_domain::lead_list::index_entry(&routed) {
             set.push("gsi3pk = :by_dealer_pk, gsi3sk = :by_dealer_sk");
             update = update
-                .expression_attribute_values(":dealer", s(dealer))
                 .expression_attribute_values(":by_dealer_pk", s(pk))
                 .expression_attribute_values(":by_dealer_sk", s(sk));
         }
         if routed.status == LeadStatus::Unroutable {
-            // Counted by the brand's KPIs where it came in (`kpi`).
-            let (pk, sk) = leads_domain::lead_list::unrouted_index_keys(
-                &lead.brand_id,
-                lead.received_at,
-                &lead.lead_id,
-            );
-            set.push("gsi3pk = :by_dealer_pk, gsi3sk = :by_dealer_sk");
-            update = update
-                .expression_attribute_values(":by_dealer_pk", s(pk))
-                .expression_attribute_values(":by_dealer_sk", s(sk));
             set.push("#status = :unroutable");
             update = update
                 .expression_attribute_names("#status", "status")
