@@ -273,7 +273,7 @@ impl Api {
             StaffRole::BrandOps => {
                 let ops = self.brand_ops(claims).await?.ok_or_else(not_on_staff)?;
                 let dealers = all.iter().filter(|d| ops.oversees(d)).cloned().collect();
-                let whole_brand = ops.dealers.is_empty() && ops.regions.is_empty();
+                let whole_brand = ops.oversees_whole_brand();
                 Ok(Scope {
                     dealers,
                     all,

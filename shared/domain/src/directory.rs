@@ -214,10 +214,16 @@ pub struct BrandOps {
 }
 
 impl BrandOps {
+    /// Whether this person oversees every dealer of the brand (no list of
+    /// dealers or regions): they also see brand-level figures.
+    pub fn oversees_whole_brand(&self) -> bool {
+        self.dealers.is_empty() && self.regions.is_empty()
+    }
+
     /// Whether this person oversees `dealer` (always of their own brand).
     pub fn oversees(&self, dealer: &Dealer) -> bool {
         dealer.brand_id == self.brand_id
-            && ((self.dealers.is_empty() && self.regions.is_empty())
+            && (self.oversees_whole_brand()
                 || self.dealers.contains(&dealer.dealer_id)
                 || self.regions.contains(&dealer.city))
     }

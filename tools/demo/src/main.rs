@@ -399,7 +399,7 @@ async fn brand_view(
         let Some(ops) = directory
             .brand_ops
             .iter()
-            .find(|o| o.brand_id == brand.brand_id && o.dealers.is_empty() && o.regions.is_empty())
+            .find(|o| o.brand_id == brand.brand_id && o.oversees_whole_brand())
         else {
             continue;
         };

@@ -176,6 +176,13 @@ pub struct Summary {
     pub problems: Vec<String>,
 }
 
+impl Summary {
+    /// A count of the SLA sweep's report (`SweepReport`), 0 if absent.
+    fn swept(&self, field: &str) -> usize {
+        self.sla.get(field).and_then(|v| v.as_u64()).unwrap_or(0) as usize
+    }
+}
+
 pub async fn print(
     clients: &AwsClients,
     settings: &Settings,
@@ -952,15 +959,14 @@ fn check_truth(
     // routed to a dealer, plus one per lead the sweep assigned; one warning
     // per expected breach; one per reassignment.
     let job = |k: &str| s.notification_jobs.get(k).copied().unwrap_or(0);
-    let swept = |k: &str| s.sla.get(k).and_then(|v| v.as_u64()).unwrap_or(0) as usize;
     let to_dealer = t.routed.get("local").copied().unwrap_or(0)
         + t.routed.get("remote (异地)").copied().unwrap_or(0);
     let first_jobs = job("new_assignment") + job("claim_offer") + job("no_one_available");
     check(
-        first_jobs == to_dealer + swept("assigned"),
+        first_jobs == to_dealer + s.swept("assigned"),
         format!(
             "{first_jobs} assignment/offer/nobody-available jobs, expected {to_dealer} leads at a dealer + {} assigned by the sweep",
-            swept("assigned")
+            s.swept("assigned")
         ),
     );
     check(
@@ -972,11 +978,11 @@ fn check_truth(
         ),
     );
     check(
-        job("reassigned") == swept("reassigned"),
+        job("reassigned") == s.swept("reassigned"),
         format!(
             "{} reassigned jobs, the sweep reassigned {}",
             job("reassigned"),
-            swept("reassigned")
+            s.swept("reassigned")
         ),
     );
     let unroutable = t
@@ -1058,7 +1064,7 @@ fn problems(s: &Summary, run: &Run) -> Vec<String> {
     );
     // Assigned: those the consultants had after the claims, and those the
     // sweep gave a first consultant (expired offers, pool retries).
-    let swept_first = s.sla.get("assigned").and_then(|v| v.as_u64()).unwrap_or(0) as usize;
+    let swept_first = s.swept("assigned");
     check(
         assigned as usize == f.assigned + swept_first,
         format!(
@@ -1080,7 +1086,7 @@ fn problems(s: &Summary, run: &Run) -> Vec<String> {
             s.expected_sla_breaches
         ),
     );
-    let warned = s.sla.get("warned").and_then(|v| v.as_u64()).unwrap_or(0) as usize;
+    let warned = s.swept("warned");
     check(
         warned == s.expected_sla_breaches,
         format!(

@@ -14,10 +14,9 @@
 //!   per delivery, with the same token.
 
 use chrono::{DateTime, Utc};
-use leads_domain::delivery::wecom_verdict;
 use leads_domain::delivery::{
-    token_refresh_at, transfer_verdict, ChannelKind, Failure, RateWindow, WecomReply, WecomVerdict,
-    WECOM_TOKEN_ERRCODES,
+    token_refresh_at, transfer_verdict, wecom_verdict, ChannelKind, Failure, RateWindow,
+    WecomReply, WecomVerdict, WECOM_TOKEN_ERRCODES,
 };
 use leads_domain::notification::WecomTransfer;
 use leads_domain::templates::truncate_bytes;
@@ -116,8 +115,28 @@ impl WecomChannel {
         Ok(value)
     }
 
-    async fn post(&self, token: &str, body: &serde_json::Value) -> Result<WecomReply, Failure> {
-        self.post_to("/cgi-bin/message/send", token, body).await
+    /// POSTs `body` to `path` with the cached token; when WeCom says the
+    /// token is expired or invalid (`errcode` of the answer), fetches a new
+    /// one and sends once more. The second answer is the caller's to judge.
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        errcode: impl Fn(&T) -> i64,
+    ) -> Result<T, Failure> {
+        let token = self.token(None).await?;
+        let reply: T = self.post_to(path, &token, body).await?;
+        let code = errcode(&reply);
+        if !WECOM_TOKEN_ERRCODES.contains(&code) {
+            return Ok(reply);
+        }
+        // Revoked or expired early: fetch a new one and send once more.
+        tracing::info!(
+            errcode = code,
+            "wecom refused the token; fetching a new one"
+        );
+        let fresh = self.token(Some(&token)).await?;
+        self.post_to(path, &fresh, body).await
     }
 
     async fn post_to<T: serde::de::DeserializeOwned>(
@@ -164,12 +183,7 @@ impl WecomChannel {
             "takeover_userid": t.takeover_userid,
             "external_userid": [t.external_userid],
         });
-        let token = self.token(None).await?;
-        let mut reply: Reply = self.post_to(path, &token, &body).await?;
-        if WECOM_TOKEN_ERRCODES.contains(&reply.errcode) {
-            let fresh = self.token(Some(&token)).await?;
-            reply = self.post_to(path, &fresh, &body).await?;
-        }
+        let reply: Reply = self.call(path, &body, |r: &Reply| r.errcode).await?;
         transfer_verdict(
             reply.errcode,
             &reply.errmsg,
@@ -259,17 +273,9 @@ impl WecomChannel {
             "enable_duplicate_check": 1,
             "duplicate_check_interval": 1800,
         });
-        let token = self.token(None).await?;
-        let mut reply = self.post(&token, &body).await?;
-        if wecom_verdict(&reply, members) == WecomVerdict::TokenExpired {
-            // Revoked or expired early: fetch a new one and send once more.
-            tracing::info!(
-                errcode = reply.errcode,
-                "wecom refused the token; fetching a new one"
-            );
-            let fresh = self.token(Some(&token)).await?;
-            reply = self.post(&fresh, &body).await?;
-        }
+        let reply: WecomReply = self
+            .call("/cgi-bin/message/send", &body, |r: &WecomReply| r.errcode)
+            .await?;
         match wecom_verdict(&reply, members) {
             WecomVerdict::Sent { rejected } => Ok(rejected),
             WecomVerdict::TokenExpired => Err(Failure::Transient(format!(
