@@ -207,18 +207,7 @@ async fn two_concurrent_sweeps_warn_once_and_reassign_at_most_once() {
     // The first consultant's late "contacted", read before the move, no longer applies.
     assert_eq!(
         s.w.leads
-            .apply_status(
-                &assigned,
-                &leads_domain::status::Change {
-                    next: LeadStatus::Contacted,
-                    valid: None,
-                    reason: None,
-                    progress: true,
-                    closes: false,
-                },
-                &s.brand().await,
-                now,
-            )
+            .apply_status(&assigned, &contacted(), &s.brand().await, now,)
             .await
             .unwrap(),
         StatusResult::Conflict
@@ -262,18 +251,7 @@ async fn a_lead_contacted_in_time_is_not_warned() {
     let contacted_at = now - Duration::minutes(8);
     assert_eq!(
         s.w.leads
-            .apply_status(
-                &assigned,
-                &leads_domain::status::Change {
-                    next: LeadStatus::Contacted,
-                    valid: None,
-                    reason: None,
-                    progress: true,
-                    closes: false,
-                },
-                &s.brand().await,
-                contacted_at,
-            )
+            .apply_status(&assigned, &contacted(), &s.brand().await, contacted_at,)
             .await
             .unwrap(),
         StatusResult::Applied
@@ -366,18 +344,7 @@ async fn expired_exclusivity_goes_back_to_the_pool_and_to_someone_else() {
     let assigned = s.lead_at(now).await;
     let first = assigned.assignee.clone().unwrap();
     s.w.leads
-        .apply_status(
-            &assigned,
-            &leads_domain::status::Change {
-                next: LeadStatus::Contacted,
-                valid: None,
-                reason: None,
-                progress: true,
-                closes: false,
-            },
-            &s.brand().await,
-            now,
-        )
+        .apply_status(&assigned, &contacted(), &s.brand().await, now)
         .await
         .unwrap();
     // Nothing is due before the 15 days are up.
@@ -510,18 +477,7 @@ async fn a_follow_ups_next_call_reminds_its_assignee_once_and_a_newer_one_replac
         let assigned = s.lead_at(now).await;
         assert_eq!(
             s.w.leads
-                .apply_status(
-                    &assigned,
-                    &leads_domain::status::Change {
-                        next: LeadStatus::Contacted,
-                        valid: None,
-                        reason: None,
-                        progress: true,
-                        closes: false,
-                    },
-                    &brand,
-                    now,
-                )
+                .apply_status(&assigned, &contacted(), &brand, now,)
                 .await
                 .unwrap(),
             StatusResult::Applied
@@ -556,4 +512,15 @@ async fn a_follow_ups_next_call_reminds_its_assignee_once_and_a_newer_one_replac
         1
     );
     assert_eq!(reminders(s.jobs().await).len(), 1);
+}
+
+/// A consultant's first contact, as `status::change` makes it.
+fn contacted() -> leads_domain::status::Change {
+    leads_domain::status::Change {
+        next: LeadStatus::Contacted,
+        valid: None,
+        reason: None,
+        progress: true,
+        closes: false,
+    }
 }
