@@ -86,6 +86,7 @@ const USES: [(&str, &str, &[&str]); 6] = [
             "AuditTable",
             "RankingsTable",
             "NotificationQueue",
+            "CrmQueue",
             "StaffTokenSecret",
             "PhoneHashSecret",
         ],
@@ -93,10 +94,13 @@ const USES: [(&str, &str, &[&str]); 6] = [
     (
         "NotifierFunction",
         "functions/notifier",
-        // + its DLQ: a job that cannot reach someone is sent there; the channels' keys
+        // + its DLQ: a job that cannot reach someone is sent there; the channels' keys;
+        // the CRM queue's events to each brand's CRM, and its DLQ for those no CRM takes
         &[
             "NotificationQueue",
             "NotificationDeadLetterQueue",
+            "CrmQueue",
+            "CrmDeadLetterQueue",
             "DirectoryTable",
             "IdempotencyTable",
             "AuditTable",

@@ -100,6 +100,7 @@ async fn fifty_leads_nobody_can_take_give_each_manager_one_notice_per_window() {
         }),
         sms: None,
         webhook: None,
+        brand_crms: Default::default(),
         request_timeout: Duration::from_secs(2),
         backoff: Backoff::default(),
         delivery_lease: Duration::from_secs(120),

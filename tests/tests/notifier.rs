@@ -17,6 +17,7 @@ use integration_tests::world::{lead, phone, world, World};
 use integration_tests::{drain, scratch_queue_like, scratch_queue_with_dlq, unique};
 use leads_aws::store::{DirectoryStore, DynamoDirectory};
 use leads_domain::audit::AuditAction;
+use leads_domain::crm::CrmEvent;
 use leads_domain::delivery::{Backoff, ChannelKind};
 use leads_domain::directory::{AssignmentStrategy, Platform, Staff};
 use leads_domain::directory_file::Directory;
@@ -224,6 +225,7 @@ fn config(rx: &Receiver) -> NotifierConfig {
             url: format!("{}/crm", rx.base),
             secret: Secret::new(CRM_SECRET),
         }),
+        brand_crms: Default::default(),
         request_timeout: Duration::from_millis(500),
         backoff: Backoff {
             base: Duration::from_millis(20),
@@ -1269,4 +1271,232 @@ async fn a_handed_off_wecom_contact_is_transferred_once() {
         "{report:?}"
     );
     assert!(!report.needs_retry());
+}
+
+// ------------------------------------------------------------ brand CRM events
+
+const BRAND_CRM_KEY: &str = "brand-crm-key";
+
+/// The brand's own CRM hears every status change a consultant makes through
+/// the staff API, and every lead no dealer could take, once each however
+/// often SQS delivers the message, signed with the brand's key; a status
+/// change the CRM rejects (4xx) is recorded, not retried, and dead-lettered;
+/// a brand without a CRM gets no status events, and its unroutable leads go
+/// to the CRM DLQ for the operators.
+#[tokio::test]
+async fn the_brands_crm_hears_every_status_change_and_unroutable_lead_once() {
+    let Some(s) = setup(&[5], |_| {}).await else {
+        return;
+    };
+    let sqs = &s.w.stack.clients.sqs;
+    let mut cfg = config(&s.rx);
+    cfg.brand_crms = notifier::config::BrandCrms::new(
+        [(
+            s.w.brand.clone(),
+            WebhookConfig {
+                url: format!("{}/brand-crm", s.rx.base),
+                secret: Secret::new(BRAND_CRM_KEY),
+            },
+        )]
+        .into(),
+    );
+    let (_, crm_dlq) = scratch_queue_with_dlq(sqs, "crm-events", Some(5), 5).await;
+    let notifier = Notifier::new(&s.w.stack.settings, &s.w.stack.clients, cfg)
+        .unwrap()
+        .with_crm_dead_letter_queue(&crm_dlq);
+
+    // A lead, moved through the funnel by its consultant through the API.
+    let number = phone();
+    let routed =
+        s.w.router
+            .handle_lead(
+                &lead(&s.w, Platform::Douyin, "dy-jn", &number, None),
+                Utc::now(),
+            )
+            .await
+            .unwrap();
+    let lead_id = routed.lead_id.unwrap();
+    drain(sqs, &s.w.notifications).await;
+    let mut settings = s.w.stack.settings.clone();
+    settings.queues.notification = s.w.notifications.clone();
+    settings.queues.crm = s.w.crm.clone();
+    let api = api::Api::new(&settings, &s.w.stack.clients, b"crm-test".to_vec());
+    let consultant = s.id("s0");
+    let token = leads_domain::auth::issue(
+        b"crm-test",
+        &leads_domain::auth::Claims::staff(
+            &consultant,
+            &format!("{}-jn", s.w.brand),
+            &s.w.brand,
+            leads_domain::directory::StaffRole::Sales,
+            Utc::now(),
+            600,
+        ),
+    );
+    // The test's own record of what happened: four changes; the repeated
+    // `contacted` changes nothing and must not reach the CRM.
+    let sent = ["contacted", "contacted", "invited", "visited", "won"];
+    for event in sent {
+        let request = lambda_http::http::Request::builder()
+            .method("POST")
+            .uri(format!("/leads/{lead_id}/events"))
+            .header("authorization", format!("Bearer {token}"))
+            .body(lambda_http::Body::from(format!(r#"{{"event":"{event}"}}"#)))
+            .unwrap();
+        let response = api.handle(request).await;
+        assert_eq!(response.status(), 200, "{event}: {:?}", response.body());
+    }
+    let expected = [
+        ("contacted", "assigned", "contacted"),
+        ("invited", "contacted", "invited"),
+        ("visited", "invited", "visited"),
+        ("won", "visited", "won"),
+    ];
+
+    // And a lead no dealer can take: a brand account, no city.
+    let unrouted =
+        s.w.router
+            .handle_lead(
+                &lead(&s.w, Platform::Douyin, "dy-brand", &phone(), None),
+                Utc::now(),
+            )
+            .await
+            .unwrap();
+    let unrouted_id = unrouted.lead_id.unwrap();
+
+    let bodies = drain(sqs, &s.w.crm).await;
+    assert_eq!(bodies.len(), expected.len() + 1, "{bodies:?}");
+    // Every message delivered twice (SQS is at least once).
+    let mut event = SqsEvent::default();
+    event.records = bodies
+        .iter()
+        .chain(&bodies)
+        .enumerate()
+        .map(|(i, b)| sqs_message(&format!("m-{i}"), b.clone()))
+        .collect();
+    let response = notifier.handle_batch(event, deadline()).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+
+    let posts = s.rx.seen("/brand-crm");
+    assert_eq!(posts.len(), expected.len() + 1, "once each");
+    let mut changes = Vec::new();
+    for post in &posts {
+        let ts = &post.headers["x-timestamp"];
+        assert_eq!(
+            post.headers["x-signature"],
+            signature(BRAND_CRM_KEY, ts, post.body.as_bytes()),
+            "signed with the brand's key"
+        );
+        let body = post.json();
+        assert_eq!(
+            post.headers["x-event-id"],
+            body["event_id"].as_str().unwrap()
+        );
+        assert_eq!(body["brand_id"], s.w.brand.as_str());
+        if body["kind"] == "status_changed" {
+            assert_eq!(body["lead_id"], lead_id.as_str());
+            assert_eq!(body["status"]["by"], consultant.as_str());
+            changes.push((
+                body["status"]["event"].as_str().unwrap().to_string(),
+                body["status"]["from"].as_str().unwrap().to_string(),
+                body["status"]["to"].as_str().unwrap().to_string(),
+            ));
+        } else {
+            assert_eq!(body["kind"], "unroutable");
+            assert_eq!(body["lead_id"], unrouted_id.as_str());
+            assert_eq!(body["unrouted"]["reason"], "city_unknown");
+            assert_eq!(
+                body["unrouted"]["account_id"],
+                format!("{}-dy-brand", s.w.brand)
+            );
+            assert!(body["phone_masked"].as_str().unwrap().contains("****"));
+        }
+    }
+    changes.sort();
+    let mut want: Vec<(String, String, String)> = expected
+        .iter()
+        .map(|(e, f, t)| (e.to_string(), f.to_string(), t.to_string()))
+        .collect();
+    want.sort();
+    assert_eq!(changes, want);
+    s.assert_no_full_phone(&[&lead_id, &unrouted_id]);
+    assert!(
+        !posts.iter().any(|p| p.body.contains(number.as_str())),
+        "the customer's number is nowhere"
+    );
+    // Audited on the lead, like every other delivery.
+    let trail = s.trail(&lead_id).await;
+    let told = trail
+        .iter()
+        .filter(|(a, d)| {
+            *a == AuditAction::Notified && d.starts_with("status_changed via brand_crm")
+        })
+        .count();
+    assert_eq!(told, expected.len(), "{trail:?}");
+    assert!(dead_letters(sqs, &crm_dlq).await.is_empty());
+
+    // A status change the CRM refuses for good: recorded, dead-lettered, not retried.
+    s.rx.script("/brand-crm", vec![status(422)]);
+    let refused = CrmEvent::status_changed(
+        &s.w.leads.get(&lead_id).await.unwrap().unwrap(),
+        leads_domain::status::StatusEvent::MarkedValid,
+        leads_domain::lead::LeadStatus::Won,
+        None,
+        &consultant,
+        Utc::now(),
+    );
+    let body = serde_json::to_string(&refused).unwrap();
+    let report = notifier
+        .handle_message(&sqs_message("m-refused", body.clone()), deadline())
+        .await
+        .unwrap();
+    assert!(!report.needs_retry());
+    let dead = dead_letters(sqs, &crm_dlq).await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].0, body);
+    assert!(
+        dead[0].1.as_deref().unwrap().contains("HTTP 422"),
+        "{dead:?}"
+    );
+
+    // A brand with no CRM: its status change goes nowhere (nothing to
+    // retry, nothing dead-lettered); its unroutable lead is dead-lettered.
+    let before = s.rx.seen("/brand-crm").len();
+    let mut elsewhere = refused.clone();
+    elsewhere.brand_id = Some(unique("brand-without-crm"));
+    elsewhere.event_id = unique("evt");
+    let report = notifier
+        .handle_message(
+            &sqs_message("m-x", serde_json::to_string(&elsewhere).unwrap()),
+            deadline(),
+        )
+        .await
+        .unwrap();
+    assert!(report.deliveries.is_empty() && !report.needs_retry());
+    assert!(dead_letters(sqs, &crm_dlq).await.is_empty());
+    let mut nobody_takes = CrmEvent::unroutable(
+        &s.w.leads.get(&unrouted_id).await.unwrap().unwrap(),
+        leads_domain::routing::UnroutableReason::CityUnknown,
+        Utc::now(),
+    );
+    nobody_takes.brand_id = elsewhere.brand_id.clone();
+    let report = notifier
+        .handle_message(
+            &sqs_message("m-y", serde_json::to_string(&nobody_takes).unwrap()),
+            deadline(),
+        )
+        .await
+        .unwrap();
+    assert!(!report.needs_retry());
+    let dead = dead_letters(sqs, &crm_dlq).await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(
+        dead[0]
+            .1
+            .as_deref()
+            .unwrap()
+            .contains("has no CRM endpoint"),
+        "{dead:?}"
+    );
+    assert_eq!(s.rx.seen("/brand-crm").len(), before, "no CRM was called");
 }

@@ -136,6 +136,7 @@ fn notifier_config(base: &str) -> NotifierConfig {
             url: format!("{base}/crm"),
             secret: Secret::new("crm-secret"),
         }),
+        brand_crms: Default::default(),
         request_timeout: Duration::from_secs(5),
         backoff: Backoff::default(),
         delivery_lease: Duration::from_secs(120),

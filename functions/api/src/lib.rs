@@ -66,6 +66,7 @@ use leads_aws::{AwsClients, Settings, StoreError};
 use leads_domain::assignment::StaffLoad;
 use leads_domain::audit::{Actor, AuditAction, AuditEvent};
 use leads_domain::auth::{self, Claims, Keyring};
+use leads_domain::crm::CrmEvent;
 use leads_domain::dedup::{self, LinkOutcome};
 use leads_domain::directory::{Brand, Dealer, Staff, StaffRole};
 use leads_domain::handoff;
@@ -99,6 +100,8 @@ pub struct Api {
     audit: DynamoAudit,
     rankings: DynamoRankings,
     notifications: SqsQueue,
+    /// Every status change, for the brand's own CRM (the notifier delivers it).
+    crm: SqsQueue,
     /// Turns a recorded phone into its dedup key (the intake's key); without
     /// it the `phone` event answers 500.
     phone_hasher: Option<PhoneHasher>,
@@ -275,6 +278,7 @@ impl Api {
             audit: DynamoAudit::new(clients.dynamodb.clone(), &t.audit),
             rankings: DynamoRankings::new(clients.dynamodb.clone(), &t.stats, &t.rankings),
             notifications: SqsQueue::new(clients.sqs.clone(), &settings.queues.notification),
+            crm: SqsQueue::new(clients.sqs.clone(), &settings.queues.crm),
             phone_hasher: None,
             conflicts_retried: std::sync::atomic::AtomicU64::new(0),
         }
@@ -968,8 +972,23 @@ impl Api {
         // Brand operations read the leads of the dealers they oversee (masked below).
         let mut lead = self.readable_lead(claims, lead_id).await?;
         // The role is the directory's (see `authorise`).
+        // Brand operations read an unrouted lead's phone: they place it
+        // (`readable_lead` lets only brand-wide operations have one).
+        let placing = claims.role == StaffRole::BrandOps && lead.dealer_id.is_none();
         let may_call = lead.assignee.as_deref() == Some(claims.staff_id.as_str())
-            || claims.role == StaffRole::Manager;
+            || claims.role == StaffRole::Manager
+            || placing;
+        if placing && lead.phone.is_some() {
+            self.audit
+                .append(&[AuditEvent {
+                    lead_id: lead_id.to_string(),
+                    action: AuditAction::PhoneShown,
+                    actor: Actor::Staff(claims.staff_id.clone()),
+                    at: Utc::now(),
+                    detail: "full phone of an unrouted lead shown to brand operations".into(),
+                }])
+                .await?;
+        }
         if !may_call {
             lead.phone = None;
             // A name that is (or holds) a phone is masked like the phone.
@@ -1048,8 +1067,17 @@ impl Api {
                         }])
                         .await?;
                     tracing::info!(lead_id, staff_id = %claims.staff_id, ?event, from = ?lead.status, to = ?next, "status changed");
+                    let crm_event = CrmEvent::status_changed(
+                        &lead,
+                        event,
+                        next,
+                        change.reason.clone(),
+                        &claims.staff_id,
+                        now,
+                    );
+                    let crm = self.tell_crm(&crm_event).await;
                     return Ok(
-                        serde_json::json!({ "lead_id": lead_id, "status": next, "changed": true }),
+                        serde_json::json!({ "lead_id": lead_id, "status": next, "changed": true, "crm_event": crm }),
                     );
                 }
                 StatusResult::Conflict => continue,
@@ -1060,6 +1088,21 @@ impl Api {
             "conflict",
             "the lead changed concurrently; retry".into(),
         ))
+    }
+
+    /// Queues a status change for the brand's CRM: `"queued"`, or `"unsent"`
+    /// when SQS refused it after the SDK's retries. The change itself is
+    /// saved either way, so the caller is not told to retry it; the miss is
+    /// logged and counted (`CrmEventsUnsent`, on the operations dashboard).
+    async fn tell_crm(&self, event: &CrmEvent) -> &'static str {
+        match self.crm.send(event).await {
+            Ok(_) => "queued",
+            Err(e) => {
+                tracing::error!(event_id = %event.event_id, error = %e, "status change saved but its CRM event could not be queued");
+                leads_aws::emf::count(leads_aws::emf::names::CRM_EVENTS_UNSENT, 1);
+                "unsent"
+            }
+        }
     }
 
     /// The phone a WeCom contact gave in the chat, recorded by the assignee

@@ -116,6 +116,15 @@ impl Api {
         };
         match (lead, dealer) {
             (Some(lead), Some(d)) if ops.oversees(&d) => Ok(lead),
+            // No dealer took it: the brand's own team places it, so brand-wide
+            // operations read it (with the full phone, see `Api::lead`).
+            (Some(lead), None)
+                if lead.dealer_id.is_none()
+                    && lead.brand_id == ops.brand_id
+                    && ops.oversees_whole_brand() =>
+            {
+                Ok(lead)
+            }
             _ => Err(super::unknown_lead(claims, lead_id)),
         }
     }

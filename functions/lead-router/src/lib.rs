@@ -30,6 +30,7 @@ use leads_aws::store::{
 use leads_aws::{secrets, AwsClients, Settings, StoreError};
 use leads_domain::assignment::{self, Assignment, Preferred, StaffLoad};
 use leads_domain::audit::{Actor, AuditAction, AuditEvent};
+use leads_domain::crm::CrmEvent;
 use leads_domain::decision::{self, Placement};
 use leads_domain::dedup::{self, DedupOutcome, LinkOutcome};
 use leads_domain::directory::{
@@ -142,19 +143,6 @@ enum Attempt {
     Identity(Option<CustomerItem>),
     /// What the decision read changed: decide again.
     Again,
-}
-
-/// A lead the directory cannot place (unknown account or brand), sent to the
-/// CRM queue with the reason so nothing is dropped.
-#[derive(Debug, Serialize)]
-struct CrmHandoff<'a> {
-    reason: &'a str,
-    lead_id: Option<&'a str>,
-    brand_id: Option<&'a str>,
-    platform: String,
-    account_id: &'a str,
-    source_event_id: &'a str,
-    raw_payload_ref: &'a str,
 }
 
 pub struct Router {
@@ -479,16 +467,10 @@ impl Router {
             None => None,
         };
         let (Some(account), Some(brand)) = (account, brand) else {
+            // Nothing is dropped: the operators see it in the CRM DLQ.
+            let touch = leads_domain::lead::Touchpoint::from(lead);
             self.crm
-                .send(&CrmHandoff {
-                    reason: "unknown_account",
-                    lead_id: None,
-                    brand_id: None,
-                    platform: lead.platform.to_string(),
-                    account_id: &lead.account_id,
-                    source_event_id: &lead.source_event_id,
-                    raw_payload_ref: &lead.raw_payload_ref,
-                })
+                .send(&CrmEvent::unknown_account(&touch, None, now))
                 .await?;
             tracing::warn!(platform = %lead.platform, account = %lead.account_id, "lead for an unknown account sent to the CRM queue");
             return Ok(Processed {
@@ -1211,24 +1193,16 @@ impl Router {
         }))
     }
 
-    /// An unroutable lead to the brand's CRM queue, with the reason.
-    /// Idempotent for the CRM: the lead id is in the message.
+    /// An unroutable lead to the brand's CRM queue, with the reason (the
+    /// notifier delivers it to the brand's CRM). Idempotent for the CRM: the
+    /// event id is the lead's, however often it is sent.
     async fn hand_to_crm(
         &self,
         record: &LeadRecord,
         reason: &leads_domain::routing::UnroutableReason,
     ) -> Result<(), RouterError> {
-        let reason = leads_domain::wire_name(reason);
         self.crm
-            .send(&CrmHandoff {
-                reason: &reason,
-                lead_id: Some(&record.lead_id),
-                brand_id: Some(&record.brand_id),
-                platform: record.first_touch.platform.to_string(),
-                account_id: &record.first_touch.account_id,
-                source_event_id: &record.first_touch.source_event_id,
-                raw_payload_ref: &record.raw_payload_ref,
-            })
+            .send(&CrmEvent::unroutable(record, *reason, Utc::now()))
             .await?;
         Ok(())
     }

@@ -5,6 +5,7 @@
 //! its settings are there, off when none are, and a configuration error when
 //! only some are: a half-configured channel would otherwise fail silently.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -54,6 +55,19 @@ pub struct NotifierSecrets {
     pub sms_api_key: Option<String>,
     #[serde(default)]
     pub crm_webhook_secret: Option<String>,
+    /// Each brand's own CRM: where its lifecycle events (status changes,
+    /// unroutable leads; `leads_domain::crm`) go and the key they are signed
+    /// with. A brand without an entry gets none.
+    #[serde(default)]
+    pub brand_crms: BTreeMap<String, BrandCrmSecret>,
+}
+
+/// One brand's CRM endpoint in the notifier secret.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrandCrmSecret {
+    pub url: String,
+    pub secret: String,
 }
 
 impl NotifierSecrets {
@@ -61,7 +75,7 @@ impl NotifierSecrets {
     pub fn from_json(text: &str) -> Result<Self, String> {
         serde_json::from_str(text).map_err(|e| {
             format!(
-                "the notifier secret is invalid JSON or of the wrong shape (line {}, column {}); keys: wecom_corp_secret, sms_api_key, crm_webhook_secret",
+                "the notifier secret is invalid JSON or of the wrong shape (line {}, column {}); keys: wecom_corp_secret, sms_api_key, crm_webhook_secret, brand_crms (brand id -> url, secret)",
                 e.line(),
                 e.column()
             )
@@ -75,6 +89,7 @@ impl std::fmt::Debug for NotifierSecrets {
             .field("wecom_corp_secret", &self.wecom_corp_secret.is_some())
             .field("sms_api_key", &self.sms_api_key.is_some())
             .field("crm_webhook_secret", &self.crm_webhook_secret.is_some())
+            .field("brand_crms", &self.brand_crms.keys().collect::<Vec<_>>())
             .finish()
     }
 }
@@ -112,6 +127,52 @@ pub struct WebhookConfig {
     pub secret: Secret,
 }
 
+/// The brands' own CRM endpoints (brand id -> endpoint), shared by the
+/// config's clones so a rotation reaches the sender.
+#[derive(Debug, Clone, Default)]
+pub struct BrandCrms(Arc<RwLock<BTreeMap<String, WebhookConfig>>>);
+
+impl BrandCrms {
+    pub fn new(endpoints: BTreeMap<String, WebhookConfig>) -> Self {
+        BrandCrms(Arc::new(RwLock::new(endpoints)))
+    }
+
+    /// The brand's endpoint, if it has one.
+    pub fn get(&self, brand_id: &str) -> Option<WebhookConfig> {
+        self.0
+            .read()
+            .expect("brand CRM lock")
+            .get(brand_id)
+            .cloned()
+    }
+
+    /// The endpoints of `secrets`, each URL checked (`allow_loopback_http`
+    /// as for the other channels).
+    pub fn from_secrets(
+        secrets: &NotifierSecrets,
+        allow_loopback_http: bool,
+    ) -> Result<BTreeMap<String, WebhookConfig>, ConfigError> {
+        secrets
+            .brand_crms
+            .iter()
+            .map(|(brand, crm)| {
+                check_url("brand_crms.url", &crm.url, allow_loopback_http)?;
+                Ok((
+                    brand.clone(),
+                    WebhookConfig {
+                        url: crm.url.clone(),
+                        secret: Secret::new(crm.secret.clone()),
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    fn replace(&self, endpoints: BTreeMap<String, WebhookConfig>) {
+        *self.0.write().expect("brand CRM lock") = endpoints;
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct NotifierConfig {
     /// Links in messages are `{lead_link_base}/leads/{id}`.
@@ -119,6 +180,8 @@ pub struct NotifierConfig {
     pub wecom: Option<WecomConfig>,
     pub sms: Option<SmsConfig>,
     pub webhook: Option<WebhookConfig>,
+    /// Each brand's own CRM (the CRM queue's events).
+    pub brand_crms: BrandCrms,
     /// One HTTP request's limit (connect + answer).
     pub request_timeout: Duration,
     pub backoff: Backoff,
@@ -170,6 +233,9 @@ impl NotifierConfig {
         if let Some(w) = &config.webhook {
             check_url("CRM_WEBHOOK_URL", &w.url, loopback)?;
         }
+        config
+            .brand_crms
+            .replace(BrandCrms::from_secrets(secrets, loopback)?);
         Ok(config)
     }
 
@@ -215,6 +281,7 @@ impl NotifierConfig {
             wecom,
             sms,
             webhook,
+            brand_crms: BrandCrms::default(),
             request_timeout: Duration::from_millis(config::number(
                 "NOTIFY_HTTP_TIMEOUT_MS",
                 5_000,
@@ -241,6 +308,14 @@ impl NotifierConfig {
         }
         if let (Some(w), Some(v)) = (&self.webhook, &secrets.crm_webhook_secret) {
             w.secret.replace(v);
+        }
+        // Endpoints come and go with the secret; a bad one keeps the old set.
+        let loopback = config::optional("NOTIFY_ALLOW_LOOPBACK_HTTP").as_deref() == Some("1");
+        match BrandCrms::from_secrets(secrets, loopback) {
+            Ok(endpoints) => self.brand_crms.replace(endpoints),
+            Err(e) => {
+                tracing::error!(error = %e, "rotated brand CRM endpoints refused; the previous ones stay")
+            }
         }
     }
 }

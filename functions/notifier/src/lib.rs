@@ -20,7 +20,12 @@
 //!    lead's audit trail, in one transaction. A transient failure
 //!    fails the message, so SQS retries it (and after maxReceiveCount moves
 //!    it to the DLQ); a permanent one is recorded and not retried;
-//! 7. no silent failure: a job that reached someone on no channel (none
+//! 7. a lifecycle event for the brand's own CRM (`Notice::Crm`, from the CRM
+//!    queue: status changes, unroutable leads) goes to that brand's endpoint
+//!    only (`brand_crms` in the notifier secret), through the same claim,
+//!    retries and audit; an unroutable lead its brand has no CRM for goes to
+//!    the CRM queue's DLQ, a status change is skipped (logged);
+//! 8. no silent failure: a job that reached someone on no channel (none
 //!    configured, recipient unknown, refused for good) is sent to the
 //!    notification DLQ with the reasons, and counted (EMF
 //!    `NotificationsFailed` per channel), see [`Notifier::dead_letter`].
@@ -49,7 +54,10 @@ use leads_domain::templates;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use channels::{Address, Channel, Envelope, Recipient, SmsChannel, WebhookChannel, WecomChannel};
+use channels::{
+    Address, BrandCrmChannel, Channel, Envelope, Recipient, SmsChannel, WebhookChannel,
+    WecomChannel,
+};
 use config::{NotifierConfig, NotifierSecrets};
 
 const ACTOR: &str = "notifier";
@@ -134,12 +142,16 @@ pub struct Notifier {
     wecom: Option<WecomChannel>,
     sms: Option<SmsChannel>,
     webhook: Option<WebhookChannel>,
+    /// Each brand's own CRM (the endpoints rotate with the secret).
+    brand_crm: BrandCrmChannel,
     /// Audit items are keyed by time and action: every event gets its own
     /// microsecond so two deliveries of one job never overwrite each other.
     audit_clock: Mutex<DateTime<Utc>>,
     /// Where a job that could not reach someone goes (the notification
     /// queue's own DLQ, `NOTIFICATION_DLQ_URL`).
     dead_letters: Option<SqsQueue>,
+    /// Where a CRM event no CRM takes goes (`CRM_DLQ_URL`).
+    crm_dead_letters: Option<SqsQueue>,
     /// The queue's `maxReceiveCount`: a job still failing on this receive is
     /// moved to the DLQ by SQS itself, and counted as failed here.
     max_receive_count: u32,
@@ -185,6 +197,12 @@ impl Notifier {
                 "NOTIFICATION_DLQ_URL unset: undeliverable jobs are counted and logged only"
             ),
         }
+        match leads_aws::config::optional("CRM_DLQ_URL") {
+            Some(url) => notifier = notifier.with_crm_dead_letter_queue(&url),
+            None => tracing::warn!(
+                "CRM_DLQ_URL unset: CRM events no CRM takes are counted and logged only"
+            ),
+        }
         Ok(notifier)
     }
 
@@ -198,6 +216,12 @@ impl Notifier {
     /// Sends jobs that cannot reach a recipient to `url` (the notification DLQ).
     pub fn with_dead_letter_queue(mut self, url: &str) -> Self {
         self.dead_letters = Some(SqsQueue::new(self.notification_queue.client().clone(), url));
+        self
+    }
+
+    /// Sends CRM events no CRM takes to `url` (the CRM queue's DLQ).
+    pub fn with_crm_dead_letter_queue(mut self, url: &str) -> Self {
+        self.crm_dead_letters = Some(SqsQueue::new(self.notification_queue.client().clone(), url));
         self
     }
 
@@ -261,10 +285,12 @@ impl Notifier {
                 .webhook
                 .clone()
                 .map(|c| WebhookChannel::new(http.clone(), c)),
+            brand_crm: BrandCrmChannel::new(http.clone(), config.brand_crms.clone()),
             config,
             secrets: None,
             audit_clock: Mutex::new(DateTime::<Utc>::MIN_UTC),
             dead_letters: None,
+            crm_dead_letters: None,
             max_receive_count: 5,
         })
     }
@@ -309,7 +335,11 @@ impl Notifier {
             .get("ApproximateReceiveCount")
             .and_then(|v| v.parse().ok())
             .unwrap_or(1);
-        self.dead_letter(body, &report, receives).await?;
+        let dlq = match notice {
+            Notice::Crm(_) => self.crm_dead_letters.as_ref(),
+            _ => self.dead_letters.as_ref(),
+        };
+        self.dead_letter_to(dlq, body, &report, receives).await?;
         Ok(report)
     }
 
@@ -323,6 +353,17 @@ impl Notifier {
     /// message) fails the message, so SQS delivers it again.
     pub async fn dead_letter(
         &self,
+        body: &str,
+        report: &JobReport,
+        receives: u32,
+    ) -> Result<Disposition, NotifyError> {
+        self.dead_letter_to(self.dead_letters.as_ref(), body, report, receives)
+            .await
+    }
+
+    async fn dead_letter_to(
+        &self,
+        dead_letters: Option<&SqsQueue>,
         body: &str,
         report: &JobReport,
         receives: u32,
@@ -353,7 +394,7 @@ impl Notifier {
         let mut dead_lettered = false;
         if !reasons.is_empty() && !report.needs_retry() {
             let failure = reasons.join("; ");
-            match &self.dead_letters {
+            match dead_letters {
                 Some(dlq) => {
                     dlq.send_raw(body, &[("failure", failure.as_str())]).await?;
                     dead_lettered = true;
@@ -395,8 +436,28 @@ impl Notifier {
                 });
                 self.deliver(&closed, deadline).await
             }
+            Notice::Crm(event) if !self.crm_takes(event) => {
+                // Nothing to claim or record: the brand has no CRM to tell.
+                tracing::info!(event_id = %event.event_id, brand_id = ?event.brand_id, kind = event.kind.as_str(), "the brand has no CRM endpoint; status event not sent");
+                leads_aws::emf::count(leads_aws::emf::names::CRM_EVENTS_SKIPPED, 1);
+                Ok(JobReport {
+                    job_id: event.event_id.clone(),
+                    deliveries: Vec::new(),
+                })
+            }
             _ => self.deliver(notice, deadline).await,
         }
+    }
+
+    /// Whether `event` goes anywhere: its brand has a CRM endpoint, or it is
+    /// a lead nobody took (which, without one, is dead-lettered: someone
+    /// must take it).
+    fn crm_takes(&self, event: &leads_domain::crm::CrmEvent) -> bool {
+        let served = event
+            .brand_id
+            .as_deref()
+            .is_some_and(|b| self.brand_crm.serves(b));
+        served || event.kind == leads_domain::crm::CrmEventKind::Unroutable
     }
 
     /// Counts a `no_one_available` job in its dealer's summary for the job's
@@ -545,6 +606,23 @@ impl Notifier {
         staff: &[Staff],
         recipients: &[String],
     ) -> (Vec<Planned>, Vec<DeliveryReport>) {
+        if let Notice::Crm(event) = notice {
+            let brand = event.brand_id.as_deref().unwrap_or_default();
+            return if self.brand_crm.serves(brand) {
+                let recipient = Recipient {
+                    id: CRM_RECIPIENT.into(),
+                    address: Address::Crm,
+                };
+                let channel = ChannelKind::BrandCrm;
+                (vec![Planned { channel, recipient }], Vec::new())
+            } else {
+                let why = match &event.brand_id {
+                    Some(b) => format!("brand {b} has no CRM endpoint"),
+                    None => "the account is unknown to the directory: no brand".into(),
+                };
+                (Vec::new(), vec![unreachable_report(CRM_RECIPIENT, &why)])
+            };
+        }
         let mut planned = Vec::new();
         let mut unreachable = Vec::new();
         for id in recipients {
@@ -650,6 +728,7 @@ impl Notifier {
             ChannelKind::Sms,
             ChannelKind::Webhook,
             ChannelKind::WecomTransfer,
+            ChannelKind::BrandCrm,
         ] {
             let group: Vec<Recipient> = claimed
                 .iter()
@@ -699,6 +778,7 @@ impl Notifier {
             ChannelKind::Webhook => self.webhook.as_ref().map(|c| c as &dyn Channel),
             // The same WeCom client (and token) moves contacts.
             ChannelKind::WecomTransfer => self.wecom.as_ref().map(|c| c as &dyn Channel),
+            ChannelKind::BrandCrm => Some(&self.brand_crm as &dyn Channel),
         }
     }
 
@@ -731,7 +811,7 @@ impl Notifier {
             let Some(lead_id) = notice.lead_id() else {
                 continue;
             };
-            let kind = notice.kind().as_str();
+            let kind = notice.kind_name();
             let (action, detail) = match &d.outcome {
                 Outcome::AlreadyDelivered => continue,
                 Outcome::Delivered => (

@@ -28,6 +28,10 @@ pub mod names {
     pub const RANKING_BRANDS_COMPLETED: &str = "RankingBrandsCompleted";
     pub const MAINLAND_MOBILES_REFUSED: &str = "MainlandMobilesRefused";
     pub const WECOM_CONTACTS_DELETED: &str = "WecomContactsDeleted";
+    /// Status events of a brand with no CRM endpoint (not sent, by design).
+    pub const CRM_EVENTS_SKIPPED: &str = "CrmEventsSkipped";
+    /// Status changes saved whose CRM event the API could not queue.
+    pub const CRM_EVENTS_UNSENT: &str = "CrmEventsUnsent";
 }
 
 /// The namespace metrics go to.

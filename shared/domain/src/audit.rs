@@ -29,6 +29,8 @@ pub enum AuditAction {
     Reassigned,
     SlaBreached,
     ReturnedToPool,
+    /// An unrouted lead's full phone shown to brand operations (who place it).
+    PhoneShown,
 }
 
 /// Who acted: a staff member, or a system component such as `lead-router`.

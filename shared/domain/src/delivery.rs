@@ -21,6 +21,8 @@ pub enum ChannelKind {
     Webhook,
     /// A WeCom contact moved to the consultant who took the lead over.
     WecomTransfer,
+    /// A lifecycle event to the brand's own CRM (its endpoint and key).
+    BrandCrm,
 }
 
 impl ChannelKind {
@@ -30,6 +32,7 @@ impl ChannelKind {
             ChannelKind::Sms => "sms",
             ChannelKind::Webhook => "webhook",
             ChannelKind::WecomTransfer => "wecom_transfer",
+            ChannelKind::BrandCrm => "brand_crm",
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod attribution;
 pub mod audit;
 pub mod auth;
 pub mod city;
+pub mod crm;
 pub mod decision;
 pub mod dedup;
 pub mod delivery;

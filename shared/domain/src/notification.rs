@@ -27,10 +27,13 @@ pub enum NotificationKind {
     ContactDeleted,
     /// The nightly ranking is out: the dealer's managers see their position.
     RankingPublished,
+    /// A lifecycle event for the brand's own CRM (`crm::CrmEvent`): no staff
+    /// message, one signed delivery to the brand's endpoint.
+    CrmUpdate,
 }
 
 impl NotificationKind {
-    pub const ALL: [NotificationKind; 9] = [
+    pub const ALL: [NotificationKind; 10] = [
         NotificationKind::NewAssignment,
         NotificationKind::CustomerReturned,
         NotificationKind::ClaimOffer,
@@ -40,6 +43,7 @@ impl NotificationKind {
         NotificationKind::FollowUpDue,
         NotificationKind::ContactDeleted,
         NotificationKind::RankingPublished,
+        NotificationKind::CrmUpdate,
     ];
 
     /// The serde name, e.g. `sla_warning`.
@@ -54,6 +58,7 @@ impl NotificationKind {
             NotificationKind::FollowUpDue => "follow_up_due",
             NotificationKind::ContactDeleted => "contact_deleted",
             NotificationKind::RankingPublished => "ranking_published",
+            NotificationKind::CrmUpdate => "crm_update",
         }
     }
 
@@ -244,11 +249,16 @@ pub enum Notice {
     Ranking(RankingNotice),
     /// The managers' summary of a window's `no_one_available` jobs.
     PoolSummary(crate::pool_notice::PoolSummary),
+    /// From the CRM queue: for the brand's own CRM, not for staff.
+    Crm(crate::crm::CrmEvent),
 }
 
 impl Notice {
     /// Parses a queue message; the `kind` decides the shape.
     pub fn from_json(body: &str) -> Result<Notice, serde_json::Error> {
+        if let Some(event) = crate::crm::CrmEvent::from_queue(body) {
+            return event.map(Notice::Crm);
+        }
         let value: serde_json::Value = serde_json::from_str(body)?;
         if value.get("kind").and_then(|k| k.as_str())
             == Some(NotificationKind::RankingPublished.as_str())
@@ -266,6 +276,7 @@ impl Notice {
             Notice::Lead(j) => &j.job_id,
             Notice::Ranking(r) => &r.job_id,
             Notice::PoolSummary(p) => &p.job_id,
+            Notice::Crm(e) => &e.event_id,
         }
     }
 
@@ -274,6 +285,7 @@ impl Notice {
             Notice::Lead(j) => j.kind,
             Notice::Ranking(r) => r.kind,
             Notice::PoolSummary(p) => p.kind,
+            Notice::Crm(_) => NotificationKind::CrmUpdate,
         }
     }
 
@@ -282,6 +294,7 @@ impl Notice {
             Notice::Lead(j) => &j.brand_id,
             Notice::Ranking(r) => &r.brand_id,
             Notice::PoolSummary(p) => &p.brand_id,
+            Notice::Crm(e) => e.brand_id.as_deref().unwrap_or_default(),
         }
     }
 
@@ -290,6 +303,8 @@ impl Notice {
             Notice::Lead(j) => j.dealer_id.as_deref(),
             Notice::Ranking(r) => Some(&r.dealer_id),
             Notice::PoolSummary(p) => Some(&p.dealer_id),
+            // The CRM is the brand's: no dealer staff to look up.
+            Notice::Crm(_) => None,
         }
     }
 
@@ -299,6 +314,7 @@ impl Notice {
             Notice::Ranking(r) => &r.recipients,
             // The dealer's managers.
             Notice::PoolSummary(_) => &[],
+            Notice::Crm(_) => &[],
         }
     }
 
@@ -307,6 +323,16 @@ impl Notice {
         match self {
             Notice::Lead(j) => Some(&j.lead_id),
             Notice::Ranking(_) | Notice::PoolSummary(_) => None,
+            Notice::Crm(e) => e.lead_id.as_deref(),
+        }
+    }
+
+    /// What the audit trail and logs call it: the notification kind, or the
+    /// CRM event's (`status_changed`, `unroutable`).
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Notice::Crm(e) => e.kind.as_str(),
+            other => other.kind().as_str(),
         }
     }
 }

@@ -41,6 +41,16 @@ pub fn render(notice: &Notice, link_base: &str) -> Message {
         Notice::Lead(job) => render_lead(job, link_base),
         Notice::Ranking(r) => render_ranking(r, link_base),
         Notice::PoolSummary(p) => render_pool_summary(p, link_base),
+        // The CRM gets the event itself; this is only what logs may show.
+        Notice::Crm(e) => Message {
+            title: format!("CRM: {}", e.kind.as_str()),
+            body: String::new(),
+            url: e
+                .lead_id
+                .as_deref()
+                .map_or_else(String::new, |id| lead_link(link_base, id)),
+            button: "",
+        },
     }
 }
 
@@ -121,8 +131,8 @@ fn render_lead(job: &NotificationJob, link_base: &str) -> Message {
             "这位客户与顾问的企业微信好友关系已解除，请关注并跟进。",
             "查看详情",
         ),
-        // A ranking notice on a lead job is a producer bug; say what we can.
-        NotificationKind::RankingPublished => (
+        // A ranking or CRM kind on a lead job is a producer bug; say what we can.
+        NotificationKind::RankingPublished | NotificationKind::CrmUpdate => (
             "经营排名已发布".to_string(),
             "品牌经营排名已更新。",
             "查看详情",

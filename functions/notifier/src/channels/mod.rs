@@ -11,10 +11,12 @@ use leads_domain::notification::Notice;
 use leads_domain::templates::Message;
 use leads_domain::Phone;
 
+mod brand_crm;
 mod sms;
 mod webhook;
 mod wecom;
 
+pub use brand_crm::BrandCrmChannel;
 pub use sms::SmsChannel;
 pub use webhook::WebhookChannel;
 pub use wecom::WecomChannel;

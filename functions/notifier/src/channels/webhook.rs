@@ -49,6 +49,7 @@ impl WebhookChannel {
             Notice::Lead(j) => (j.phone_masked.as_deref(), j.created_at),
             Notice::Ranking(r) => (None, r.created_at),
             Notice::PoolSummary(p) => (None, p.created_at),
+            Notice::Crm(e) => (e.phone_masked.as_deref(), e.at),
         };
         let event = WebhookEvent {
             event: notice.kind(),
@@ -63,25 +64,7 @@ impl WebhookChannel {
             created_at,
         };
         let body = serde_json::to_vec(&event).map_err(|e| Failure::Permanent(e.to_string()))?;
-        let timestamp = Utc::now().timestamp().to_string();
-        let reply = self
-            .http
-            .post(&self.config.url)
-            .header("content-type", "application/json")
-            .header("x-timestamp", &timestamp)
-            .header(
-                "x-signature",
-                signature(&self.config.secret.expose(), &timestamp, &body),
-            )
-            .header("x-event-id", notice.job_id())
-            .body(body)
-            .send()
-            .await
-            .map_err(request_failure)?;
-        match status_failure(reply.status()) {
-            Some(failure) => Err(failure),
-            None => Ok(()),
-        }
+        signed_post(&self.http, &self.config, notice.job_id(), body).await
     }
 
     async fn attempt(&self, envelope: &Envelope<'_>, to: &[Recipient]) -> Attempt {
@@ -90,6 +73,34 @@ impl WebhookChannel {
             results.push(self.send_one(envelope).await);
         }
         results
+    }
+}
+
+/// One POST of `body` to a CRM endpoint, signed with its key; `event_id`
+/// lets the receiver drop a resend.
+pub(crate) async fn signed_post(
+    http: &reqwest::Client,
+    endpoint: &WebhookConfig,
+    event_id: &str,
+    body: Vec<u8>,
+) -> Result<(), Failure> {
+    let timestamp = Utc::now().timestamp().to_string();
+    let reply = http
+        .post(&endpoint.url)
+        .header("content-type", "application/json")
+        .header("x-timestamp", &timestamp)
+        .header(
+            "x-signature",
+            signature(&endpoint.secret.expose(), &timestamp, &body),
+        )
+        .header("x-event-id", event_id)
+        .body(body)
+        .send()
+        .await
+        .map_err(request_failure)?;
+    match status_failure(reply.status()) {
+        Some(failure) => Err(failure),
+        None => Ok(()),
     }
 }
 
