@@ -21,6 +21,7 @@ const SECRET: &[u8] = b"api-test-secret";
 fn api(w: &World) -> Api {
     let mut settings = w.stack.settings.clone();
     settings.queues.notification = w.notifications.clone();
+    settings.queues.crm = w.crm.clone();
     Api::new(&settings, &w.stack.clients, SECRET.to_vec())
         .with_phone_hasher(PhoneHasher::new(b"k".to_vec()))
 }
@@ -1801,4 +1802,54 @@ async fn an_export_never_hands_excel_a_formula() {
         !csv.contains(",=HYPERLINK") && !csv.contains(",\"=HYPERLINK"),
         "{csv}"
     );
+}
+
+/// An unrouted lead (no dealer took it) is the brand's to place: brand-wide
+/// operations read it with the full phone, audited; operations of one
+/// dealer, and a dealer's manager, do not see it at all.
+#[tokio::test]
+async fn brand_wide_operations_read_an_unrouted_leads_phone_and_are_audited() {
+    let Some(w) = world(AssignmentStrategy::RoundRobin, &[5]).await else {
+        return;
+    };
+    let api = api(&w);
+    let qd = format!("{}-qd", w.brand);
+    let ops = |id: &str, dealers: &[&String]| serde_json::json!({"staff_id": id, "brand_id": w.brand, "name": "品牌运营", "dealers": dealers});
+    w.add_brand_ops(&[ops("ops-all", &[]), ops("ops-qd", &[&qd])])
+        .await;
+    let number = phone();
+    let p = w
+        .router
+        .handle_lead(
+            &lead(&w, Platform::Douyin, "dy-brand", &number, None),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    let id = p.lead_id.unwrap();
+    let path = format!("/leads/{id}");
+
+    let all = ops_token(&w.brand, "ops-all");
+    let (status, body) = call(&api, "GET", &path, Some(&all), "").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["lead"]["phone"], format!("+86{number}"), "{body}");
+    let trail = w.audit.trail(&id).await.unwrap();
+    let shown: Vec<_> = trail
+        .iter()
+        .filter(|e| e.action == leads_domain::audit::AuditAction::PhoneShown)
+        .collect();
+    assert_eq!(shown.len(), 1, "{trail:?}");
+    assert_eq!(
+        shown[0].actor,
+        leads_domain::audit::Actor::Staff("ops-all".into())
+    );
+
+    let one_dealer = ops_token(&w.brand, "ops-qd");
+    assert_eq!(call(&api, "GET", &path, Some(&one_dealer), "").await.0, 404);
+    let manager = token(&w, "jn-mgr", "jn", StaffRole::Manager);
+    assert_eq!(call(&api, "GET", &path, Some(&manager), "").await.0, 404);
+    // Another brand's operations: as if it did not exist.
+    let stranger = ops_token("another-brand", "ops-all");
+    let (status, _) = call(&api, "GET", &path, Some(&stranger), "").await;
+    assert_ne!(status, 200);
 }

@@ -339,14 +339,25 @@ pub async fn print(
     );
     // A hand-off is idempotent for the CRM (it names the lead); a redelivery
     // of an unroutable lead's webhook sends it again, so leads are counted once.
-    let handoffs = drain_jobs(clients, &settings.queues.crm).await?;
+    // The CRM queue also carries every status change (for the brands' own
+    // CRMs, which the demo has none of): only the unroutable leads count here.
+    let events = drain_jobs(clients, &settings.queues.crm).await?;
+    let handoffs: Vec<&String> = events
+        .iter()
+        .filter(|body| {
+            matches!(
+                leads_domain::crm::CrmEvent::from_queue(body),
+                Some(Ok(e)) if e.kind == leads_domain::crm::CrmEventKind::Unroutable
+            )
+        })
+        .collect();
     let handed_leads: std::collections::HashSet<String> = handoffs
         .iter()
         .map(|body| {
             let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
             v["lead_id"]
                 .as_str()
-                .map_or_else(|| body.clone(), str::to_owned)
+                .map_or_else(|| body.to_string(), str::to_owned)
         })
         .collect();
     s.crm_handoffs = handed_leads.len();
