@@ -971,9 +971,9 @@ impl Api {
     async fn lead(&self, claims: &Claims, lead_id: &str) -> Result<serde_json::Value, ApiError> {
         // Brand operations read the leads of the dealers they oversee (masked below).
         let mut lead = self.readable_lead(claims, lead_id).await?;
-        // The role is the directory's (see `authorise`).
         // Brand operations read an unrouted lead's phone: they place it
         // (`readable_lead` lets only brand-wide operations have one).
+        // The role is the directory's (see `authorise`).
         let placing = claims.role == StaffRole::BrandOps && lead.dealer_id.is_none();
         let may_call = lead.assignee.as_deref() == Some(claims.staff_id.as_str())
             || claims.role == StaffRole::Manager

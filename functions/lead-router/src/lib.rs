@@ -470,7 +470,7 @@ impl Router {
             // Nothing is dropped: the operators see it in the CRM DLQ.
             let touch = leads_domain::lead::Touchpoint::from(lead);
             self.crm
-                .send(&CrmEvent::unknown_account(&touch, None, now))
+                .send(&CrmEvent::unknown_account(&touch, now))
                 .await?;
             tracing::warn!(platform = %lead.platform, account = %lead.account_id, "lead for an unknown account sent to the CRM queue");
             return Ok(Processed {

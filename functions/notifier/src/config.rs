@@ -219,11 +219,17 @@ pub fn check_url(
     }
 }
 
+/// `NOTIFY_ALLOW_LOOPBACK_HTTP=1`: the local stack's `http://127.0.0.1`
+/// stand-ins are allowed (see [`check_url`]).
+fn loopback_allowed() -> bool {
+    config::optional("NOTIFY_ALLOW_LOOPBACK_HTTP").as_deref() == Some("1")
+}
+
 impl NotifierConfig {
     /// The environment's settings with the keys from `secrets`.
     pub fn from_env(secrets: &NotifierSecrets) -> Result<Self, ConfigError> {
         let config = Self::from_env_unchecked(secrets)?;
-        let loopback = config::optional("NOTIFY_ALLOW_LOOPBACK_HTTP").as_deref() == Some("1");
+        let loopback = loopback_allowed();
         if let Some(w) = &config.wecom {
             check_url("WECOM_BASE_URL", &w.base_url, loopback)?;
         }
@@ -310,7 +316,7 @@ impl NotifierConfig {
             w.secret.replace(v);
         }
         // Endpoints come and go with the secret; a bad one keeps the old set.
-        let loopback = config::optional("NOTIFY_ALLOW_LOOPBACK_HTTP").as_deref() == Some("1");
+        let loopback = loopback_allowed();
         match BrandCrms::from_secrets(secrets, loopback) {
             Ok(endpoints) => self.brand_crms.replace(endpoints),
             Err(e) => {
@@ -387,6 +393,40 @@ mod tests {
             secret: s,
         };
         assert!(!format!("{w:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn brand_crm_endpoints_are_https_and_follow_a_rotation() {
+        let secrets = |url: &str| {
+            NotifierSecrets::from_json(&format!(
+                r#"{{"brand_crms": {{"b1": {{"url": "{url}", "secret": "s3cr3t"}}}}}}"#
+            ))
+            .unwrap()
+        };
+        let good =
+            BrandCrms::from_secrets(&secrets("https://crm.b1.example/events"), false).unwrap();
+        assert_eq!(good["b1"].url, "https://crm.b1.example/events");
+        assert_eq!(good["b1"].secret.expose(), "s3cr3t");
+        let err = BrandCrms::from_secrets(&secrets("http://crm.b1.example/events"), true)
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("example") && !err.contains("s3cr3t"), "{err}");
+        assert!(BrandCrms::from_secrets(&secrets("http://127.0.0.1:9/x"), false).is_err());
+        assert!(BrandCrms::from_secrets(&secrets("http://127.0.0.1:9/x"), true).is_ok());
+
+        // A clone (the channel's) sees the replaced set; a brand left out is gone.
+        let crms = BrandCrms::new(good);
+        let channel_copy = crms.clone();
+        crms.replace(BTreeMap::new());
+        assert!(channel_copy.get("b1").is_none());
+        assert!(!format!(
+            "{:?}",
+            NotifierSecrets::from_json(
+                r#"{"brand_crms": {"b1": {"url": "https://x", "secret": "s3cr3t"}}}"#
+            )
+            .unwrap()
+        )
+        .contains("s3cr3t"));
     }
 
     #[test]

@@ -166,11 +166,7 @@ impl CrmEvent {
     /// A delivery for an account no brand has: no lead was made. It names
     /// no brand, so no CRM can take it; it is for the operators (the
     /// notifier dead-letters it with the reason).
-    pub fn unknown_account(
-        touch: &Touchpoint,
-        raw_payload_ref: Option<String>,
-        at: DateTime<Utc>,
-    ) -> Self {
+    pub fn unknown_account(touch: &Touchpoint, at: DateTime<Utc>) -> Self {
         CrmEvent {
             event_id: format!(
                 "{}#{}#{}",
@@ -190,7 +186,7 @@ impl CrmEvent {
             unrouted: Some(Unrouted::from_touch(
                 "unknown_account".into(),
                 touch,
-                raw_payload_ref,
+                touch.raw_payload_ref.clone(),
             )),
             at,
         }
@@ -204,7 +200,7 @@ impl Unrouted {
             platform: crate::wire_name(&touch.platform),
             account_id: touch.account_id.clone(),
             source_event_id: touch.source_event_id.clone(),
-            raw_payload_ref: raw_payload_ref.or_else(|| touch.raw_payload_ref.clone()),
+            raw_payload_ref,
         }
     }
 }

@@ -7,7 +7,7 @@ use leads_domain::delivery::{ChannelKind, Failure};
 use leads_domain::notification::Notice;
 
 use super::webhook::signed_post;
-use super::{Attempt, AttemptFuture, Channel, Envelope, Recipient};
+use super::{each_recipient, Attempt, AttemptFuture, Channel, Envelope, Recipient};
 use crate::config::BrandCrms;
 
 pub struct BrandCrmChannel {
@@ -39,11 +39,7 @@ impl BrandCrmChannel {
     }
 
     async fn attempt(&self, envelope: &Envelope<'_>, to: &[Recipient]) -> Attempt {
-        let mut results = Vec::with_capacity(to.len());
-        for _ in to {
-            results.push(self.send_one(envelope.notice).await);
-        }
-        results
+        each_recipient(to, |_| self.send_one(envelope.notice)).await
     }
 }
 

@@ -65,6 +65,20 @@ pub trait Channel: Send + Sync {
     fn send<'a>(&'a self, envelope: &'a Envelope<'a>, to: &'a [Recipient]) -> AttemptFuture<'a>;
 }
 
+/// One request per recipient, in order: the attempt of a channel that has
+/// no group send (SMS, the CRM webhooks).
+pub(crate) async fn each_recipient<'r, F, Fut>(to: &'r [Recipient], mut send: F) -> Attempt
+where
+    F: FnMut(&'r Recipient) -> Fut,
+    Fut: Future<Output = Result<(), Failure>>,
+{
+    let mut results = Vec::with_capacity(to.len());
+    for recipient in to {
+        results.push(send(recipient).await);
+    }
+    results
+}
+
 /// A failed request as a delivery failure. The URL is dropped from the
 /// message: WeCom's carries the access token (and `gettoken`'s the secret).
 pub(crate) fn request_failure(err: reqwest::Error) -> Failure {

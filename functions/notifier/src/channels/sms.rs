@@ -7,7 +7,8 @@ use leads_domain::delivery::{ChannelKind, Failure};
 use serde::Serialize;
 
 use super::{
-    request_failure, status_failure, Address, Attempt, AttemptFuture, Channel, Envelope, Recipient,
+    each_recipient, request_failure, status_failure, Address, Attempt, AttemptFuture, Channel,
+    Envelope, Recipient,
 };
 use crate::config::SmsConfig;
 
@@ -53,11 +54,7 @@ impl SmsChannel {
     }
 
     async fn attempt(&self, envelope: &Envelope<'_>, to: &[Recipient]) -> Attempt {
-        let mut results = Vec::with_capacity(to.len());
-        for r in to {
-            results.push(self.send_one(envelope, r).await);
-        }
-        results
+        each_recipient(to, |r| self.send_one(envelope, r)).await
     }
 }
 

@@ -10,7 +10,8 @@ use leads_domain::notification::{Notice, NotificationKind};
 use serde::Serialize;
 
 use super::{
-    request_failure, status_failure, Attempt, AttemptFuture, Channel, Envelope, Recipient,
+    each_recipient, request_failure, status_failure, Attempt, AttemptFuture, Channel, Envelope,
+    Recipient,
 };
 use crate::config::WebhookConfig;
 
@@ -68,11 +69,7 @@ impl WebhookChannel {
     }
 
     async fn attempt(&self, envelope: &Envelope<'_>, to: &[Recipient]) -> Attempt {
-        let mut results = Vec::with_capacity(to.len());
-        for _ in to {
-            results.push(self.send_one(envelope).await);
-        }
-        results
+        each_recipient(to, |_| self.send_one(envelope)).await
     }
 }
 
