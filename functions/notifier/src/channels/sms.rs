@@ -47,10 +47,7 @@ impl SmsChannel {
             .send()
             .await
             .map_err(request_failure)?;
-        match status_failure(reply.status()) {
-            Some(failure) => Err(failure),
-            None => Ok(()),
-        }
+        status_failure(reply.status()).map_or(Ok(()), Err)
     }
 
     async fn attempt(&self, envelope: &Envelope<'_>, to: &[Recipient]) -> Attempt {

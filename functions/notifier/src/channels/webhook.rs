@@ -95,10 +95,7 @@ pub(crate) async fn signed_post(
         .send()
         .await
         .map_err(request_failure)?;
-    match status_failure(reply.status()) {
-        Some(failure) => Err(failure),
-        None => Ok(()),
-    }
+    status_failure(reply.status()).map_or(Ok(()), Err)
 }
 
 impl Channel for WebhookChannel {
