@@ -51,10 +51,12 @@ status=${PIPESTATUS[0]}
 # file so a test run never rewrites docs/. Counted in the closing total.
 step "browser tests of the ranking page and the brand dashboard (headless chromium)"
 shots="$(mktemp -d)"
-if tests/e2e/run.sh "$shots/ranking-page.png" "$shots/dashboard.png"; then
+e2e_tail=""
+if tests/e2e/run.sh "$shots/ranking-page.png" "$shots/dashboard.png" 2>&1 | tee "$shots/e2e.log"; then
   echo "test result: ok. 2 passed; 0 failed; 0 ignored (browser: ranking page, brand dashboard)" >>"$log"
 else
   echo "test result: FAILED. 0 passed; 2 failed; 0 ignored (browser: ranking page, brand dashboard)" >>"$log"
+  e2e_tail="$(tail -n 40 "$shots/e2e.log")"
   status=1
 fi
 rm -rf "$shots"
@@ -90,7 +92,13 @@ LEADS_LOCAL_STATE="$other_state" infra/local/stack.sh down
 # One closing line for the whole run (cargo prints one per test binary, the last
 # of which is usually an empty doc-test run). Ignored tests are counted as
 # skipped, never as passed.
-awk '/^test result:/ { p += $4; f += $6; i += $8 }
+if [[ -n $e2e_tail ]]; then printf '\n--- browser tests, last lines\n%s\n' "$e2e_tail"; fi
+# CI keeps only the tail of the output, so the failures are named again right
+# above the total: each failed test with the test binary it ran in.
+awk '/^ *Running / { bin = $2 }
+     /^test .* FAILED$/ { sub(/ \.\.\. FAILED$/, ""); sub(/^test /, ""); printf "failed: %s (%s)\n", $0, bin }
+     /^test result: FAILED.*\(browser/ { print "failed: browser tests (tests/e2e/run.sh; its log is above)" }
+     /^test result:/ { p += $4; f += $6; i += $8 }
      END { printf "\ntotal: %d passed, %d failed, %d skipped\n", p, f, i }' "$log"
 rm -f "$log"
 exit "$status"
