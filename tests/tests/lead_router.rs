@@ -623,3 +623,176 @@ async fn concurrent_links_of_one_phone_merge_exactly_once() {
         assert_eq!(overlap(&w, "douyin#wecom").await, 2 * customer + 2);
     }
 }
+
+// ------------------------------------------------ a customer coming back to a closed lead
+
+/// Closes a lead the way a consultant's status change does.
+async fn close(w: &World, lead_id: &str, next: LeadStatus) {
+    use leads_aws::store::{DirectoryStore, DynamoDirectory};
+    let directory = DynamoDirectory::new(
+        w.stack.clients.dynamodb.clone(),
+        &w.stack.settings.tables.directory,
+    );
+    let brand = directory.brand(&w.brand).await.unwrap().unwrap();
+    let lead = w.leads.get(lead_id).await.unwrap().unwrap();
+    let change = leads_domain::status::Change {
+        next,
+        valid: None,
+        reason: None,
+        progress: false,
+        closes: true,
+    };
+    assert_eq!(
+        w.leads
+            .apply_status(&lead, &change, &brand, Utc::now())
+            .await
+            .unwrap(),
+        leads_aws::store::StatusResult::Applied
+    );
+}
+
+#[tokio::test]
+async fn a_customer_back_inside_the_window_after_a_lost_lead_gets_a_new_lead() {
+    let Some(w) = world(AssignmentStrategy::RoundRobin, &[50, 50]).await else {
+        return;
+    };
+    let number = phone();
+    let first = w
+        .router
+        .handle_lead(
+            &lead(&w, Platform::Douyin, "dy-jn", &number, None),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    let old_id = first.lead_id.clone().unwrap();
+    let consultant = first.assignee.clone().unwrap();
+    close(&w, &old_id, LeadStatus::Lost).await;
+    jobs(&w).await;
+
+    // Two days later, well inside the 30-day window, the customer asks again
+    // on another platform: a lost lead takes no more touches, so the
+    // customer gets a new lead, with their consultant, and a fresh SLA.
+    let p = w
+        .router
+        .handle_lead(
+            &lead(&w, Platform::Autohome, "ah-jn", &number, None),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(p.outcome, Some(DedupOutcome::Created), "{p:?}");
+    let new_id = p.lead_id.clone().unwrap();
+    assert_ne!(new_id, old_id);
+    assert_eq!(p.assignee.as_deref(), Some(consultant.as_str()));
+    let new = w.leads.get(&new_id).await.unwrap().unwrap();
+    assert_eq!(new.returned_from.as_deref(), Some(old_id.as_str()));
+    assert_eq!(new.status, LeadStatus::Assigned);
+    assert!(new.first_contact_due.is_some(), "a fresh callback SLA");
+    let old = w.leads.get(&old_id).await.unwrap().unwrap();
+    assert_eq!(old.status, LeadStatus::Lost, "the lost lead stays lost");
+    assert_eq!(old.reopened_as.as_deref(), Some(new_id.as_str()));
+    assert_eq!(old.touchpoints, 1);
+    let sent: Vec<(NotificationKind, String)> = jobs(&w)
+        .await
+        .iter()
+        .map(|j| (j.kind, j.lead_id.clone()))
+        .collect();
+    assert!(
+        sent.contains(&(NotificationKind::NewAssignment, new_id.clone())),
+        "{sent:?}"
+    );
+    let trail: Vec<AuditAction> = w
+        .audit
+        .trail(&old_id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.action)
+        .collect();
+    assert!(trail.contains(&AuditAction::Reopened), "{trail:?}");
+
+    // The next touch, under the phone key the old lead held, joins the new one.
+    let third = w
+        .router
+        .handle_lead(
+            &lead(&w, Platform::Douyin, "dy-jn", &number, None),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(third.outcome, Some(DedupOutcome::Merged), "{third:?}");
+    assert_eq!(third.lead_id.as_deref(), Some(new_id.as_str()));
+    assert_eq!(w.leads.get(&new_id).await.unwrap().unwrap().touchpoints, 2);
+    assert_eq!(w.leads.get(&old_id).await.unwrap().unwrap().touchpoints, 1);
+}
+
+#[tokio::test]
+async fn a_returning_customer_supersedes_an_unrouted_lead_when_routable() {
+    let Some(w) = world(AssignmentStrategy::RoundRobin, &[50, 50]).await else {
+        return;
+    };
+    let number = phone();
+    // The brand's own account, no city: nobody to route it to.
+    let unrouted = w
+        .router
+        .handle_lead(
+            &lead(&w, Platform::Douyin, "dy-brand", &number, None),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(unrouted.route, Some(Route::Unroutable { .. })));
+    let old_id = unrouted.lead_id.clone().unwrap();
+
+    // Unroutable again: the touch joins the unrouted lead, as before.
+    let again = w
+        .router
+        .handle_lead(
+            &lead(&w, Platform::Douyin, "dy-brand", &number, None),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.outcome, Some(DedupOutcome::Merged), "{again:?}");
+    assert_eq!(again.lead_id.as_deref(), Some(old_id.as_str()));
+
+    // Now the customer writes to the Jinan dealer's account: a lead someone
+    // can work, which takes over from the unrouted one.
+    let p = w
+        .router
+        .handle_lead(
+            &lead(&w, Platform::Autohome, "ah-jn", &number, None),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(p.outcome, Some(DedupOutcome::Created), "{p:?}");
+    let new_id = p.lead_id.clone().unwrap();
+    assert_ne!(new_id, old_id);
+    assert_eq!(
+        p.route,
+        Some(Route::Local {
+            dealer_id: format!("{}-jn", w.brand)
+        })
+    );
+    assert!(p.assignee.is_some());
+    let old = w.leads.get(&old_id).await.unwrap().unwrap();
+    assert_eq!(old.status, LeadStatus::Merged);
+    assert_eq!(old.merged_into.as_deref(), Some(new_id.as_str()));
+    assert_eq!(old.touchpoints, 2);
+    let new = w.leads.get(&new_id).await.unwrap().unwrap();
+    assert_eq!(new.returned_from.as_deref(), Some(old_id.as_str()));
+
+    // And the brand account's next touch joins the routed lead.
+    let later = w
+        .router
+        .handle_lead(
+            &lead(&w, Platform::Douyin, "dy-brand", &number, None),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(later.outcome, Some(DedupOutcome::Merged), "{later:?}");
+    assert_eq!(later.lead_id.as_deref(), Some(new_id.as_str()));
+}

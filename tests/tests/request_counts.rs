@@ -196,6 +196,70 @@ async fn requests_per_new_lead_when_the_turn_is_at_cap() {
     );
 }
 
+/// A customer back inside the window after their lead was lost: the merge
+/// is refused on the lead's status (the refusal returns the lead), and a new
+/// lead continuing it is created in one transaction with the old lead's link.
+#[tokio::test]
+async fn requests_per_customer_back_after_a_lost_lead() {
+    use leads_aws::store::{DirectoryStore, DynamoDirectory, StatusResult};
+    let Some(w) = world(AssignmentStrategy::RoundRobin, &[50, 50]).await else {
+        return;
+    };
+    let counter = RequestCounter::default();
+    let clients = AwsClients::counted(&counter).await;
+    let mut settings = w.stack.settings.clone();
+    settings.queues.notification = w.notifications.clone();
+    let router = Router::new(&settings, &clients);
+    let number = phone();
+    let first = router
+        .handle_lead(
+            &lead(&w, Platform::Douyin, "dy-jn", &number, None),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    let old = w.leads.get(&first.lead_id.unwrap()).await.unwrap().unwrap();
+    let directory = DynamoDirectory::new(
+        w.stack.clients.dynamodb.clone(),
+        &w.stack.settings.tables.directory,
+    );
+    let brand = directory.brand(&w.brand).await.unwrap().unwrap();
+    let lost = leads_domain::status::Change {
+        next: leads_domain::lead::LeadStatus::Lost,
+        valid: None,
+        reason: None,
+        progress: false,
+        closes: true,
+    };
+    assert_eq!(
+        w.leads
+            .apply_status(&old, &lost, &brand, Utc::now())
+            .await
+            .unwrap(),
+        StatusResult::Applied
+    );
+    counter.reset();
+    // The same account: its directory record is in the router's snapshot.
+    let back = lead(&w, Platform::Douyin, "dy-jn", &number, None);
+    let p = router.handle_lead(&back, Utc::now()).await.unwrap();
+    assert_eq!(p.outcome, Some(DedupOutcome::Created));
+    pin(
+        "new lead continuing a lost one",
+        &counter,
+        &[
+            ("DynamoDB.GetItem", 1), // the customer's identity
+            // The merge, refused on the lead's status (it returns the lead),
+            // then the new lead with the lost one's link and audit entry.
+            ("DynamoDB.TransactWriteItems", 2),
+            // The open counts: a returning customer's consultant is
+            // preferred, so the turn's is not assumed below cap.
+            ("DynamoDB.Query", 1),
+            ("DynamoDB.UpdateItem", 1), // the round-robin ticket
+            ("SQS.SendMessage", 1),
+        ],
+    );
+}
+
 #[tokio::test]
 async fn requests_per_new_lead_without_a_ticket() {
     let Some(w) = world(AssignmentStrategy::Saturation, &[50, 50]).await else {

@@ -25,14 +25,15 @@ use chrono::{DateTime, Utc};
 use leads_aws::retry::{ConflictRetry, IsConflict};
 use leads_aws::store::{
     AssignResult, Contended, CreateResult, CustomerItem, DynamoAudit, DynamoDirectory, DynamoLeads,
-    DynamoStats, HeldTickets, IdentitySeen, MessageQueue, Recorded, RouteResult, SqsQueue,
+    DynamoStats, HeldTickets, IdentitySeen, MergeTarget, MessageQueue, Recorded, Returning,
+    RouteResult, SqsQueue,
 };
 use leads_aws::{secrets, AwsClients, Settings, StoreError};
 use leads_domain::assignment::{self, Assignment, Preferred, StaffLoad};
 use leads_domain::audit::{Actor, AuditAction, AuditEvent};
 use leads_domain::crm::CrmEvent;
 use leads_domain::decision::{self, Placement};
-use leads_domain::dedup::{self, DedupOutcome, LinkOutcome};
+use leads_domain::dedup::{self, DedupOutcome, LinkOutcome, ReturnTo};
 use leads_domain::directory::{
     AccountOwner, AssignmentStrategy, Brand, Dealer, Platform, Staff, StaffRole,
 };
@@ -143,6 +144,9 @@ enum Attempt {
     Identity(Option<CustomerItem>),
     /// What the decision read changed: decide again.
     Again,
+    /// A returning customer's unrouted lead, and the delivery cannot be
+    /// routed either: it takes the touch after all.
+    MergeUnrouted,
 }
 
 pub struct Router {
@@ -523,8 +527,10 @@ impl Router {
         }
         let customer_key = dedup::customer_key(&brand.brand_id, &lead.customer);
         let own_id = dedup::lead_id(&brand.brand_id, &lead.source_event_id);
-        // What is known of the customer's identity (None: read it).
+        // What is known of the customer's identity (None: read it), and
+        // where a merge goes when its lead was closed.
         let mut seen: Option<Option<CustomerItem>> = None;
+        let mut target = MergeTarget::default();
         for attempt in 0..8 {
             // Read first: deciding costs requests (and a round-robin turn)
             // that a merge or a redelivery would waste.
@@ -547,6 +553,7 @@ impl Router {
                         .await;
                 }
                 Some(c) if c.window_until_s > now.timestamp() => {
+                    target.reset_unless(&c.lead_id);
                     match self
                         .leads
                         .merge_into(
@@ -554,7 +561,8 @@ impl Router {
                             lead,
                             owner_dealer.map(|d| d.dealer_id.as_str()),
                             &customer_key,
-                            c,
+                            c.clone(),
+                            &target,
                             now,
                         )
                         .await?
@@ -571,6 +579,45 @@ impl Router {
                             return self
                                 .resume(&brand, owner_dealer, &lead_id, outcome, lead, now)
                                 .await;
+                        }
+                        Some(Recorded::NotMergeable { holder }) => {
+                            // Closed or unrouted: the customer came back
+                            // (`dedup::returning_to`).
+                            let step =
+                                match (&holder.reopened_as, dedup::returning_to(holder.status)) {
+                                    (Some(next), _) => {
+                                        target.follow(&c.lead_id, next);
+                                        Attempt::Again
+                                    }
+                                    (None, ReturnTo::Merge) => Attempt::Again,
+                                    (None, _) => {
+                                        let returning = Returning {
+                                            identity_lead: &c.lead_id,
+                                            holder: &holder,
+                                        };
+                                        self.create(
+                                            &brand,
+                                            lead,
+                                            owner_dealer,
+                                            &customer_key,
+                                            IdentitySeen::Returning(returning),
+                                            OpenCounts::Read,
+                                            now,
+                                        )
+                                        .await?
+                                    }
+                                };
+                            match step {
+                                Attempt::Done(done) => return Ok(done),
+                                Attempt::Identity(current) => seen = current.map(Some),
+                                Attempt::MergeUnrouted => {
+                                    target.accept_unrouted(&c.lead_id);
+                                    seen = Some(Some(c));
+                                }
+                                // The same identity, a new target (or a
+                                // stale read): merge again without reading.
+                                Attempt::Again => seen = Some(Some(c)),
+                            }
                         }
                         Some(Recorded::Created(_)) | None => continue,
                     }
@@ -600,7 +647,7 @@ impl Router {
                     {
                         Attempt::Done(done) => return Ok(done),
                         Attempt::Identity(current) => seen = current.map(Some),
-                        Attempt::Again => {}
+                        Attempt::Again | Attempt::MergeUnrouted => {}
                     }
                 }
             }
@@ -624,10 +671,6 @@ impl Router {
         counts: OpenCounts,
         now: DateTime<Utc>,
     ) -> Result<Attempt, RouterError> {
-        let previous = match identity {
-            IdentitySeen::Expired(c) => Some(c),
-            _ => None,
-        };
         let lead_id = dedup::lead_id(&brand.brand_id, &lead.source_event_id);
         let mut record = LeadRecord::new(
             lead_id.clone(),
@@ -635,14 +678,24 @@ impl Router {
             lead,
             owner_dealer.map(|d| d.dealer_id.clone()),
         );
-        if let Some(previous) = previous {
-            record.previous_dealer = previous.last_dealer.clone();
-            record.previous_assignee = previous.last_assignee.clone();
+        match identity {
+            IdentitySeen::Expired(previous) => {
+                record.previous_dealer = previous.last_dealer.clone();
+                record.previous_assignee = previous.last_assignee.clone();
+            }
+            IdentitySeen::Returning(returning) => returning.continue_in(&mut record),
+            IdentitySeen::Absent => {}
         }
         let mut contended = Contended::default();
         let route = self
             .decide_route(&record, brand, owner_dealer, now, &mut contended)
             .await?;
+        if let (Route::Unroutable { .. }, IdentitySeen::Returning(r)) = (&route, identity) {
+            if r.supersedes() {
+                // Unroutable again: the old unrouted lead takes the touch.
+                return Ok(Attempt::MergeUnrouted);
+            }
+        }
         let placement = match &route {
             Route::Unroutable { .. } => None,
             Route::Local { dealer_id } | Route::Remote { dealer_id, .. } => Some(
@@ -858,11 +911,25 @@ impl Router {
                             AuditAction::Deduped,
                             system(),
                             now,
-                            "created",
+                            &decision::dedup_detail(&record),
                         ),
                     ])
                     .await?;
+                // A returning customer: the closed lead says who continues it.
+                if let Some(old) = &record.returned_from {
+                    if let Some(holder) = self.leads.get(old).await? {
+                        self.audit
+                            .append(&[decision::reopened_audit(&holder, &record.lead_id, now)])
+                            .await?;
+                    }
+                }
                 *record
+            }
+            // `record` settles those itself (a new lead, or a merge).
+            Recorded::NotMergeable { .. } => {
+                return Err(RouterError::Store(StoreError::Conflict {
+                    operation: "dedup",
+                }))
             }
             Recorded::Merged {
                 lead: record,

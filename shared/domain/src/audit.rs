@@ -12,6 +12,9 @@ pub enum AuditAction {
     /// Another key of the customer (a phone for a WeCom contact) now points here.
     Linked,
     Merged,
+    /// The customer came back to this closed or unrouted lead: a new lead
+    /// (`reopened_as`) continues it.
+    Reopened,
     /// A staff link refused: the key belongs to another dealer's live lead.
     LinkRefused,
     /// The customer's personal data was erased (PIPL).

@@ -49,6 +49,34 @@ pub fn exclusive_until(brand: &Brand, at: DateTime<Utc>) -> DateTime<Utc> {
     at + Duration::days(i64::from(brand.exclusivity_days))
 }
 
+/// The dedup step's audit detail of a created lead.
+pub fn dedup_detail(lead: &LeadRecord) -> String {
+    match &lead.returned_from {
+        Some(old) => format!("created: the customer came back, continues {old}"),
+        None => "created".into(),
+    }
+}
+
+/// The audit entry on a closed or unrouted lead whose customer came back
+/// (`dedup::returning_to`): which lead continues it. An unrouted lead is
+/// superseded (merged into the new one); a closed one stays closed.
+pub fn reopened_audit(holder: &LeadRecord, new_lead_id: &str, now: DateTime<Utc>) -> AuditEvent {
+    let detail = match holder.status {
+        LeadStatus::Unroutable => format!("superseded by {new_lead_id}, routed"),
+        status => format!(
+            "customer came back ({} lead): {new_lead_id}",
+            crate::wire_name(&status)
+        ),
+    };
+    AuditEvent {
+        lead_id: holder.lead_id.clone(),
+        action: AuditAction::Reopened,
+        actor: Actor::System(ROUTER.to_string()),
+        at: now,
+        detail,
+    }
+}
+
 /// The audit entry of a delivery merged into the customer's open lead.
 pub fn merged_audit(
     lead_id: &str,
@@ -91,7 +119,7 @@ pub fn new_lead(
             action: AuditAction::Deduped,
             actor: system(),
             at: now,
-            detail: "created".into(),
+            detail: dedup_detail(&lead),
         },
     ];
     let mut routed_detail = serde_json::to_string(route).unwrap_or_default();

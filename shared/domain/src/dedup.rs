@@ -93,6 +93,60 @@ impl LinkLead<'_> {
     fn earlier_than(&self, other: &LinkLead<'_>) -> bool {
         (self.received_at, self.lead_id) < (other.received_at, other.lead_id)
     }
+
+    /// Which of two live leads of one customer survives their merge: a lead
+    /// with a dealer over an unrouted one (the customer is being served
+    /// there), else the earlier. The same rule as a returning delivery's
+    /// ([`returning_to`]): an unrouted lead gives way to a routed one.
+    fn survives_over(&self, other: &LinkLead<'_>) -> bool {
+        let unrouted = |l: &LinkLead<'_>| l.status == LeadStatus::Unroutable;
+        match (unrouted(self), unrouted(other)) {
+            (false, true) => true,
+            (true, false) => false,
+            _ => self.earlier_than(other),
+        }
+    }
+}
+
+/// What a delivery does when the customer's identity, inside its window,
+/// points at a lead with status `holder`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReturnTo {
+    /// The lead is live and routed: the delivery is a touchpoint on it.
+    Merge,
+    /// The lead is closed (won, lost, invalid, merged away): the customer is
+    /// back, so a new lead, linked to the old one (`returned_from`), takes
+    /// the identity over with a new window, and is routed, assigned and
+    /// timed like any new lead.
+    NewLead,
+    /// The lead was never routed: a new lead as [`ReturnTo::NewLead`] that
+    /// supersedes it (the old one is merged into it) when the new delivery
+    /// can be routed; when it cannot either, a touchpoint on the old one.
+    NewLeadIfRoutable,
+}
+
+/// The rule for a returning customer, the same as [`decide_link`]'s: a
+/// closed lead never takes a new touch (its key is free), an unrouted lead
+/// gives way to a routed one.
+pub fn returning_to(holder: LeadStatus) -> ReturnTo {
+    match holder {
+        s if status::is_terminal(s) => ReturnTo::NewLead,
+        LeadStatus::Unroutable => ReturnTo::NewLeadIfRoutable,
+        _ => ReturnTo::Merge,
+    }
+}
+
+/// The statuses of a lead that a merge may not touch (the store's condition):
+/// closed ones, and unrouted ones unless the delivery is unroutable too.
+pub fn refusing_touches(accept_unrouted: bool) -> Vec<LeadStatus> {
+    LeadStatus::ALL
+        .into_iter()
+        .filter(|s| match returning_to(*s) {
+            ReturnTo::Merge => false,
+            ReturnTo::NewLead => true,
+            ReturnTo::NewLeadIfRoutable => !accept_unrouted,
+        })
+        .collect()
 }
 
 /// Which lead a key's identity item points at now, until when.
@@ -143,7 +197,7 @@ pub fn decide_link(
         return LinkDecision::KeepApart;
     }
     LinkDecision::Merge {
-        anchor_survives: anchor.earlier_than(&holder.lead),
+        anchor_survives: anchor.survives_over(&holder.lead),
     }
 }
 
@@ -474,6 +528,42 @@ mod tests {
     }
 
     #[test]
+    fn a_returning_customer_never_merges_into_a_closed_or_unrouted_lead() {
+        use LeadStatus::*;
+        for status in [Won, Lost, Invalid, Merged] {
+            assert_eq!(returning_to(status), ReturnTo::NewLead, "{status:?}");
+        }
+        assert_eq!(returning_to(Unroutable), ReturnTo::NewLeadIfRoutable);
+        for status in [New, Offered, Assigned, Contacted, Invited, Visited] {
+            assert_eq!(returning_to(status), ReturnTo::Merge, "{status:?}");
+        }
+        // The link path agrees: an earlier unrouted lead is merged into a
+        // later routed one, from either side.
+        let unrouted = LinkLead {
+            dealer_id: None,
+            ..side("U", 0, Unroutable)
+        };
+        let routed = side("R", 30, Assigned);
+        let now = at(60);
+        let holds = |lead| KeyHolder {
+            lead,
+            window_until: at(100_000),
+        };
+        assert_eq!(
+            decide_link(&routed, Some(&holds(unrouted)), now),
+            LinkDecision::Merge {
+                anchor_survives: true
+            }
+        );
+        assert_eq!(
+            decide_link(&unrouted, Some(&holds(routed)), now),
+            LinkDecision::Merge {
+                anchor_survives: false
+            }
+        );
+    }
+
+    #[test]
     fn link_cases_from_the_issue() {
         let wecom = side("W", 10, LeadStatus::Assigned);
         let now = at(60);
@@ -637,13 +727,32 @@ mod tests {
                 LinkDecision::Merge { anchor_survives } => {
                     // Only two live leads inside the window merge ...
                     prop_assert!(window_left > 0 && anchor.alive() && other.alive());
-                    // ... into the earlier one, whichever side asked.
+                    // ... into the routed one, else the earlier one,
+                    // whichever side asked.
                     let (survivor, absorbed) = if anchor_survives { (anchor, other) } else { (other, anchor) };
-                    prop_assert!(survivor.received_at <= absorbed.received_at);
+                    let unrouted = |l: &LinkLead<'_>| l.status == LeadStatus::Unroutable;
+                    if unrouted(&survivor) == unrouted(&absorbed) {
+                        prop_assert!(survivor.received_at <= absorbed.received_at);
+                    } else {
+                        prop_assert!(unrouted(&absorbed));
+                    }
+                    // The returning-delivery rule agrees: a delivery for
+                    // the absorbed lead's customer would not merge into it
+                    // when the survivor is routed.
+                    if unrouted(&absorbed) && !unrouted(&survivor) {
+                        prop_assert_eq!(returning_to(absorbed.status), ReturnTo::NewLeadIfRoutable);
+                    }
                     let reverse = decide_link(&other, Some(&KeyHolder { lead: anchor, window_until: holder.window_until }), now);
                     prop_assert_eq!(reverse, LinkDecision::Merge { anchor_survives: !anchor_survives });
                 }
-                LinkDecision::Link => prop_assert!(window_left <= 0 || !other.alive()),
+                LinkDecision::Link => {
+                    prop_assert!(window_left <= 0 || !other.alive());
+                    // A closed holder is free to both paths: a delivery for
+                    // its customer makes a new lead rather than merge.
+                    if window_left > 0 {
+                        prop_assert_eq!(returning_to(other.status), ReturnTo::NewLead);
+                    }
+                }
                 LinkDecision::KeepApart => {
                     prop_assert!(window_left > 0 && other.alive() && !anchor.alive());
                 }

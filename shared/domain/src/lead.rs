@@ -160,6 +160,22 @@ pub enum LeadStatus {
     Merged,
 }
 
+impl LeadStatus {
+    pub const ALL: [LeadStatus; 11] = [
+        LeadStatus::New,
+        LeadStatus::Offered,
+        LeadStatus::Assigned,
+        LeadStatus::Contacted,
+        LeadStatus::Invited,
+        LeadStatus::Visited,
+        LeadStatus::Won,
+        LeadStatus::Lost,
+        LeadStatus::Invalid,
+        LeadStatus::Unroutable,
+        LeadStatus::Merged,
+    ];
+}
+
 /// A step in a lead's life the service KPIs count (`kpi`): appended to the
 /// lead by the write that makes it (a status change, a hand-off, the
 /// sweeper's breach), so it is recorded exactly when it happens.
@@ -224,6 +240,15 @@ pub struct LeadRecord {
     /// Set when this lead was merged into another one (status `merged`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merged_into: Option<String>,
+    /// A customer who came back inside the window after this lead was closed
+    /// (or while it was unrouted): the lead that took them over
+    /// (`dedup::returning_to`). Deliveries that still find this lead go there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reopened_as: Option<String>,
+    /// The other side of `reopened_as`: the closed or unrouted lead this one
+    /// continues.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub returned_from: Option<String>,
     /// For the consultant to call; never logged or put in a notification.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phone: Option<Phone>,
@@ -312,6 +337,8 @@ impl LeadRecord {
             customer: lead.customer.clone(),
             linked_keys: Vec::new(),
             merged_into: None,
+            reopened_as: None,
+            returned_from: None,
             phone_masked: lead.phone.as_ref().map(Phone::masked),
             phone: lead.phone.clone(),
             customer_name: lead.customer_name.clone(),

@@ -133,6 +133,8 @@ mod tests {
             },
             linked_keys: vec![],
             merged_into: None,
+            reopened_as: None,
+            returned_from: None,
             phone: None,
             phone_masked: None,
             customer_name: None,

@@ -23,7 +23,7 @@ pub use idempotency::{Begin, DynamoIdempotency, IdempotencyStore};
 pub use job_ledger::{DynamoJobLedger, JobClaim, JobState};
 pub use leads::{
     AssignResult, Contended, CreateResult, CustomerItem, Due, DueFollowUp, DueLead, DynamoLeads,
-    IdentitySeen, ReassignResult, Recorded, RouteResult, StatusResult,
+    IdentitySeen, MergeTarget, ReassignResult, Recorded, Returning, RouteResult, StatusResult,
 };
 pub use pool_notices::{DynamoPoolNotices, Fold};
 pub use queue::{MessageQueue, SqsQueue};

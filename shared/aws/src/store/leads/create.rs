@@ -6,9 +6,11 @@
 //! ticket is not in it: an atomic counter taken before the decision (in it,
 //! every round-robin lead of a dealer would conflict with every other). Every item
 //! the decision depended on carries a condition; which one failed (read by
-//! name, not position) tells the caller what to do. At most 9 items: the
-//! local engine (DynamoDB Local 1.11) still has the old limit of 10 per
-//! transaction (DynamoDB's is 100).
+//! name, not position) tells the caller what to do. A customer back after
+//! their lead was closed or left unrouted (`returning`) adds the old lead's
+//! side and its audit entry. At most 10 items: the local engine (DynamoDB
+//! Local 1.11) still has the old limit of 10 per transaction (DynamoDB's is
+//! 100).
 
 use std::collections::HashMap;
 
@@ -34,6 +36,9 @@ pub enum IdentitySeen<'a> {
     Absent,
     /// Read: a customer whose window ended (who had them last comes along).
     Expired(&'a CustomerItem),
+    /// Read, inside the window, naming a lead that takes no more touches:
+    /// the new lead continues it.
+    Returning(Returning<'a>),
 }
 
 /// What writing a decided new lead did.
@@ -66,6 +71,9 @@ enum Part {
     StaffCounter,
     RemoteCapacity,
     Audit,
+    /// The closed or unrouted lead the new one continues.
+    Holder,
+    HolderAudit,
 }
 
 impl DynamoLeads {
@@ -186,10 +194,6 @@ impl DynamoLeads {
     ) -> Result<CreateResult, StoreError> {
         let record = &plan.lead;
         let lead_id = &record.lead_id;
-        let previous = match seen {
-            IdentitySeen::Expired(c) => Some(c),
-            _ => None,
-        };
         let mut parts = Vec::new();
         let mut items = Vec::new();
         let mut push = |part: Part, item: TransactWriteItem| {
@@ -198,7 +202,8 @@ impl DynamoLeads {
         };
 
         // The identity remembers who has the customer (for a return after
-        // the window), or keeps who had them last.
+        // the window), or keeps who had them last (the router copied them
+        // into the record from the expired identity or the closed lead).
         let customer = CustomerItem {
             lead_id: lead_id.clone(),
             first_platform: lead.platform,
@@ -206,12 +211,12 @@ impl DynamoLeads {
             window_until_s: dedup::window_until(brand, lead.received_at).timestamp(),
             last_dealer: match &record.assignee {
                 Some(_) => record.dealer_id.clone(),
-                None => previous.and_then(|p| p.last_dealer.clone()),
+                None => record.previous_dealer.clone(),
             },
             last_assignee: record
                 .assignee
                 .clone()
-                .or_else(|| previous.and_then(|p| p.last_assignee.clone())),
+                .or_else(|| record.previous_assignee.clone()),
         };
         let identity = Put::builder()
             .table_name(&self.table)
@@ -221,10 +226,17 @@ impl DynamoLeads {
                 now,
             )))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-        // Still absent, or its window still over (as read).
-        let identity = identity
-            .condition_expression("attribute_not_exists(pk) OR window_until_s <= :now")
-            .expression_attribute_values(":now", n(now.timestamp()));
+        let identity = match seen {
+            // Still naming the closed lead's customer, inside the window.
+            IdentitySeen::Returning(r) => identity
+                .condition_expression("lead_id = :holder AND window_until_s > :now")
+                .expression_attribute_values(":holder", s(r.identity_lead)),
+            // Still absent, or its window still over (as read).
+            _ => {
+                identity.condition_expression("attribute_not_exists(pk) OR window_until_s <= :now")
+            }
+        }
+        .expression_attribute_values(":now", n(now.timestamp()));
         push(
             Part::Identity,
             TransactWriteItem::builder()
@@ -339,6 +351,21 @@ impl DynamoLeads {
                 .expect("table and item are set");
             push(Part::Audit, TransactWriteItem::builder().put(put).build());
         }
+        if let IdentitySeen::Returning(r) = seen {
+            push(Part::Holder, self.reopen_holder(r.holder, lead_id));
+            if let Some(audit_table) = &self.audit_table {
+                let event = leads_domain::decision::reopened_audit(r.holder, lead_id, now);
+                let put = Put::builder()
+                    .table_name(audit_table)
+                    .set_item(Some(crate::store::audit::audit_item(&event)?))
+                    .build()
+                    .expect("table and item are set");
+                push(
+                    Part::HolderAudit,
+                    TransactWriteItem::builder().put(put).build(),
+                );
+            }
+        }
 
         let err = match self.transact(items).await {
             Ok(_) => return Ok(CreateResult::Created),
@@ -368,6 +395,11 @@ impl DynamoLeads {
             return Ok(CreateResult::IdentityTaken {
                 current: old_item(&err, &parts, Part::Identity),
             });
+        }
+        // The old lead changed since read (another delivery continued it,
+        // or it was closed): read the identity again.
+        if failed_part(Part::Holder) {
+            return Ok(CreateResult::IdentityTaken { current: None });
         }
         Ok(CreateResult::Stale)
     }

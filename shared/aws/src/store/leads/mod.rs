@@ -11,6 +11,7 @@ use aws_sdk_dynamodb::types::{
 };
 use chrono::{DateTime, Utc};
 use leads_domain::assignment::StaffLoad;
+use leads_domain::dedup::ReturnTo;
 use leads_domain::dedup::{self, DedupOutcome, KeyHolder, LinkDecision, LinkLead, LinkOutcome};
 use leads_domain::directory::{Brand, Platform, Staff};
 use leads_domain::lead::{
@@ -31,9 +32,11 @@ mod create;
 mod erase;
 mod events;
 mod link;
+mod returning;
 mod sla;
 pub use create::{Contended, CreateResult, IdentitySeen};
 pub use events::{DueFollowUp, StatusResult};
+pub use returning::{MergeTarget, Returning};
 pub use sla::{Due, DueLead, ReassignResult};
 
 /// What recording a delivery did.
@@ -44,6 +47,12 @@ pub enum Recorded {
         lead: Box<LeadRecord>,
         /// The channel that knew the customer first (for overlap statistics).
         first_platform: Platform,
+    },
+    /// The customer's lead (`holder`, as stored) is closed or unrouted and
+    /// takes no touch: the caller decides with `dedup::returning_to` (a new
+    /// lead, or the lead that already continues it, `reopened_as`).
+    NotMergeable {
+        holder: Box<LeadRecord>,
     },
     /// This delivery was recorded before; `lead_id` is the lead it went to.
     Duplicate {
@@ -421,18 +430,66 @@ impl DynamoLeads {
         now: DateTime<Utc>,
     ) -> Result<Recorded, StoreError> {
         let customer_key = dedup::customer_key(&brand.brand_id, &lead.customer);
-        for _attempt in 0..4 {
+        let mut target = MergeTarget::default();
+        for _attempt in 0..6 {
             // A hint, not the decision (the transactions' conditions decide):
             // a customer inside the window is merged, anyone else created.
             let known = self.customer(&customer_key).await?;
             let recorded = match known {
                 Some(c) if c.window_until_s > now.timestamp() => {
-                    self.try_merge(brand, lead, account_dealer, &customer_key, c, now)
+                    target.reset_unless(&c.lead_id);
+                    let holder_id = c.lead_id.clone();
+                    match self
+                        .merge_into(brand, lead, account_dealer, &customer_key, c, &target, now)
                         .await?
+                    {
+                        Some(Recorded::NotMergeable { holder }) => {
+                            match (&holder.reopened_as, dedup::returning_to(holder.status)) {
+                                (Some(next), _) => target.follow(&holder_id, next),
+                                // This path routes after recording: an
+                                // unrouted lead takes the touch and is
+                                // routed from it.
+                                (None, ReturnTo::NewLeadIfRoutable) => {
+                                    target.accept_unrouted(&holder_id)
+                                }
+                                (None, ReturnTo::NewLead) => {
+                                    let returning = Returning {
+                                        identity_lead: &holder_id,
+                                        holder: &holder,
+                                    };
+                                    if let Some(done) = self
+                                        .try_create(
+                                            brand,
+                                            lead,
+                                            account_dealer,
+                                            &customer_key,
+                                            None,
+                                            Some(returning),
+                                            now,
+                                        )
+                                        .await?
+                                    {
+                                        return Ok(done);
+                                    }
+                                }
+                                (None, ReturnTo::Merge) => {}
+                            }
+                            None
+                        }
+                        other => other,
+                    }
                 }
                 previous => {
-                    self.try_create(brand, lead, account_dealer, &customer_key, previous, now)
-                        .await?
+                    self.try_create(
+                        brand,
+                        lead,
+                        account_dealer,
+                        &customer_key,
+                        previous,
+                        None,
+                        now,
+                    )
+                    .await?
                 }
             };
             if let Some(recorded) = recorded {
@@ -445,6 +502,7 @@ impl DynamoLeads {
         Err(StoreError::Conflict { operation: "dedup" })
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn try_create(
         &self,
         brand: &Brand,
@@ -452,6 +510,7 @@ impl DynamoLeads {
         account_dealer: Option<&str>,
         customer_key: &str,
         previous: Option<CustomerItem>,
+        returning: Option<Returning<'_>>,
         now: DateTime<Utc>,
     ) -> Result<Option<Recorded>, StoreError> {
         // A customer whose window ended: who had them last comes along.
@@ -465,6 +524,9 @@ impl DynamoLeads {
         if let Some(previous) = &previous {
             record.previous_dealer = previous.last_dealer.clone();
             record.previous_assignee = previous.last_assignee.clone();
+        }
+        if let Some(returning) = &returning {
+            returning.continue_in(&mut record);
         }
         let customer = CustomerItem {
             lead_id: lead_id.clone(),
@@ -493,8 +555,15 @@ impl DynamoLeads {
                             &keys::customer(customer_key.to_string()),
                             &customer,
                         )?))
-                        .condition_expression("attribute_not_exists(pk) OR window_until_s <= :now")
-                        .expression_attribute_values(":now", n(now.timestamp()))
+                        .condition_expression(match returning {
+                            // Still the closed lead's, as read.
+                            Some(_) => "lead_id = :holder",
+                            None => "attribute_not_exists(pk) OR window_until_s <= :now",
+                        })
+                        .set_expression_attribute_values(Some(match &returning {
+                            Some(r) => [(":holder".to_string(), s(r.identity_lead))].into(),
+                            None => [(":now".to_string(), n(now.timestamp()))].into(),
+                        }))
                         .build()
                         .expect("table and item are set"),
                 )
@@ -511,6 +580,10 @@ impl DynamoLeads {
             self.put(self.lead_item(&record)?, Some("attribute_not_exists(pk)")),
             self.put(to_item(&keys::touchpoint(&lead_id, &touch), &touch)?, None),
         ];
+        if let Some(returning) = &returning {
+            // The closed lead points at this one (and only at this one).
+            items.push(self.reopen_holder(returning.holder, &lead_id));
+        }
         if let Some(dealer) = account_dealer {
             items.push(self.count_lead(dealer, lead, &lead_id));
         }
@@ -522,17 +595,22 @@ impl DynamoLeads {
                     .duplicate(&brand.brand_id, &lead.source_event_id)
                     .await
                     .map(Some),
+                // The identity moved, or the closed lead was continued
+                // meanwhile: decide again.
+                Some(_) if returning.is_some() => Ok(None),
                 Some(reasons) if failed(&reasons, IDENTITY) => Ok(None),
                 _ => Err(transaction_failed(err)),
             },
         }
     }
 
-    /// Merges a delivery into the customer's open lead (`customer` as read):
+    /// Merges a delivery into the customer's open lead (`customer` as read,
+    /// `target` what the caller learnt of it, see `returning`):
     /// `None` when the identity changed meanwhile (decide again).
     /// `account_dealer`: the dealer whose account the delivery came in on; a
     /// Douyin natural touch counts for it (once per customer, see
     /// `natural_marker`).
+    #[allow(clippy::too_many_arguments)]
     pub async fn merge_into(
         &self,
         brand: &Brand,
@@ -540,22 +618,27 @@ impl DynamoLeads {
         account_dealer: Option<&str>,
         customer_key: &str,
         customer: CustomerItem,
+        target: &MergeTarget,
         now: DateTime<Utc>,
     ) -> Result<Option<Recorded>, StoreError> {
-        self.try_merge(brand, lead, account_dealer, customer_key, customer, now)
-            .await
-    }
-
-    async fn try_merge(
-        &self,
-        brand: &Brand,
-        lead: &CanonicalLead,
-        account_dealer: Option<&str>,
-        customer_key: &str,
-        customer: CustomerItem,
-        now: DateTime<Utc>,
-    ) -> Result<Option<Recorded>, StoreError> {
-        let lead_id = customer.lead_id.clone();
+        let lead_id = target.lead(&customer.lead_id).to_string();
+        // Following a continuation: the identity names the new lead from now on.
+        let repoint = if lead_id == customer.lead_id {
+            "SET expires_at = :expires"
+        } else {
+            "SET expires_at = :expires, lead_id = :into"
+        };
+        // A closed lead takes no touch, nor an unrouted one unless accepted:
+        // the cancellation returns it (see `Recorded::NotMergeable`).
+        let refused = dedup::refusing_touches(target.takes_unrouted());
+        let takes_touch = format!(
+            "attribute_exists(pk) AND NOT (#status IN ({}))",
+            refused
+                .iter()
+                .map(|st| format!(":{}", wire_name(st)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         let marker = EventMarker {
             lead_id: lead_id.clone(),
             outcome: DedupOutcome::Merged,
@@ -564,23 +647,52 @@ impl DynamoLeads {
         let day = dedup::china_day(lead.received_at);
         // The transaction's items, by position (for its cancellation reasons).
         const MARKER: usize = 1;
+        const LEAD: usize = 3;
+        let mut identity = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(keys::customer(customer_key.to_string()).primary()))
+            .update_expression(repoint)
+            .expression_attribute_values(":expires", expiry(brand, now))
+            .condition_expression("lead_id = :lead AND window_until_s > :now")
+            .expression_attribute_values(":lead", s(&customer.lead_id))
+            .expression_attribute_values(":now", n(now.timestamp()));
+        if lead_id != customer.lead_id {
+            identity = identity.expression_attribute_values(":into", s(&lead_id));
+        }
+        let mut lead_update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(keys::lead(&lead_id).primary()))
+            // The series this delivery asks about join the lead's
+            // (a repeat is dropped when the lead is read).
+            .update_expression(
+                "ADD touchpoints :one SET expires_at = :expires, \
+                 series_interest = list_append(if_not_exists(series_interest, :none), :series)",
+            )
+            .condition_expression(takes_touch)
+            .expression_attribute_names("#status", "status")
+            .return_values_on_condition_check_failure(
+                aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
+            )
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":expires", expiry(brand, now))
+            .expression_attribute_values(":none", AttributeValue::L(Vec::new()))
+            .expression_attribute_values(
+                ":series",
+                AttributeValue::L(lead.series_interest.iter().map(s).collect()),
+            );
+        for status in &refused {
+            lead_update = lead_update.expression_attribute_values(
+                format!(":{}", wire_name(status)),
+                s(wire_name(status)),
+            );
+        }
         let items =
             vec![
-            // 0: the identity still points at this lead, inside the window.
+            // 0: the identity still points at this lead (or the one it was
+            // continued by), inside the window. Its data lives on: the
+            // customer is active again.
             TransactWriteItem::builder()
-                .update(
-                    // Its data lives on: the customer is active again.
-                    Update::builder()
-                        .table_name(&self.table)
-                        .set_key(Some(keys::customer(customer_key.to_string()).primary()))
-                        .update_expression("SET expires_at = :expires")
-                        .expression_attribute_values(":expires", expiry(brand, now))
-                        .condition_expression("lead_id = :lead AND window_until_s > :now")
-                        .expression_attribute_values(":lead", s(&lead_id))
-                        .expression_attribute_values(":now", n(now.timestamp()))
-                        .build()
-                        .expect("table, key and condition are set"),
-                )
+                .update(identity.build().expect("table, key and condition are set"))
                 .build(),
             // MARKER: this delivery was not recorded before (if it was, the
             // cancellation returns the marker: where it went).
@@ -605,28 +717,9 @@ impl DynamoLeads {
                 expiring(to_item(&keys::touchpoint(&lead_id, &touch), &touch)?, brand, now),
                 None,
             ),
+            // LEAD: open (see `takes_touch`).
             TransactWriteItem::builder()
-                .update(
-                    Update::builder()
-                        .table_name(&self.table)
-                        .set_key(Some(keys::lead(&lead_id).primary()))
-                        // The series this delivery asks about join the lead's
-                        // (a repeat is dropped when the lead is read).
-                        .update_expression(
-                            "ADD touchpoints :one SET expires_at = :expires, \
-                             series_interest = list_append(if_not_exists(series_interest, :none), :series)",
-                        )
-                        .condition_expression("attribute_exists(pk)")
-                        .expression_attribute_values(":one", n(1))
-                        .expression_attribute_values(":expires", expiry(brand, now))
-                        .expression_attribute_values(":none", AttributeValue::L(Vec::new()))
-                        .expression_attribute_values(
-                            ":series",
-                            AttributeValue::L(lead.series_interest.iter().map(s).collect()),
-                        )
-                        .build()
-                        .expect("table and key are set"),
-                )
+                .update(lead_update.build().expect("table and key are set"))
                 .build(),
             self.count_overlap(
                 &brand.brand_id,
@@ -680,6 +773,17 @@ impl DynamoLeads {
                             .await
                             .map(Some),
                     }
+                }
+                Some(reasons) if failed(&reasons, LEAD) => {
+                    let holder = match create::returned_item::<LeadRecord>(&err, LEAD) {
+                        Some(holder) => holder,
+                        None => self.get(&lead_id).await?.ok_or_else(|| {
+                            StoreError::Malformed(format!("lead {lead_id} missing"))
+                        })?,
+                    };
+                    Ok(Some(Recorded::NotMergeable {
+                        holder: Box::new(holder),
+                    }))
                 }
                 Some(_) => Ok(None),
                 None => Err(transaction_failed(err)),
