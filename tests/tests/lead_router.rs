@@ -796,3 +796,90 @@ async fn a_returning_customer_supersedes_an_unrouted_lead_when_routable() {
     assert_eq!(later.outcome, Some(DedupOutcome::Merged), "{later:?}");
     assert_eq!(later.lead_id.as_deref(), Some(new_id.as_str()));
 }
+
+/// Two deliveries that both read the lost lead before either wrote: the
+/// second continuation is refused (the identity names the first's lead
+/// now), and so is one that read the new identity but the old lead as it
+/// was (the lost lead is continued once).
+#[tokio::test]
+async fn a_lost_lead_is_continued_once_by_stale_readers() {
+    use leads_aws::store::{
+        Contended, CreateResult, DirectoryStore, DynamoDirectory, IdentitySeen, Returning,
+    };
+    let Some(w) = world(AssignmentStrategy::RoundRobin, &[50, 50]).await else {
+        return;
+    };
+    let number = phone();
+    let first = lead(&w, Platform::Douyin, "dy-jn", &number, None);
+    let old_id = w
+        .router
+        .handle_lead(&first, Utc::now())
+        .await
+        .unwrap()
+        .lead_id
+        .unwrap();
+    close(&w, &old_id, LeadStatus::Lost).await;
+    let holder = w.leads.get(&old_id).await.unwrap().unwrap();
+    let brand = DynamoDirectory::new(
+        w.stack.clients.dynamodb.clone(),
+        &w.stack.settings.tables.directory,
+    )
+    .brand(&w.brand)
+    .await
+    .unwrap()
+    .unwrap();
+    let key = leads_domain::dedup::customer_key(&w.brand, &first.customer);
+    let now = Utc::now();
+    let write = |delivery: CanonicalLead, identity_lead: String| {
+        let (brand, key, holder, w) = (&brand, &key, &holder, &w);
+        async move {
+            let id = leads_domain::dedup::lead_id(&w.brand, &delivery.source_event_id);
+            let record = leads_domain::lead::LeadRecord::new(id.clone(), &w.brand, &delivery, None);
+            let route = Route::Unroutable {
+                reason: UnroutableReason::CityUnknown,
+            };
+            let plan = leads_domain::decision::new_lead(record, &route, None, brand, now);
+            let seen = IdentitySeen::Returning(Returning {
+                identity_lead: &identity_lead,
+                holder,
+            });
+            let result = w
+                .leads
+                .create_decided(
+                    brand,
+                    &delivery,
+                    key,
+                    seen,
+                    &plan,
+                    &Contended::default(),
+                    now,
+                )
+                .await
+                .unwrap();
+            (id, result)
+        }
+    };
+    let (winner, result) = write(
+        lead(&w, Platform::Autohome, "ah-jn", &number, None),
+        old_id.clone(),
+    )
+    .await;
+    assert_eq!(result, CreateResult::Created);
+    let (_, late) = write(
+        lead(&w, Platform::Douyin, "dy-jn", &number, None),
+        old_id.clone(),
+    )
+    .await;
+    match late {
+        CreateResult::IdentityTaken { current: Some(c) } => assert_eq!(c.lead_id, winner),
+        other => panic!("the identity names {winner} now: {other:?}"),
+    }
+    let (_, stale_holder) = write(
+        lead(&w, Platform::Douyin, "dy-jn", &number, None),
+        winner.clone(),
+    )
+    .await;
+    assert_eq!(stale_holder, CreateResult::IdentityTaken { current: None });
+    let old = w.leads.get(&old_id).await.unwrap().unwrap();
+    assert_eq!(old.reopened_as.as_deref(), Some(winner.as_str()));
+}

@@ -353,3 +353,94 @@ async fn racing_claims_under_contention_answer_200_and_409_never_a_failure() {
     println!("API conflicts retried: {}", api.conflicts_retried());
     drain(&w.stack.clients.sqs, &settings.queues.notification).await;
 }
+
+/// A customer whose lead was lost writes on three platforms at once, under
+/// contention: exactly one new lead continues the lost one, the other two
+/// deliveries join it, and the lost lead stays lost with one touch.
+#[tokio::test]
+async fn a_returning_customer_racing_on_three_platforms_gets_one_new_lead() {
+    use leads_aws::store::{DirectoryStore, DynamoDirectory, StatusResult};
+    let Some(w) = world(AssignmentStrategy::RoundRobin, &[50, 50]).await else {
+        return;
+    };
+    let mut settings = w.stack.settings.clone();
+    settings.queues.notification = w.notifications.clone();
+    settings.queues.crm = w.crm.clone();
+    let clients = AwsClients::with_dynamodb_endpoint(&contention_endpoint()).await;
+    let routers: Vec<Router> = (0..3).map(|_| Router::new(&settings, &clients)).collect();
+    let directory = DynamoDirectory::new(
+        w.stack.clients.dynamodb.clone(),
+        &w.stack.settings.tables.directory,
+    );
+    let brand = directory.brand(&w.brand).await.unwrap().unwrap();
+    let lost = leads_domain::status::Change {
+        next: LeadStatus::Lost,
+        valid: None,
+        reason: None,
+        progress: false,
+        closes: true,
+    };
+    let mut retried = 0;
+    for _customer in 0..4 {
+        let number = phone();
+        let first = w
+            .router
+            .handle_lead(
+                &lead(&w, Platform::Douyin, "dy-jn", &number, None),
+                Utc::now(),
+            )
+            .await
+            .unwrap();
+        let old_id = first.lead_id.unwrap();
+        let old = w.leads.get(&old_id).await.unwrap().unwrap();
+        assert_eq!(
+            w.leads
+                .apply_status(&old, &lost, &brand, Utc::now())
+                .await
+                .unwrap(),
+            StatusResult::Applied
+        );
+        let deliveries = [
+            lead(&w, Platform::Douyin, "dy-jn", &number, None),
+            lead(&w, Platform::Autohome, "ah-jn", &number, None),
+            lead(&w, Platform::Douyin, "dy-brand", &number, Some("济南")),
+        ];
+        // Each delivery its own SQS batch, each batch its own invocation
+        // (a conflict is retried inside it, as in production).
+        let batches: Vec<SqsEvent> = deliveries
+            .iter()
+            .enumerate()
+            .flat_map(|(i, l)| {
+                let body =
+                    serde_json::to_string(&IntakeMessage::Lead(Box::new(l.clone()))).unwrap();
+                sqs_batches(&[body], &format!("back-{i}"))
+            })
+            .collect();
+        let failed: Vec<usize> =
+            futures::future::join_all(routers.iter().zip(batches).map(|(r, batch)| async move {
+                r.handle_batch(batch).await.batch_item_failures.len()
+            }))
+            .await;
+        assert_eq!(failed, [0, 0, 0]);
+        retried += routers.iter().map(Router::conflicts_retried).sum::<u64>();
+        // Exactly one delivery made a lead: the one the lost lead names.
+        let mut made = Vec::new();
+        for l in &deliveries {
+            let id = dedup::lead_id(&w.brand, &l.source_event_id);
+            if w.leads.get(&id).await.unwrap().is_some() {
+                made.push(id);
+            }
+        }
+        assert_eq!(made.len(), 1, "{made:?}");
+        let new_id = made.remove(0);
+        let old = w.leads.get(&old_id).await.unwrap().unwrap();
+        assert_eq!(old.status, LeadStatus::Lost);
+        assert_eq!(old.touchpoints, 1);
+        assert_eq!(old.reopened_as.as_deref(), Some(new_id.as_str()));
+        let new = w.leads.get(&new_id).await.unwrap().unwrap();
+        assert_eq!(new.touchpoints, 3);
+        assert_eq!(new.returned_from.as_deref(), Some(old_id.as_str()));
+    }
+    println!("write conflicts retried: {retried}");
+    drain(&w.stack.clients.sqs, &w.notifications).await;
+}
