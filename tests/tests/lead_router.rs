@@ -757,16 +757,21 @@ async fn a_returning_customer_supersedes_an_unrouted_lead_when_routable() {
     assert_eq!(again.outcome, Some(DedupOutcome::Merged), "{again:?}");
     assert_eq!(again.lead_id.as_deref(), Some(old_id.as_str()));
 
+    let handed: Vec<leads_domain::crm::CrmEvent> = drain(&w.stack.clients.sqs, &w.crm)
+        .await
+        .iter()
+        .map(|b| serde_json::from_str(b).unwrap())
+        .collect();
+    assert_eq!(
+        handed.len(),
+        1,
+        "the unrouted lead, handed to the brand CRM once"
+    );
+
     // Now the customer writes to the Jinan dealer's account: a lead someone
     // can work, which takes over from the unrouted one.
-    let p = w
-        .router
-        .handle_lead(
-            &lead(&w, Platform::Autohome, "ah-jn", &number, None),
-            Utc::now(),
-        )
-        .await
-        .unwrap();
+    let routable = lead(&w, Platform::Autohome, "ah-jn", &number, None);
+    let p = w.router.handle_lead(&routable, Utc::now()).await.unwrap();
     assert_eq!(p.outcome, Some(DedupOutcome::Created), "{p:?}");
     let new_id = p.lead_id.clone().unwrap();
     assert_ne!(new_id, old_id);
@@ -783,6 +788,24 @@ async fn a_returning_customer_supersedes_an_unrouted_lead_when_routable() {
     assert_eq!(old.touchpoints, 2);
     let new = w.leads.get(&new_id).await.unwrap().unwrap();
     assert_eq!(new.returned_from.as_deref(), Some(old_id.as_str()));
+    // The brand CRM hears it need not place the old lead: once per lead,
+    // however often the delivery comes (the redelivery sends the same id).
+    let redelivered = w.router.handle_lead(&routable, Utc::now()).await.unwrap();
+    assert_eq!(redelivered.outcome, Some(DedupOutcome::Duplicate));
+    let told: Vec<leads_domain::crm::CrmEvent> = drain(&w.stack.clients.sqs, &w.crm)
+        .await
+        .iter()
+        .map(|b| serde_json::from_str(b).unwrap())
+        .collect();
+    assert_eq!(told.len(), 2, "{told:?}");
+    for event in &told {
+        assert_eq!(event.kind, leads_domain::crm::CrmEventKind::Superseded);
+        assert_eq!(event.event_id, format!("{old_id}#superseded"));
+        assert_eq!(event.lead_id.as_deref(), Some(old_id.as_str()));
+        assert_eq!(event.superseded_by.as_deref(), Some(new_id.as_str()));
+        assert_eq!(event.dealer_id, Some(format!("{}-jn", w.brand)));
+        assert_eq!(event.assignee, p.assignee);
+    }
 
     // And the brand account's next touch joins the routed lead.
     let later = w

@@ -720,6 +720,11 @@ impl Router {
                 if let Route::Unroutable { reason } = &route {
                     self.hand_to_crm(record, reason).await?;
                 }
+                if let IdentitySeen::Returning(r) = identity {
+                    if r.supersedes() {
+                        self.crm_superseded(r.holder, record).await?;
+                    }
+                }
                 if let Some((kind, recipients)) = &plan.notify {
                     self.notify(record, *kind, recipients.clone(), "1").await?;
                 }
@@ -856,6 +861,15 @@ impl Router {
         };
         if outcome == DedupOutcome::Merged {
             self.notify_returned(&record, lead).await?;
+        }
+        // A continuation of an unrouted lead: the brand CRM hears (again,
+        // same event id) that it need not place the old one.
+        if let (DedupOutcome::Created, Some(old_id)) = (outcome, &record.returned_from) {
+            if let Some(old) = self.leads.get(old_id).await? {
+                if old.merged_into.as_deref() == Some(record.lead_id.as_str()) {
+                    self.crm_superseded(&old, &record).await?;
+                }
+            }
         }
         // Finish (or repeat, harmlessly) the link of a second key.
         let record = match self.link_second_key(brand, &record, lead, now).await? {
@@ -1270,6 +1284,15 @@ impl Router {
     ) -> Result<(), RouterError> {
         self.crm
             .send(&CrmEvent::unroutable(record, *reason, Utc::now()))
+            .await?;
+        Ok(())
+    }
+
+    /// Tells the brand CRM that the unrouted lead `old` it was handed is
+    /// taken over by the routed lead `new`.
+    async fn crm_superseded(&self, old: &LeadRecord, new: &LeadRecord) -> Result<(), RouterError> {
+        self.crm
+            .send(&CrmEvent::superseded(old, new, Utc::now()))
             .await?;
         Ok(())
     }

@@ -22,15 +22,24 @@ pub enum CrmEventKind {
     StatusChanged,
     /// A lead no dealer of the brand can take: the brand's team decides.
     Unroutable,
+    /// An unrouted lead the brand's team no longer needs to place: the
+    /// customer came back through a channel that could be routed, and a new
+    /// lead (`superseded_by`) took over.
+    Superseded,
 }
 
 impl CrmEventKind {
-    pub const ALL: [CrmEventKind; 2] = [CrmEventKind::StatusChanged, CrmEventKind::Unroutable];
+    pub const ALL: [CrmEventKind; 3] = [
+        CrmEventKind::StatusChanged,
+        CrmEventKind::Unroutable,
+        CrmEventKind::Superseded,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             CrmEventKind::StatusChanged => "status_changed",
             CrmEventKind::Unroutable => "unroutable",
+            CrmEventKind::Superseded => "superseded",
         }
     }
 }
@@ -88,6 +97,10 @@ pub struct CrmEvent {
     pub status: Option<StatusChange>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unrouted: Option<Unrouted>,
+    /// `superseded`: the lead that continues this one (its dealer and
+    /// assignee are the event's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superseded_by: Option<String>,
     pub at: DateTime<Utc>,
 }
 
@@ -116,6 +129,7 @@ impl CrmEvent {
             series_interest: lead.series_interest.clone(),
             status: None,
             unrouted: None,
+            superseded_by: None,
             at,
         }
     }
@@ -163,6 +177,18 @@ impl CrmEvent {
         }
     }
 
+    /// The unrouted lead `old` was taken over by `new` (routed): one id per
+    /// old lead, so a redelivery tells the CRM once.
+    pub fn superseded(old: &LeadRecord, new: &LeadRecord, at: DateTime<Utc>) -> Self {
+        let event_id = format!("{}#{}", old.lead_id, CrmEventKind::Superseded.as_str());
+        CrmEvent {
+            dealer_id: new.dealer_id.clone(),
+            assignee: new.assignee.clone(),
+            superseded_by: Some(new.lead_id.clone()),
+            ..Self::about(old, CrmEventKind::Superseded, event_id, at)
+        }
+    }
+
     /// A delivery for an account no brand has: no lead was made. It names
     /// no brand, so no CRM can take it; it is for the operators (the
     /// notifier dead-letters it with the reason).
@@ -183,6 +209,7 @@ impl CrmEvent {
             customer_name: None,
             series_interest: Vec::new(),
             status: None,
+            superseded_by: None,
             unrouted: Some(Unrouted::from_touch(
                 "unknown_account".into(),
                 touch,
@@ -274,5 +301,33 @@ mod tests {
         assert!(CrmEvent::from_queue(r#"{"kind":"unroutable"}"#)
             .unwrap()
             .is_err());
+    }
+
+    #[test]
+    fn a_superseded_lead_names_its_successor_and_where_it_went() {
+        let at: DateTime<Utc> = "2026-12-01T03:00:00Z".parse().unwrap();
+        let mut old = lead();
+        old.status = LeadStatus::Unroutable;
+        old.dealer_id = None;
+        let mut new = lead();
+        new.lead_id = "L2".into();
+        new.dealer_id = Some("d9".into());
+        new.assignee = Some("d9-s1".into());
+        let event = CrmEvent::superseded(&old, &new, at);
+        assert_eq!(event.kind, CrmEventKind::Superseded);
+        assert_eq!(event.event_id, "L1#superseded");
+        assert_eq!(event.lead_id.as_deref(), Some("L1"));
+        assert_eq!(event.superseded_by.as_deref(), Some("L2"));
+        assert_eq!(
+            (event.dealer_id.as_deref(), event.assignee.as_deref()),
+            (Some("d9"), Some("d9-s1"))
+        );
+        let body = serde_json::to_string(&event).unwrap();
+        assert!(!body.contains("13812345678"), "{body}");
+        assert!(body.contains(r#""kind":"superseded""#), "{body}");
+        assert_eq!(CrmEvent::from_queue(&body).unwrap().unwrap(), event);
+        // Told again later: the same id (the notifier sends it once).
+        let again = CrmEvent::superseded(&old, &new, at + chrono::Duration::hours(1));
+        assert_eq!(again.event_id, event.event_id);
     }
 }
