@@ -143,6 +143,9 @@ fn describe(answer: Result<Outcome, IntakeError>) -> Vec<String> {
                 IntakeMessage::ContentStats(s) => format!("stats {}", s.platform_account),
                 IntakeMessage::ContactDeleted(d) => format!("contact deleted {}", d.corp_id),
                 IntakeMessage::CrmStatus(c) => format!("crm status {} {:?}", c.lead_id, c.event),
+                IntakeMessage::CrmDispatch(d) => {
+                    format!("crm dispatch {} {}", d.lead_id, d.dealer_id)
+                }
             })
             .collect(),
         Ok(Outcome::Handshake(_)) => vec!["handshake".into()],

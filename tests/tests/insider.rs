@@ -957,15 +957,11 @@ async fn f2_a_brand_crm_secret_creates_leads_only_for_its_brand() {
     assert!(identity(mine.clone()).await.unwrap().item.is_some());
 }
 
-/// The brand CRM's `status_sync` (issue #16): only the brand whose own CRM
-/// secret signs it moves its leads, by the consultants' transition rules,
-/// audited with the CRM as actor. Another brand's CRM learns nothing and
-/// changes nothing; the shared CRM secret may not move leads at all.
-#[tokio::test]
-async fn f16_only_the_brands_own_crm_syncs_its_leads_status_by_the_rules() {
-    use integration_tests::{drain, scratch_queue_like};
-    use leads_domain::intake::{hmac_sources, IntakeSecrets};
-    let w = world(AssignmentStrategy::RoundRobin, &[50]).await.unwrap();
+/// The intake with three CRM secrets: another brand's, the world's brand's
+/// own, and the shared one; and the scratch lead queue it sends to.
+async fn crm_intake(w: &World) -> (webhook_intake::Intake, String) {
+    use integration_tests::scratch_queue_like;
+    use leads_domain::intake::IntakeSecrets;
     let mut secrets = IntakeSecrets {
         phone_hash_key: "insider-phone-hash-key".into(),
         ..Default::default()
@@ -983,6 +979,44 @@ async fn f16_only_the_brands_own_crm_syncs_its_leads_status_by_the_rules() {
     let mut settings = w.stack.settings.clone();
     settings.queues.lead = scratch_queue_like(&w.stack.clients.sqs, &settings.queues.lead).await;
     let intake = webhook_intake::Intake::new(&settings, &w.stack.clients, secrets);
+    (intake, settings.queues.lead)
+}
+
+/// A CRM message signed with `secret` (as `brand`, if given).
+fn signed_crm(body: String, brand: Option<&str>, secret: &str) -> Request {
+    use leads_domain::intake::hmac_sources;
+    let ts = Utc::now().timestamp().to_string();
+    let mut b = lambda_http::http::Request::builder()
+        .method("POST")
+        .uri("/webhooks/oem_crm")
+        .header(hmac_sources::TIMESTAMP_HEADER, &ts)
+        .header(
+            hmac_sources::SIGNATURE_HEADER,
+            hmac_sources::signature(secret, &ts, body.as_bytes()),
+        );
+    if let Some(brand) = brand {
+        b = b.header(hmac_sources::BRAND_HEADER, brand);
+    }
+    b.body(Body::from(body)).unwrap()
+}
+
+/// Hands what the intake queued to the world's router, as SQS would.
+async fn route_queued(w: &World, queue: &str) {
+    for body in integration_tests::drain(&w.stack.clients.sqs, queue).await {
+        let mut m = aws_lambda_events::event::sqs::SqsMessage::default();
+        m.body = Some(body);
+        w.router.handle_message(&m).await.unwrap();
+    }
+}
+
+/// The brand CRM's `status_sync` (issue #16): only the brand whose own CRM
+/// secret signs it moves its leads, by the consultants' transition rules,
+/// audited with the CRM as actor. Another brand's CRM learns nothing and
+/// changes nothing; the shared CRM secret may not move leads at all.
+#[tokio::test]
+async fn f16_only_the_brands_own_crm_syncs_its_leads_status_by_the_rules() {
+    let w = world(AssignmentStrategy::RoundRobin, &[50]).await.unwrap();
+    let (intake, lead_queue) = crm_intake(&w).await;
     let lead_id = w
         .router
         .handle_lead(
@@ -994,32 +1028,16 @@ async fn f16_only_the_brands_own_crm_syncs_its_leads_status_by_the_rules() {
         .lead_id
         .unwrap();
     let sync = |brand: Option<&str>, secret: &str, status: &str| {
-        let body = format!(
-            r#"{{"type":"status_sync","lead_id":"{lead_id}","status":"{status}","n":"{}"}}"#,
-            unique("s")
-        );
-        let ts = Utc::now().timestamp().to_string();
-        let mut b = lambda_http::http::Request::builder()
-            .method("POST")
-            .uri("/webhooks/oem_crm")
-            .header(hmac_sources::TIMESTAMP_HEADER, &ts)
-            .header(
-                hmac_sources::SIGNATURE_HEADER,
-                hmac_sources::signature(secret, &ts, body.as_bytes()),
-            );
-        if let Some(brand) = brand {
-            b = b.header(hmac_sources::BRAND_HEADER, brand);
-        }
-        b.body(Body::from(body)).unwrap()
+        signed_crm(
+            format!(
+                r#"{{"type":"status_sync","lead_id":"{lead_id}","status":"{status}","n":"{}"}}"#,
+                unique("s")
+            ),
+            brand,
+            secret,
+        )
     };
-    // Through the queue, as the router gets it.
-    let route_all = || async {
-        for body in drain(&w.stack.clients.sqs, &settings.queues.lead).await {
-            let mut m = aws_lambda_events::event::sqs::SqsMessage::default();
-            m.body = Some(body);
-            w.router.handle_message(&m).await.unwrap();
-        }
-    };
+    let route_all = || route_queued(&w, &lead_queue);
     let status_now = || async { w.leads.get(&lead_id).await.unwrap().unwrap().status };
 
     // Another brand's CRM: accepted at the door (it is authentic), but it
@@ -1084,5 +1102,165 @@ async fn f16_only_the_brands_own_crm_syncs_its_leads_status_by_the_rules() {
         trail[trail_before..].len(),
         3,
         "the other brand's sync left nothing on the lead"
+    );
+}
+
+/// The brand CRM's `dispatch` (issue #16): the brand's team places an
+/// unrouted lead with one of the brand's dealers, which assigns and notifies
+/// it by its rules. Another brand's CRM learns nothing and moves nothing; a
+/// dealer of another brand, or a lead that is no longer unrouted, is refused
+/// (audited); a repeat assigns nothing twice.
+#[tokio::test]
+async fn f16_only_the_brands_own_crm_places_its_unrouted_leads() {
+    use leads_domain::notification::{NotificationJob, NotificationKind};
+    use leads_domain::routing::Route;
+    let w = world(AssignmentStrategy::RoundRobin, &[50]).await.unwrap();
+    let elsewhere = world(AssignmentStrategy::RoundRobin, &[50]).await.unwrap();
+    let (intake, lead_queue) = crm_intake(&w).await;
+    // The brand's own account, no city: nobody to route it to.
+    let unrouted = w
+        .router
+        .handle_lead(
+            &lead(&w, Platform::Douyin, "dy-brand", &phone(), None),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(unrouted.route, Some(Route::Unroutable { .. })));
+    let lead_id = unrouted.lead_id.unwrap();
+    integration_tests::drain(&w.stack.clients.sqs, &w.notifications).await;
+    let dispatch = |brand: Option<&str>, secret: &str, dealer: &str| {
+        signed_crm(
+            format!(
+                r#"{{"type":"dispatch","lead_id":"{lead_id}","dealer_id":"{dealer}","n":"{}"}}"#,
+                unique("d")
+            ),
+            brand,
+            secret,
+        )
+    };
+    let now_lead = || async { w.leads.get(&lead_id).await.unwrap().unwrap() };
+    let qingdao = format!("{}-qd", w.brand);
+    let trail_len = || async { w.audit.trail(&lead_id).await.unwrap().len() };
+    let before = trail_len().await;
+
+    // Another brand's CRM: authentic, so accepted, but no lead of its brand.
+    let resp = intake
+        .handle(dispatch(
+            Some("other-brand"),
+            "other-brand-crm-secret",
+            &qingdao,
+        ))
+        .await;
+    assert_eq!(resp.status(), 200);
+    // The shared secret speaks for no brand; a dispatch without a dealer is
+    // malformed.
+    let resp = intake
+        .handle(dispatch(None, "shared-crm-secret", &qingdao))
+        .await;
+    assert_eq!(resp.status(), 401);
+    let resp = intake
+        .handle(signed_crm(
+            format!(r#"{{"type":"dispatch","lead_id":"{lead_id}"}}"#),
+            Some(&w.brand),
+            "own-brand-crm-secret",
+        ))
+        .await;
+    assert_eq!(resp.status(), 400);
+    // The brand's own CRM, naming another brand's dealer.
+    let theirs = format!("{}-jn", elsewhere.brand);
+    let resp = intake
+        .handle(dispatch(Some(&w.brand), "own-brand-crm-secret", &theirs))
+        .await;
+    assert_eq!(resp.status(), 200);
+    route_queued(&w, &lead_queue).await;
+    let still = now_lead().await;
+    assert_eq!(still.status, LeadStatus::Unroutable);
+    assert_eq!(still.dealer_id, None);
+    let trail = w.audit.trail(&lead_id).await.unwrap();
+    assert_eq!(
+        trail.len(),
+        before + 1,
+        "one refusal; the other brand left nothing"
+    );
+    assert!(
+        trail[before].detail.contains("refused"),
+        "{:?}",
+        trail[before]
+    );
+
+    // The brand's own CRM, to its Qingdao dealer: routed there, assigned to
+    // its consultant, who is told; then the same dispatch again.
+    for _ in 0..2 {
+        let resp = intake
+            .handle(dispatch(Some(&w.brand), "own-brand-crm-secret", &qingdao))
+            .await;
+        assert_eq!(resp.status(), 200);
+    }
+    route_queued(&w, &lead_queue).await;
+    let placed = now_lead().await;
+    assert_eq!(placed.status, LeadStatus::Assigned);
+    assert_eq!(placed.dealer_id.as_deref(), Some(qingdao.as_str()));
+    assert_eq!(
+        placed.route,
+        Some(Route::Remote {
+            dealer_id: qingdao.clone(),
+            referrer: None
+        })
+    );
+    assert_eq!(placed.assignee, Some(format!("{qingdao}-s0")));
+    assert!(placed.first_contact_due.is_some());
+    let jobs: Vec<NotificationJob> =
+        integration_tests::drain(&w.stack.clients.sqs, &w.notifications)
+            .await
+            .iter()
+            .map(|b| serde_json::from_str(b).unwrap())
+            .collect();
+    let assignments: Vec<&NotificationJob> = jobs
+        .iter()
+        .filter(|j| j.kind == NotificationKind::NewAssignment)
+        .collect();
+    // The repeat re-sends the same job (the notifier sends each id once).
+    assert!(!assignments.is_empty(), "{jobs:?}");
+    assert!(assignments
+        .iter()
+        .all(|j| j.job_id == assignments[0].job_id));
+    assert_eq!(assignments[0].recipients, vec![format!("{qingdao}-s0")]);
+    let trail = w.audit.trail(&lead_id).await.unwrap();
+    assert!(
+        trail
+            .iter()
+            .any(|e| e.detail.contains("dispatched by the brand CRM")
+                && e.actor == leads_domain::audit::Actor::Platform(format!("oem_crm:{}", w.brand))),
+        "{trail:?}"
+    );
+    assert_eq!(
+        trail
+            .iter()
+            .filter(|e| e.action == AuditAction::Assigned)
+            .count(),
+        1,
+        "assigned once: {trail:?}"
+    );
+
+    // Placed now: a dispatch elsewhere is refused, and the lead stays.
+    let resp = intake
+        .handle(dispatch(
+            Some(&w.brand),
+            "own-brand-crm-secret",
+            &format!("{}-jn", w.brand),
+        ))
+        .await;
+    assert_eq!(resp.status(), 200);
+    route_queued(&w, &lead_queue).await;
+    assert_eq!(
+        now_lead().await.dealer_id.as_deref(),
+        Some(qingdao.as_str())
+    );
+    let last = w.audit.trail(&lead_id).await.unwrap();
+    assert!(
+        last.last().unwrap().detail.contains("not unroutable"),
+        "{:?}",
+        last.last()
     );
 }

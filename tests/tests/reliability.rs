@@ -197,7 +197,8 @@ fn truth(
                     )),
                     IntakeMessage::ContentStats(_)
                     | IntakeMessage::ContactDeleted(_)
-                    | IntakeMessage::CrmStatus(_) => None,
+                    | IntakeMessage::CrmStatus(_)
+                    | IntakeMessage::CrmDispatch(_) => None,
                 })
                 .collect();
             if leads.is_empty() {

@@ -334,6 +334,15 @@ impl Router {
                     assignee: None,
                 })
             }
+            IntakeMessage::CrmDispatch(dispatch) => {
+                self.handle_crm_dispatch(&dispatch).await?;
+                Ok(Processed {
+                    lead_id: Some(dispatch.lead_id.clone()),
+                    outcome: None,
+                    route: None,
+                    assignee: None,
+                })
+            }
             IntakeMessage::ContentStats(stats) => {
                 self.handle_stats(&stats).await?;
                 Ok(Processed {

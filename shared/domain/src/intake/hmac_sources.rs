@@ -79,6 +79,15 @@ pub fn handle(
             reply,
         });
     }
+    if req.source == Source::OemCrm && body.get("type").and_then(Value::as_str) == Some("dispatch")
+    {
+        let dispatch = crm_dispatch(&body, &signer, &delivery_key, req.now)?;
+        return Ok(Outcome::Accepted {
+            delivery_key,
+            messages: vec![IntakeMessage::CrmDispatch(dispatch)],
+            reply,
+        });
+    }
 
     // One lead, a list of leads, or `{"data": [...]}` (Ocean Engine batches).
     let items: Vec<&Value> = match &body {
@@ -147,20 +156,8 @@ fn crm_status(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<crate::intake::CrmStatus, IntakeError> {
     use crate::status::StatusEvent;
-    let Signer::Brand(brand) = signer else {
-        return Err(IntakeError::Unauthorized(
-            "a status sync must be signed with the brand's own CRM secret (X-Brand-Id)".into(),
-        ));
-    };
-    let lead_id = body
-        .get("lead_id")
-        .and_then(Value::as_str)
-        .filter(|id| {
-            !id.is_empty()
-                && id.len() <= 64
-                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
-        .ok_or_else(|| IntakeError::Malformed("status_sync needs a \"lead_id\" of ours".into()))?;
+    let brand = signing_brand(signer, "status_sync")?;
+    let lead_id = id_field(body, "lead_id", "status_sync")?;
     let event =
         match body.get("status").and_then(Value::as_str) {
             Some("contacted") => StatusEvent::Contacted,
@@ -192,6 +189,50 @@ fn crm_status(
         reason,
         at: now,
     })
+}
+
+/// A CRM's `dispatch`: `{"type": "dispatch", "lead_id", "dealer_id"}`, an
+/// unrouted lead placed by the brand's team, signed with the brand's own
+/// CRM secret.
+fn crm_dispatch(
+    body: &Value,
+    signer: &Signer,
+    delivery_key: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<crate::intake::CrmDispatch, IntakeError> {
+    let brand = signing_brand(signer, "dispatch")?;
+    Ok(crate::intake::CrmDispatch {
+        source_event_id: delivery_key.to_string(),
+        brand_id: brand.clone(),
+        lead_id: id_field(body, "lead_id", "dispatch")?.to_string(),
+        dealer_id: id_field(body, "dealer_id", "dispatch")?.to_string(),
+        at: now,
+    })
+}
+
+/// The brand whose own CRM secret signed a CRM message (the shared one
+/// speaks for no brand in particular, so it may move no lead).
+fn signing_brand<'a>(signer: &'a Signer, what: &str) -> Result<&'a String, IntakeError> {
+    match signer {
+        Signer::Brand(brand) => Ok(brand),
+        _ => Err(IntakeError::Unauthorized(format!(
+            "a {what} must be signed with the brand's own CRM secret (X-Brand-Id)"
+        ))),
+    }
+}
+
+/// An id of ours in a CRM message (letters, digits, `-`; at most 64).
+fn id_field<'a>(body: &'a Value, field: &str, what: &str) -> Result<&'a str, IntakeError> {
+    body.get(field)
+        .and_then(Value::as_str)
+        .filter(|id| {
+            !id.is_empty()
+                && id.len() <= 64
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .ok_or_else(|| IntakeError::Malformed(format!("{what} needs a \"{field}\" of ours")))
 }
 
 /// Which configured secret signed a delivery.

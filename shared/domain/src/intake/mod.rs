@@ -162,6 +162,21 @@ pub enum IntakeMessage {
     ContentStats(ContentStats),
     ContactDeleted(ContactDeleted),
     CrmStatus(CrmStatus),
+    CrmDispatch(CrmDispatch),
+}
+
+/// The brand's CRM places an unrouted lead (`dispatch`): the brand's team
+/// decided which of its dealers takes it. Only a lead that is still
+/// unrouted moves; the dealer must be the brand's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrmDispatch {
+    /// The delivery's key.
+    pub source_event_id: String,
+    /// The brand whose own CRM secret signed it: only its leads are touched.
+    pub brand_id: String,
+    pub lead_id: String,
+    pub dealer_id: String,
+    pub at: chrono::DateTime<chrono::Utc>,
 }
 
 /// The brand's CRM reports what happened to one of the brand's leads

@@ -29,6 +29,7 @@ use crate::StoreError;
 
 mod assign;
 mod create;
+mod dispatch;
 mod erase;
 mod events;
 mod link;
