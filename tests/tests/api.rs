@@ -1853,3 +1853,160 @@ async fn brand_wide_operations_read_an_unrouted_leads_phone_and_are_audited() {
     let (status, _) = call(&api, "GET", &path, Some(&stranger), "").await;
     assert_ne!(status, 200);
 }
+
+/// 战败审核 (`lost_approval`): a consultant's `lost` waits for a manager,
+/// who is told; the lead stays open with its consultant meanwhile. A
+/// rejection drops the request; an approval closes the lead with the
+/// requested reason (freeing the consultant's slot) and tells the CRM. A
+/// consultant cannot approve their own request, and a manager's own `lost`
+/// needs nobody.
+#[tokio::test]
+async fn a_consultants_lost_waits_for_a_managers_approval_where_the_brand_audits_them() {
+    use leads_domain::directory_file::Directory;
+    let Some(w) = world(AssignmentStrategy::RoundRobin, &[5]).await else {
+        return;
+    };
+    let directory = DynamoDirectory::new(
+        w.stack.clients.dynamodb.clone(),
+        &w.stack.settings.tables.directory,
+    );
+    let mut brand = directory.brand(&w.brand).await.unwrap().unwrap();
+    brand.lost_approval = true;
+    directory
+        .save(&Directory {
+            brands: vec![brand],
+            dealers: vec![],
+            staff: vec![],
+            accounts: vec![],
+            brand_ops: vec![],
+        })
+        .await
+        .unwrap();
+    let api = api(&w);
+    let new_lead = || async {
+        w.router
+            .handle_lead(
+                &lead(&w, Platform::Douyin, "dy-jn", &phone(), None),
+                Utc::now(),
+            )
+            .await
+            .unwrap()
+            .lead_id
+            .unwrap()
+    };
+    let sales = token(&w, "jn-s0", "jn", StaffRole::Sales);
+    let manager = token(&w, "jn-mgr", "jn", StaffRole::Manager);
+    let event = |id: &str, body: &'static str, who: &str| {
+        let (api, path, who) = (&api, format!("/leads/{id}/events"), who.to_string());
+        async move { call(api, "POST", &path, Some(&who), body).await }
+    };
+    let lost = r#"{"event":"lost","reason":"bought_other_brand"}"#;
+
+    let id = new_lead().await;
+    jobs(&w).await;
+    // The consultant asks; a bad reason is still 422, before any request.
+    let (status, answer) = event(&id, r#"{"event":"lost","reason":"nope"}"#, &sales).await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (422, Some("unknown_reason"))
+    );
+    let (status, answer) = event(&id, lost, &sales).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["lost_request"], "pending");
+    assert_eq!(answer["status"], "assigned");
+    let pending = w.leads.get(&id).await.unwrap().unwrap();
+    assert_eq!(pending.status, LeadStatus::Assigned, "still open");
+    let request = pending.lost_request.clone().expect("a pending request");
+    assert_eq!(request.reason, "bought_other_brand");
+    assert_eq!(request.by, format!("{}-jn-s0", w.brand));
+    assert_eq!(open_counts(&w).await[&format!("{}-jn-s0", w.brand)], 1);
+    // Asking again changes nothing; the managers were told once.
+    let (status, answer) = event(&id, lost, &sales).await;
+    assert_eq!(
+        (status, &answer["lost_request"]),
+        (200, &serde_json::json!("pending"))
+    );
+    let told: Vec<NotificationJob> = jobs(&w)
+        .await
+        .into_iter()
+        .filter(|j| j.kind == NotificationKind::LostRequested)
+        .collect();
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert!(
+        told[0].recipients.is_empty(),
+        "empty: the dealer's managers"
+    );
+    assert_eq!(told[0].lead_id, id);
+    // The consultant cannot decide their own request.
+    let (status, _) = event(&id, r#"{"event":"approve_lost"}"#, &sales).await;
+    assert_eq!(status, 403);
+
+    // Rejected: the request is gone, the consultant goes on.
+    let (status, answer) = event(&id, r#"{"event":"reject_lost"}"#, &manager).await;
+    assert_eq!(
+        (status, &answer["lost_request"]),
+        (200, &serde_json::json!("rejected"))
+    );
+    let rejected = w.leads.get(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (rejected.status, rejected.lost_request),
+        (LeadStatus::Assigned, None)
+    );
+    let (status, answer) = event(&id, r#"{"event":"reject_lost"}"#, &manager).await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (409, Some("no_lost_request"))
+    );
+    let (status, _) = event(&id, r#"{"event":"contacted"}"#, &sales).await;
+    assert_eq!(status, 200);
+
+    // Asked again, approved: lost with the consultant's reason, the slot freed.
+    let (status, _) = event(&id, lost, &sales).await;
+    assert_eq!(status, 200);
+    drain(&w.stack.clients.sqs, &w.crm).await;
+    let (status, answer) = event(&id, r#"{"event":"approve_lost"}"#, &manager).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["status"], "lost");
+    let closed = w.leads.get(&id).await.unwrap().unwrap();
+    assert_eq!(closed.status, LeadStatus::Lost);
+    assert_eq!(closed.close_reason.as_deref(), Some("bought_other_brand"));
+    assert_eq!(closed.lost_request, None);
+    assert_eq!(open_counts(&w).await[&format!("{}-jn-s0", w.brand)], 0);
+    let crm: Vec<leads_domain::crm::CrmEvent> = drain(&w.stack.clients.sqs, &w.crm)
+        .await
+        .iter()
+        .map(|b| serde_json::from_str(b).unwrap())
+        .collect();
+    assert_eq!(crm.len(), 1, "{crm:?}");
+    let change = crm[0].status.as_ref().unwrap();
+    assert_eq!(
+        (change.to, change.reason.as_deref(), change.by.as_str()),
+        (
+            LeadStatus::Lost,
+            Some("bought_other_brand"),
+            format!("{}-jn-mgr", w.brand).as_str()
+        )
+    );
+    let trail = w.audit.trail(&id).await.unwrap();
+    let details: Vec<&str> = trail.iter().map(|e| e.detail.as_str()).collect();
+    assert!(
+        details.iter().any(|d| d.contains("lost requested")),
+        "{details:?}"
+    );
+    assert!(
+        details.iter().any(|d| d.contains("rejected")),
+        "{details:?}"
+    );
+    assert!(
+        details.iter().any(|d| d.contains("approved")),
+        "{details:?}"
+    );
+
+    // A manager's own lost needs nobody's approval.
+    let other = new_lead().await;
+    let (status, answer) = event(&other, lost, &manager).await;
+    assert_eq!(
+        (status, &answer["status"]),
+        (200, &serde_json::json!("lost"))
+    );
+}

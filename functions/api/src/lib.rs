@@ -77,6 +77,7 @@ use leads_domain::status::{self, StatusEvent};
 use leads_domain::Phone;
 use serde::Deserialize;
 
+mod lost_approval;
 mod oversight;
 pub use oversight::EXPORT_ROWS;
 
@@ -1015,8 +1016,11 @@ impl Api {
         reason: Option<&str>,
     ) -> Result<serde_json::Value, ApiError> {
         let me = &self.caller(claims).await?;
-        if event == "claim" {
-            return self.claim(claims, me, lead_id).await;
+        match event {
+            "claim" => return self.claim(claims, me, lead_id).await,
+            "approve_lost" => return self.decide_lost(claims, me, lead_id, true).await,
+            "reject_lost" => return self.decide_lost(claims, me, lead_id, false).await,
+            _ => {}
         }
         let event: StatusEvent =
             serde_json::from_value(serde_json::Value::String(event.to_string())).map_err(|_| {
@@ -1048,6 +1052,14 @@ impl Api {
                     return Err(ApiError(409, "invalid_transition", e.to_string()))
                 }
             };
+            // Where the brand audits them, a consultant's lost waits for a manager.
+            if status::needs_approval(event, me.role, &brand) {
+                let reason = change.reason.clone().unwrap_or_default();
+                match self.request_lost(claims, &lead, reason).await? {
+                    Some(answer) => return Ok(answer),
+                    None => continue,
+                }
+            }
             let next = change.next;
             let now = Utc::now();
             match self.leads.apply_status(&lead, &change, &brand, now).await? {

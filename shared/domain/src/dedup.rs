@@ -433,6 +433,7 @@ mod tests {
             lost_reasons: vec![],
             invalid_reasons: vec![],
             follow_up_cadence: Default::default(),
+            lost_approval: false,
         }
     }
 

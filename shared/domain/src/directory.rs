@@ -48,6 +48,10 @@ pub struct Brand {
     /// Hours from a follow-up to the next call, per intent (`followup`).
     #[serde(default)]
     pub follow_up_cadence: crate::followup::Cadence,
+    /// 战败审核: a consultant's `lost` waits for a manager of the dealer to
+    /// approve it (`status::needs_approval`); a manager's own goes through.
+    #[serde(default)]
+    pub lost_approval: bool,
 }
 
 impl Brand {
@@ -67,6 +71,7 @@ impl Brand {
             lost_reasons: defaults::lost_reasons(),
             invalid_reasons: defaults::invalid_reasons(),
             follow_up_cadence: Default::default(),
+            lost_approval: false,
         }
     }
 }

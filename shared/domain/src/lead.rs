@@ -306,6 +306,9 @@ pub struct LeadRecord {
     /// Why it was marked lost or invalid (a code of the brand's list).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub close_reason: Option<String>,
+    /// A consultant's `lost` waiting for a manager (`Brand::lost_approval`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost_request: Option<crate::status::LostRequest>,
     /// The latest follow-up's intent and next call (`followup`), and how
     /// many follow-ups were recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -361,6 +364,7 @@ impl LeadRecord {
             channel_tag: lead.channel_tag.clone(),
             valid: None,
             close_reason: None,
+            lost_request: None,
             intent: None,
             next_follow_up_at: None,
             follow_ups: 0,

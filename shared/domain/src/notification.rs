@@ -27,13 +27,16 @@ pub enum NotificationKind {
     ContactDeleted,
     /// The nightly ranking is out: the dealer's managers see their position.
     RankingPublished,
+    /// A consultant asked to close a lead as lost: the managers approve or
+    /// reject it (`Brand::lost_approval`).
+    LostRequested,
     /// A lifecycle event for the brand's own CRM (`crm::CrmEvent`): no staff
     /// message, one signed delivery to the brand's endpoint.
     CrmUpdate,
 }
 
 impl NotificationKind {
-    pub const ALL: [NotificationKind; 10] = [
+    pub const ALL: [NotificationKind; 11] = [
         NotificationKind::NewAssignment,
         NotificationKind::CustomerReturned,
         NotificationKind::ClaimOffer,
@@ -43,6 +46,7 @@ impl NotificationKind {
         NotificationKind::FollowUpDue,
         NotificationKind::ContactDeleted,
         NotificationKind::RankingPublished,
+        NotificationKind::LostRequested,
         NotificationKind::CrmUpdate,
     ];
 
@@ -58,6 +62,7 @@ impl NotificationKind {
             NotificationKind::FollowUpDue => "follow_up_due",
             NotificationKind::ContactDeleted => "contact_deleted",
             NotificationKind::RankingPublished => "ranking_published",
+            NotificationKind::LostRequested => "lost_requested",
             NotificationKind::CrmUpdate => "crm_update",
         }
     }
@@ -70,6 +75,7 @@ impl NotificationKind {
                 | NotificationKind::SlaWarning
                 | NotificationKind::ContactDeleted
                 | NotificationKind::RankingPublished
+                | NotificationKind::LostRequested
         )
     }
 }

@@ -165,6 +165,7 @@ mod tests {
             channel_tag: None,
             valid: None,
             close_reason: None,
+            lost_request: None,
             intent: None,
             next_follow_up_at: None,
             follow_ups: 0,

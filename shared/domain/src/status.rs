@@ -28,6 +28,29 @@ pub enum StatusEvent {
     MarkedInvalid,
 }
 
+/// A consultant's request to close the lead as lost, waiting for a manager
+/// of the dealer (`Brand::lost_approval`). The lead stays open meanwhile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LostRequest {
+    /// The brand's reason code, checked when requested.
+    pub reason: String,
+    /// The consultant who asked.
+    pub by: String,
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Whether `event` by someone of `role` waits for a manager's approval
+/// instead of applying: a consultant's `lost`, where the brand audits them.
+pub fn needs_approval(
+    event: StatusEvent,
+    role: crate::directory::StaffRole,
+    brand: &crate::directory::Brand,
+) -> bool {
+    event == StatusEvent::Lost
+        && brand.lost_approval
+        && role != crate::directory::StaffRole::Manager
+}
+
 /// A closing event's reason code, checked against the brand's list. The
 /// messages list the allowed codes and never repeat what was sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -214,6 +237,20 @@ mod tests {
     use proptest::prelude::*;
     use LeadStatus as S;
     use StatusEvent as E;
+
+    #[test]
+    fn only_a_consultants_lost_waits_and_only_where_the_brand_audits_them() {
+        use crate::directory::StaffRole;
+        let mut brand = crate::directory::Brand::with_defaults("b");
+        assert!(!needs_approval(E::Lost, StaffRole::Sales, &brand));
+        brand.lost_approval = true;
+        assert!(needs_approval(E::Lost, StaffRole::Sales, &brand));
+        assert!(needs_approval(E::Lost, StaffRole::Dcc, &brand));
+        assert!(!needs_approval(E::Lost, StaffRole::Manager, &brand));
+        for other in [E::Contacted, E::Won, E::MarkedInvalid, E::MarkedValid] {
+            assert!(!needs_approval(other, StaffRole::Sales, &brand), "{other:?}");
+        }
+    }
 
     #[test]
     fn closing_needs_a_reason_of_the_brand_and_nothing_else_takes_one() {

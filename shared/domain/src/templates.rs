@@ -131,6 +131,11 @@ fn render_lead(job: &NotificationJob, link_base: &str) -> Message {
             "这位客户与顾问的企业微信好友关系已解除，请关注并跟进。",
             "查看详情",
         ),
+        NotificationKind::LostRequested => (
+            format!("战败申请待审核：{name} {phone}"),
+            "销售顾问申请将这条线索标记为战败，请查看跟进记录后审核通过或驳回。",
+            "去审核",
+        ),
         // A ranking or CRM kind on a lead job is a producer bug; say what we can.
         NotificationKind::RankingPublished | NotificationKind::CrmUpdate => (
             "经营排名已发布".to_string(),
@@ -282,6 +287,7 @@ mod tests {
         assert!(text(NotificationKind::Reassigned).contains("改派给您"));
         assert!(text(NotificationKind::FollowUpDue).starts_with("回访提醒"));
         assert!(text(NotificationKind::ContactDeleted).starts_with("企业微信好友已删除"));
+        assert!(text(NotificationKind::LostRequested).starts_with("战败申请待审核"));
         assert!(text(NotificationKind::NewAssignment).contains("意向车型：H5、H9"));
     }
 

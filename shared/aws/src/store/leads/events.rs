@@ -52,8 +52,9 @@ impl DynamoLeads {
             );
         }
         if !status::is_open(next) {
-            // Closed: nothing left for the sweeper to watch.
-            remove.extend(["gsi2pk", "gsi2sk"]);
+            // Closed: nothing left for the sweeper to watch, nor for a
+            // manager to approve.
+            remove.extend(["gsi2pk", "gsi2sk", "lost_request"]);
         } else if progress {
             // Still open: the sweeper next looks at it when exclusivity ends.
             set.extend(["gsi2pk = :due_pk", "gsi2sk = :excl"]);
@@ -139,6 +140,57 @@ impl DynamoLeads {
                 None => Err(transaction_failed(err)),
             },
         }
+    }
+}
+
+impl DynamoLeads {
+    /// Records a consultant's request to close the lead as lost, on the lead
+    /// as read (same status, same assignee, no request pending): false if
+    /// it changed.
+    pub async fn request_lost(
+        &self,
+        lead: &LeadRecord,
+        request: &status::LostRequest,
+    ) -> Result<bool, StoreError> {
+        let written = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(keys::lead(&lead.lead_id).primary()))
+            .update_expression("SET lost_request = :request")
+            .condition_expression(
+                "#status = :current AND assignee = :assignee AND attribute_not_exists(lost_request)",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":current", s(wire_name(&lead.status)))
+            .expression_attribute_values(":assignee", s(lead.assignee.as_deref().unwrap_or_default()))
+            .expression_attribute_values(":request", serde_dynamo::to_attribute_value(request)?)
+            .send()
+            .await;
+        applied(written)
+    }
+
+    /// Drops the lead's pending lost request (a manager rejected it): false
+    /// if it is no longer the one read.
+    pub async fn withdraw_lost_request(
+        &self,
+        lead: &LeadRecord,
+        request: &status::LostRequest,
+    ) -> Result<bool, StoreError> {
+        let written = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(keys::lead(&lead.lead_id).primary()))
+            .update_expression("REMOVE lost_request")
+            .condition_expression("lost_request.#by = :by AND lost_request.#at = :at")
+            .expression_attribute_names("#by", "by")
+            .expression_attribute_names("#at", "at")
+            .expression_attribute_values(":by", s(&request.by))
+            .expression_attribute_values(":at", serde_dynamo::to_attribute_value(request.at)?)
+            .send()
+            .await;
+        applied(written)
     }
 }
 
