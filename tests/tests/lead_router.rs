@@ -906,3 +906,108 @@ async fn a_lost_lead_is_continued_once_by_stale_readers() {
     let old = w.leads.get(&old_id).await.unwrap().unwrap();
     assert_eq!(old.reopened_as.as_deref(), Some(winner.as_str()));
 }
+
+/// `remote_mode: crm_review`: a remote lead is held for the brand CRM,
+/// with the dealer routing picked as the proposal and no remote slot taken;
+/// the CRM's dispatch sends it on, assigned and notified. A local lead is
+/// not held.
+#[tokio::test]
+async fn a_brand_reviewing_remote_leads_gets_them_with_a_proposal_and_dispatches_them() {
+    use leads_aws::store::{DirectoryStore, DynamoDirectory};
+    use leads_domain::directory_file::Directory;
+    let Some(w) = world(AssignmentStrategy::RoundRobin, &[50, 50]).await else {
+        return;
+    };
+    let directory = DynamoDirectory::new(
+        w.stack.clients.dynamodb.clone(),
+        &w.stack.settings.tables.directory,
+    );
+    let mut brand = directory.brand(&w.brand).await.unwrap().unwrap();
+    brand.remote_mode = leads_domain::routing::RemoteMode::CrmReview;
+    directory
+        .save(&Directory {
+            brands: vec![brand],
+            dealers: vec![],
+            staff: vec![],
+            accounts: vec![],
+            brand_ops: vec![],
+        })
+        .await
+        .unwrap();
+    let router = w.fresh_router();
+    let qingdao = format!("{}-qd", w.brand);
+    // Yantai is Qingdao's: routing would send it there.
+    let remote = lead(&w, Platform::Douyin, "dy-jn", &phone(), Some("烟台"));
+    let held = router.handle_lead(&remote, Utc::now()).await.unwrap();
+    assert_eq!(
+        held.route,
+        Some(Route::Unroutable {
+            reason: UnroutableReason::CrmReview
+        })
+    );
+    assert_eq!(held.assignee, None);
+    let lead_id = held.lead_id.unwrap();
+    let stored = w.leads.get(&lead_id).await.unwrap().unwrap();
+    assert_eq!(stored.status, LeadStatus::Unroutable);
+    assert_eq!(stored.proposed_dealer.as_deref(), Some(qingdao.as_str()));
+    assert_eq!(
+        w.leads
+            .remote_received_today(&qingdao, Utc::now())
+            .await
+            .unwrap(),
+        0,
+        "no remote slot taken while held"
+    );
+    let handed: Vec<leads_domain::crm::CrmEvent> = drain(&w.stack.clients.sqs, &w.crm)
+        .await
+        .iter()
+        .map(|b| serde_json::from_str(b).unwrap())
+        .collect();
+    assert_eq!(handed.len(), 1);
+    let unrouted = handed[0].unrouted.as_ref().unwrap();
+    assert_eq!(unrouted.reason, "crm_review");
+    assert_eq!(unrouted.proposed_dealer.as_deref(), Some(qingdao.as_str()));
+
+    // A local lead is the dealer's own: not held.
+    let local = router
+        .handle_lead(
+            &lead(&w, Platform::Douyin, "dy-jn", &phone(), None),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    assert!(local.assignee.is_some(), "{local:?}");
+    jobs(&w).await;
+
+    // The CRM confirms the proposal.
+    let dispatch = leads_domain::intake::CrmDispatch {
+        source_event_id: integration_tests::unique("dispatch"),
+        brand_id: w.brand.clone(),
+        lead_id: lead_id.clone(),
+        dealer_id: qingdao.clone(),
+        at: Utc::now(),
+    };
+    assert_eq!(
+        router.handle_crm_dispatch(&dispatch).await.unwrap(),
+        lead_router::crm_status::Dispatched::Placed
+    );
+    let placed = w.leads.get(&lead_id).await.unwrap().unwrap();
+    assert_eq!(placed.status, LeadStatus::Assigned);
+    assert_eq!(placed.assignee, Some(format!("{qingdao}-s0")));
+    assert_eq!(
+        placed.route,
+        Some(Route::Remote {
+            dealer_id: qingdao.clone(),
+            referrer: Some(format!("{}-jn", w.brand)),
+        })
+    );
+    let sent: Vec<(NotificationKind, String)> = jobs(&w)
+        .await
+        .iter()
+        .map(|j| (j.kind, j.lead_id.clone()))
+        .collect();
+    assert!(
+        sent.contains(&(NotificationKind::NewAssignment, lead_id.clone())),
+        "{sent:?}"
+    );
+}

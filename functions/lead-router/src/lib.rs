@@ -699,6 +699,12 @@ impl Router {
         let route = self
             .decide_route(&record, brand, owner_dealer, now, &mut contended)
             .await?;
+        // Held for the brand CRM's review: no remote slot is taken.
+        let (route, proposed) = routing::review(route, brand.remote_mode);
+        if proposed.is_some() {
+            contended.remote_capacity = None;
+            record.proposed_dealer = proposed;
+        }
         if let (Route::Unroutable { .. }, IdentitySeen::Returning(r)) = (&route, identity) {
             if r.supersedes() {
                 // Unroutable again: the old unrouted lead takes the touch.
@@ -1065,7 +1071,7 @@ impl Router {
 
     async fn route(
         &self,
-        record: LeadRecord,
+        mut record: LeadRecord,
         brand: &Brand,
         owner_dealer: Option<&Dealer>,
         now: DateTime<Utc>,
@@ -1095,6 +1101,8 @@ impl Router {
                 }
             }
             let route = routing::route(owner_dealer, city, &candidates, &record.lead_id);
+            let (route, proposed) = routing::review(route, brand.remote_mode);
+            record.proposed_dealer = proposed;
             let cap = match &route {
                 Route::Remote { dealer_id, .. } => capacities.get(dealer_id).copied(),
                 _ => None,

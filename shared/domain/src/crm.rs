@@ -68,6 +68,10 @@ pub struct Unrouted {
     pub source_event_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw_payload_ref: Option<String>,
+    /// `crm_review`: the dealer routing picked, for the CRM to confirm (or
+    /// not) with a `dispatch`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proposed_dealer: Option<String>,
 }
 
 /// One message on the CRM queue, and the body the brand's CRM receives.
@@ -168,11 +172,14 @@ impl CrmEvent {
     pub fn unroutable(lead: &LeadRecord, reason: UnroutableReason, at: DateTime<Utc>) -> Self {
         let event_id = format!("{}#{}", lead.lead_id, CrmEventKind::Unroutable.as_str());
         CrmEvent {
-            unrouted: Some(Unrouted::from_touch(
-                crate::wire_name(&reason),
-                &lead.first_touch,
-                Some(lead.raw_payload_ref.clone()),
-            )),
+            unrouted: Some(Unrouted {
+                proposed_dealer: lead.proposed_dealer.clone(),
+                ..Unrouted::from_touch(
+                    crate::wire_name(&reason),
+                    &lead.first_touch,
+                    Some(lead.raw_payload_ref.clone()),
+                )
+            }),
             ..Self::about(lead, CrmEventKind::Unroutable, event_id, at)
         }
     }
@@ -228,6 +235,7 @@ impl Unrouted {
             account_id: touch.account_id.clone(),
             source_event_id: touch.source_event_id.clone(),
             raw_payload_ref,
+            proposed_dealer: None,
         }
     }
 }

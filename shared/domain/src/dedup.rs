@@ -434,6 +434,7 @@ mod tests {
             invalid_reasons: vec![],
             follow_up_cadence: Default::default(),
             lost_approval: false,
+            remote_mode: Default::default(),
         }
     }
 

@@ -52,6 +52,10 @@ pub struct Brand {
     /// approve it (`status::needs_approval`); a manager's own goes through.
     #[serde(default)]
     pub lost_approval: bool,
+    /// `auto` (default): remote leads go to the dealer routing picks;
+    /// `crm_review`: the brand's CRM reviews and dispatches each one.
+    #[serde(default)]
+    pub remote_mode: crate::routing::RemoteMode,
 }
 
 impl Brand {
@@ -72,6 +76,7 @@ impl Brand {
             invalid_reasons: defaults::invalid_reasons(),
             follow_up_cadence: Default::default(),
             lost_approval: false,
+            remote_mode: Default::default(),
         }
     }
 }

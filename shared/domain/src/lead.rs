@@ -309,6 +309,10 @@ pub struct LeadRecord {
     /// A consultant's `lost` waiting for a manager (`Brand::lost_approval`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lost_request: Option<crate::status::LostRequest>,
+    /// Held for the brand CRM's review (`RemoteMode::CrmReview`): the
+    /// dealer routing picked, proposed to the CRM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proposed_dealer: Option<String>,
     /// The latest follow-up's intent and next call (`followup`), and how
     /// many follow-ups were recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -365,6 +369,7 @@ impl LeadRecord {
             valid: None,
             close_reason: None,
             lost_request: None,
+            proposed_dealer: None,
             intent: None,
             next_follow_up_at: None,
             follow_ups: 0,

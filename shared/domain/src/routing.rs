@@ -69,6 +69,35 @@ pub enum UnroutableReason {
     NoDealerServesCity,
     /// Dealers serve the city but all have used today's remote capacity.
     CapacityExhausted,
+    /// A remote lead of a brand that reviews them (`RemoteMode::CrmReview`):
+    /// the brand's CRM dispatches it, the dealer routing picked is proposed.
+    CrmReview,
+}
+
+/// How a brand's remote (异地) leads reach a dealer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RemoteMode {
+    /// The router sends them to the dealer it picks.
+    #[default]
+    Auto,
+    /// The brand's CRM reviews each one first and dispatches it (the
+    /// router's pick travels as the proposal).
+    CrmReview,
+}
+
+/// The route a brand's remote mode makes of `route`, and the dealer
+/// proposed to the CRM when it is held for review.
+pub fn review(route: Route, mode: RemoteMode) -> (Route, Option<String>) {
+    match (route, mode) {
+        (Route::Remote { dealer_id, .. }, RemoteMode::CrmReview) => (
+            Route::Unroutable {
+                reason: UnroutableReason::CrmReview,
+            },
+            Some(dealer_id),
+        ),
+        (route, _) => (route, None),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -203,6 +232,30 @@ fn unit_from_bits(x: u64) -> f64 {
 mod tests {
     use super::*;
     use crate::directory::AssignmentStrategy;
+
+    #[test]
+    fn a_reviewing_brand_holds_remote_leads_only_and_proposes_the_pick() {
+        let remote = Route::Remote {
+            dealer_id: "qd".into(),
+            referrer: Some("jn".into()),
+        };
+        let local = Route::Local {
+            dealer_id: "jn".into(),
+        };
+        let held = Route::Unroutable {
+            reason: UnroutableReason::CrmReview,
+        };
+        assert_eq!(
+            review(remote.clone(), RemoteMode::CrmReview),
+            (held, Some("qd".to_string()))
+        );
+        assert_eq!(review(remote.clone(), RemoteMode::Auto), (remote, None));
+        assert_eq!(review(local.clone(), RemoteMode::CrmReview), (local, None));
+        let none = Route::Unroutable {
+            reason: UnroutableReason::NoDealerServesCity,
+        };
+        assert_eq!(review(none.clone(), RemoteMode::CrmReview), (none, None));
+    }
 
     #[test]
     fn unit_stays_strictly_inside_zero_and_one_at_both_ends() {

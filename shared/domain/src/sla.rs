@@ -166,6 +166,7 @@ mod tests {
             valid: None,
             close_reason: None,
             lost_request: None,
+            proposed_dealer: None,
             intent: None,
             next_follow_up_at: None,
             follow_ups: 0,

@@ -248,7 +248,10 @@ mod tests {
         assert!(needs_approval(E::Lost, StaffRole::Dcc, &brand));
         assert!(!needs_approval(E::Lost, StaffRole::Manager, &brand));
         for other in [E::Contacted, E::Won, E::MarkedInvalid, E::MarkedValid] {
-            assert!(!needs_approval(other, StaffRole::Sales, &brand), "{other:?}");
+            assert!(
+                !needs_approval(other, StaffRole::Sales, &brand),
+                "{other:?}"
+            );
         }
     }
 

@@ -892,6 +892,10 @@ impl DynamoLeads {
                 .expression_attribute_values(":by_dealer_pk", s(pk))
                 .expression_attribute_values(":by_dealer_sk", s(sk));
         }
+        if let Some(proposed) = &lead.proposed_dealer {
+            set.push("proposed_dealer = :proposed");
+            update = update.expression_attribute_values(":proposed", s(proposed));
+        }
         if routed.status == LeadStatus::Unroutable {
             set.push("#status = :unroutable");
             update = update
