@@ -2010,3 +2010,134 @@ async fn a_consultants_lost_waits_for_a_managers_approval_where_the_brand_audits
         (200, &serde_json::json!("lost"))
     );
 }
+
+/// Tags (标签): automatic ones read off the lead on every read; manual ones
+/// by the assignee or a manager, checked (no phone, no `:`, at most 20),
+/// audited, never by another consultant.
+#[tokio::test]
+async fn a_lead_shows_automatic_tags_and_keeps_the_manual_ones_its_people_set() {
+    let Some(w) = world(AssignmentStrategy::RoundRobin, &[5, 5]).await else {
+        return;
+    };
+    let api = api(&w);
+    let number = phone();
+    let p = w
+        .router
+        .handle_lead(
+            &lead(&w, Platform::Douyin, "dy-jn", &number, None),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    let id = p.lead_id.unwrap();
+    let assignee = p.assignee.unwrap();
+    // The customer comes back on Autohome: its channel joins the tags.
+    w.router
+        .handle_lead(
+            &lead(&w, Platform::Autohome, "ah-jn", &number, None),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    let me = staff_token(&w, &assignee, "jn", StaffRole::Sales);
+    let other = ["jn-s0", "jn-s1"]
+        .map(|s| format!("{}-{s}", w.brand))
+        .into_iter()
+        .find(|s| *s != assignee)
+        .unwrap();
+    let colleague = staff_token(&w, &other, "jn", StaffRole::Sales);
+    let manager = token(&w, "jn-mgr", "jn", StaffRole::Manager);
+    let path = format!("/leads/{id}/tags");
+
+    let (status, body) = call(&api, "GET", &format!("/leads/{id}"), Some(&me), "").await;
+    assert_eq!(status, 200);
+    let auto: Vec<&str> = body["auto_tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    for expected in [
+        "channel:autohome",
+        "channel:douyin",
+        "route:local",
+        "series:H5",
+        "scene:private_message",
+    ] {
+        assert!(auto.contains(&expected), "{expected} in {auto:?}");
+    }
+
+    let (status, body) = call(
+        &api,
+        "POST",
+        &path,
+        Some(&me),
+        r#"{"add":["VIP","周末试驾"]}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, &body["tags"]),
+        (200, &serde_json::json!(["VIP", "周末试驾"]))
+    );
+    let (status, body) = call(
+        &api,
+        "POST",
+        &path,
+        Some(&manager),
+        r#"{"remove":["VIP"],"add":["二手置换"]}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, &body["tags"]),
+        (200, &serde_json::json!(["周末试驾", "二手置换"]))
+    );
+    for (tag_body, code) in [
+        (r#"{"add":["call 13812345678"]}"#, "tag_holds_phone"),
+        (r#"{"add":["series:H9"]}"#, "bad_tag"),
+        (r#"{"add":[""]}"#, "bad_tag"),
+    ] {
+        let (status, body) = call(&api, "POST", &path, Some(&me), tag_body).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (422, Some(code)),
+            "{tag_body}"
+        );
+        assert!(!body.to_string().contains("13812345678"), "{body}");
+    }
+    let many: Vec<String> = (0..20).map(|i| format!("t{i}")).collect();
+    let (status, body) = call(
+        &api,
+        "POST",
+        &path,
+        Some(&me),
+        &serde_json::json!({ "add": many }).to_string(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (422, Some("too_many_tags"))
+    );
+    let (status, _) = call(
+        &api,
+        "POST",
+        &path,
+        Some(&colleague),
+        r#"{"add":["mine now"]}"#,
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _) = call(&api, "POST", &path, Some(&me), r#"{"tags":["x"]}"#).await;
+    assert_eq!(status, 400);
+
+    let stored = w.leads.get(&id).await.unwrap().unwrap();
+    assert_eq!(stored.tags, ["周末试驾", "二手置换"]);
+    let tagged = w
+        .audit
+        .trail(&id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == leads_domain::audit::AuditAction::Tagged)
+        .count();
+    assert_eq!(tagged, 2);
+}

@@ -27,6 +27,8 @@
 //!   WeCom contact gave in the chat, on a WeCom-contact lead without a phone,
 //!   linked to the customer (may merge two leads of the caller's dealer; a
 //!   phone of another dealer's live lead: one generic 409, audited)
+//! - `POST /leads/{id}/tags` `{"add": [...], "remove": [...]}`: manual tags
+//!   (`leads_domain::tags`), by the assignee or a manager
 //! - `POST /leads/{id}/transfer` `{"to": "<staff id>"}`: the dealer's manager
 //!   hands an open lead to another consultant (`leads_domain::handoff`)
 //! - `POST /leads/{id}/handoff` `{"to": "<staff id>"}`: the DCC agent holding
@@ -79,6 +81,7 @@ use serde::Deserialize;
 
 mod lost_approval;
 mod oversight;
+mod tags;
 pub use oversight::EXPORT_ROWS;
 
 /// How long the API reuses a directory read (a dealer's roster, a dealer):
@@ -448,6 +451,10 @@ impl Api {
                             .await
                     }
                 }
+            }
+            ("POST", ["leads", id, "tags"]) => {
+                let body: tags::TagsBody = body_of(request, tags::TagsBody::SHAPE)?;
+                self.edit_tags(&claims, id, body).await
             }
             ("POST", ["leads", id, "transfer"]) => {
                 let body: TransferBody = body_of(request, "{\"to\": \"<staff id>\"}")?;
@@ -1000,7 +1007,8 @@ impl Api {
         }
         let touchpoints = self.leads.touchpoints(lead_id).await?;
         tracing::info!(lead_id, staff_id = %claims.staff_id, full_phone_shown = may_call && lead.phone.is_some(), "lead read");
-        Ok(serde_json::json!({ "lead": lead, "touchpoints": touchpoints }))
+        let auto_tags = leads_domain::tags::automatic(&lead, &touchpoints);
+        Ok(serde_json::json!({ "lead": lead, "touchpoints": touchpoints, "auto_tags": auto_tags }))
     }
 
     async fn trail(&self, claims: &Claims, lead_id: &str) -> Result<serde_json::Value, ApiError> {

@@ -34,6 +34,8 @@ pub enum AuditAction {
     ReturnedToPool,
     /// An unrouted lead's full phone shown to brand operations (who place it).
     PhoneShown,
+    /// Manual tags added or removed (`tags`).
+    Tagged,
 }
 
 /// Who acted: a staff member, or a system component such as `lead-router`.

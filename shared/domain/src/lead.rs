@@ -313,6 +313,9 @@ pub struct LeadRecord {
     /// dealer routing picked, proposed to the CRM.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proposed_dealer: Option<String>,
+    /// Manual tags (`tags`); the automatic ones are derived when shown.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
     /// The latest follow-up's intent and next call (`followup`), and how
     /// many follow-ups were recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -370,6 +373,7 @@ impl LeadRecord {
             close_reason: None,
             lost_request: None,
             proposed_dealer: None,
+            tags: Vec::new(),
             intent: None,
             next_follow_up_at: None,
             follow_ups: 0,

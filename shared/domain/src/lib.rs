@@ -30,6 +30,7 @@ pub mod routing;
 pub mod seal;
 pub mod sla;
 pub mod status;
+pub mod tags;
 pub mod templates;
 
 pub use city::{City, CityCode};

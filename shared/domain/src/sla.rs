@@ -167,6 +167,7 @@ mod tests {
             close_reason: None,
             lost_request: None,
             proposed_dealer: None,
+            tags: Vec::new(),
             intent: None,
             next_follow_up_at: None,
             follow_ups: 0,

@@ -156,7 +156,7 @@ fn crm_status(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<crate::intake::CrmStatus, IntakeError> {
     use crate::status::StatusEvent;
-    let brand = signing_brand(signer, "status_sync")?;
+    let brand = signing_brand(signer, "status sync")?;
     let lead_id = id_field(body, "lead_id", "status_sync")?;
     let event =
         match body.get("status").and_then(Value::as_str) {

@@ -380,3 +380,31 @@ impl DynamoLeads {
         }
     }
 }
+
+impl DynamoLeads {
+    /// Replaces the lead's manual tags with `tags`, if they are still those
+    /// read (`lead.tags`): false if another edit came first.
+    pub async fn set_tags(&self, lead: &LeadRecord, tags: &[String]) -> Result<bool, StoreError> {
+        let list = |tags: &[String]| AttributeValue::L(tags.iter().map(s).collect());
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(keys::lead(&lead.lead_id).primary()));
+        update = if lead.tags.is_empty() {
+            update.condition_expression("attribute_exists(pk) AND attribute_not_exists(tags)")
+        } else {
+            update
+                .condition_expression("tags = :read")
+                .expression_attribute_values(":read", list(&lead.tags))
+        };
+        update = if tags.is_empty() {
+            update.update_expression("REMOVE tags")
+        } else {
+            update
+                .update_expression("SET tags = :tags")
+                .expression_attribute_values(":tags", list(tags))
+        };
+        applied(update.send().await)
+    }
+}
