@@ -4,7 +4,7 @@
 use chrono::Utc;
 use lead_router::Router;
 use leads_aws::store::{DirectoryStore, DynamoAudit, DynamoDirectory, DynamoLeads};
-use leads_domain::directory::{AssignmentStrategy, Platform};
+use leads_domain::directory::{AssignmentStrategy, Brand, Platform};
 use leads_domain::directory_file::DirectoryFile;
 use leads_domain::identity::PhoneHasher;
 use leads_domain::lead::{CanonicalLead, CustomerKey, Scene, Traffic};
@@ -33,6 +33,13 @@ impl World {
         Router::new(&settings, &self.stack.clients)
     }
 
+    fn directory(&self) -> DynamoDirectory {
+        DynamoDirectory::new(
+            self.stack.clients.dynamodb.clone(),
+            &self.stack.settings.tables.directory,
+        )
+    }
+
     /// Adds the brand's operations staff (`brand_ops` rows of the directory
     /// file, as JSON) to the world's directory.
     pub async fn add_brand_ops(&self, rows: &[serde_json::Value]) {
@@ -46,13 +53,37 @@ impl World {
                 .map(|r| serde_json::from_value(r.clone()).expect("a brand_ops row"))
                 .collect(),
         };
-        DynamoDirectory::new(
-            self.stack.clients.dynamodb.clone(),
-            &self.stack.settings.tables.directory,
-        )
-        .save(&directory)
-        .await
-        .expect("the directory takes the rows");
+        self.directory()
+            .save(&directory)
+            .await
+            .expect("the directory takes the rows");
+    }
+
+    /// The world's brand, as the directory has it.
+    pub async fn brand_settings(&self) -> Brand {
+        self.directory()
+            .brand(&self.brand)
+            .await
+            .expect("the directory answers")
+            .expect("the world's brand")
+    }
+
+    /// Changes the world's brand settings in the directory (a router or API
+    /// built afterwards sees them).
+    pub async fn change_brand(&self, change: impl FnOnce(&mut Brand)) {
+        let mut brand = self.brand_settings().await;
+        change(&mut brand);
+        let directory = leads_domain::directory_file::Directory {
+            brands: vec![brand],
+            dealers: vec![],
+            staff: vec![],
+            accounts: vec![],
+            brand_ops: vec![],
+        };
+        self.directory()
+            .save(&directory)
+            .await
+            .expect("the directory takes the brand");
     }
 }
 

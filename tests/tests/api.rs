@@ -1862,26 +1862,10 @@ async fn brand_wide_operations_read_an_unrouted_leads_phone_and_are_audited() {
 /// needs nobody.
 #[tokio::test]
 async fn a_consultants_lost_waits_for_a_managers_approval_where_the_brand_audits_them() {
-    use leads_domain::directory_file::Directory;
     let Some(w) = world(AssignmentStrategy::RoundRobin, &[5]).await else {
         return;
     };
-    let directory = DynamoDirectory::new(
-        w.stack.clients.dynamodb.clone(),
-        &w.stack.settings.tables.directory,
-    );
-    let mut brand = directory.brand(&w.brand).await.unwrap().unwrap();
-    brand.lost_approval = true;
-    directory
-        .save(&Directory {
-            brands: vec![brand],
-            dealers: vec![],
-            staff: vec![],
-            accounts: vec![],
-            brand_ops: vec![],
-        })
-        .await
-        .unwrap();
+    w.change_brand(|b| b.lost_approval = true).await;
     let api = api(&w);
     let new_lead = || async {
         w.router

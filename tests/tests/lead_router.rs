@@ -628,12 +628,7 @@ async fn concurrent_links_of_one_phone_merge_exactly_once() {
 
 /// Closes a lead the way a consultant's status change does.
 async fn close(w: &World, lead_id: &str, next: LeadStatus) {
-    use leads_aws::store::{DirectoryStore, DynamoDirectory};
-    let directory = DynamoDirectory::new(
-        w.stack.clients.dynamodb.clone(),
-        &w.stack.settings.tables.directory,
-    );
-    let brand = directory.brand(&w.brand).await.unwrap().unwrap();
+    let brand = w.brand_settings().await;
     let lead = w.leads.get(lead_id).await.unwrap().unwrap();
     let change = leads_domain::status::Change {
         next,
@@ -826,9 +821,7 @@ async fn a_returning_customer_supersedes_an_unrouted_lead_when_routable() {
 /// was (the lost lead is continued once).
 #[tokio::test]
 async fn a_lost_lead_is_continued_once_by_stale_readers() {
-    use leads_aws::store::{
-        Contended, CreateResult, DirectoryStore, DynamoDirectory, IdentitySeen, Returning,
-    };
+    use leads_aws::store::{Contended, CreateResult, IdentitySeen, Returning};
     let Some(w) = world(AssignmentStrategy::RoundRobin, &[50, 50]).await else {
         return;
     };
@@ -843,14 +836,7 @@ async fn a_lost_lead_is_continued_once_by_stale_readers() {
         .unwrap();
     close(&w, &old_id, LeadStatus::Lost).await;
     let holder = w.leads.get(&old_id).await.unwrap().unwrap();
-    let brand = DynamoDirectory::new(
-        w.stack.clients.dynamodb.clone(),
-        &w.stack.settings.tables.directory,
-    )
-    .brand(&w.brand)
-    .await
-    .unwrap()
-    .unwrap();
+    let brand = w.brand_settings().await;
     let key = leads_domain::dedup::customer_key(&w.brand, &first.customer);
     let now = Utc::now();
     let write = |delivery: CanonicalLead, identity_lead: String| {
@@ -913,27 +899,11 @@ async fn a_lost_lead_is_continued_once_by_stale_readers() {
 /// not held.
 #[tokio::test]
 async fn a_brand_reviewing_remote_leads_gets_them_with_a_proposal_and_dispatches_them() {
-    use leads_aws::store::{DirectoryStore, DynamoDirectory};
-    use leads_domain::directory_file::Directory;
     let Some(w) = world(AssignmentStrategy::RoundRobin, &[50, 50]).await else {
         return;
     };
-    let directory = DynamoDirectory::new(
-        w.stack.clients.dynamodb.clone(),
-        &w.stack.settings.tables.directory,
-    );
-    let mut brand = directory.brand(&w.brand).await.unwrap().unwrap();
-    brand.remote_mode = leads_domain::routing::RemoteMode::CrmReview;
-    directory
-        .save(&Directory {
-            brands: vec![brand],
-            dealers: vec![],
-            staff: vec![],
-            accounts: vec![],
-            brand_ops: vec![],
-        })
-        .await
-        .unwrap();
+    w.change_brand(|b| b.remote_mode = leads_domain::routing::RemoteMode::CrmReview)
+        .await;
     let router = w.fresh_router();
     let qingdao = format!("{}-qd", w.brand);
     // Yantai is Qingdao's: routing would send it there.

@@ -201,7 +201,7 @@ async fn requests_per_new_lead_when_the_turn_is_at_cap() {
 /// lead continuing it is created in one transaction with the old lead's link.
 #[tokio::test]
 async fn requests_per_customer_back_after_a_lost_lead() {
-    use leads_aws::store::{DirectoryStore, DynamoDirectory, StatusResult};
+    use leads_aws::store::StatusResult;
     let Some(w) = world(AssignmentStrategy::RoundRobin, &[50, 50]).await else {
         return;
     };
@@ -219,11 +219,7 @@ async fn requests_per_customer_back_after_a_lost_lead() {
         .await
         .unwrap();
     let old = w.leads.get(&first.lead_id.unwrap()).await.unwrap().unwrap();
-    let directory = DynamoDirectory::new(
-        w.stack.clients.dynamodb.clone(),
-        &w.stack.settings.tables.directory,
-    );
-    let brand = directory.brand(&w.brand).await.unwrap().unwrap();
+    let brand = w.brand_settings().await;
     let lost = leads_domain::status::Change {
         next: leads_domain::lead::LeadStatus::Lost,
         valid: None,

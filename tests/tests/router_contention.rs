@@ -359,7 +359,7 @@ async fn racing_claims_under_contention_answer_200_and_409_never_a_failure() {
 /// deliveries join it, and the lost lead stays lost with one touch.
 #[tokio::test]
 async fn a_returning_customer_racing_on_three_platforms_gets_one_new_lead() {
-    use leads_aws::store::{DirectoryStore, DynamoDirectory, StatusResult};
+    use leads_aws::store::StatusResult;
     let Some(w) = world(AssignmentStrategy::RoundRobin, &[50, 50]).await else {
         return;
     };
@@ -368,11 +368,7 @@ async fn a_returning_customer_racing_on_three_platforms_gets_one_new_lead() {
     settings.queues.crm = w.crm.clone();
     let clients = AwsClients::with_dynamodb_endpoint(&contention_endpoint()).await;
     let routers: Vec<Router> = (0..3).map(|_| Router::new(&settings, &clients)).collect();
-    let directory = DynamoDirectory::new(
-        w.stack.clients.dynamodb.clone(),
-        &w.stack.settings.tables.directory,
-    );
-    let brand = directory.brand(&w.brand).await.unwrap().unwrap();
+    let brand = w.brand_settings().await;
     let lost = leads_domain::status::Change {
         next: LeadStatus::Lost,
         valid: None,
