@@ -340,9 +340,11 @@ impl Setup {
                 body["to"] = "".into();
             }
             // A timestamp's seconds and nanoseconds ("…:14.753026084Z") read
-            // as 11 digits starting 14: not a phone.
+            // as 11 digits starting 14: not a phone (a job's `created_at`, a
+            // CRM event's `at`).
             if let Some(o) = body.as_object_mut() {
                 o.remove("created_at");
+                o.remove("at");
             }
             let mut text = format!("{} {body}", seen.query);
             for id in ids {
