@@ -455,19 +455,7 @@ mod tests {
         assert_eq!(china_day(after).to_string(), "2026-11-24");
     }
 
-    const STATUSES: [LeadStatus; 11] = [
-        LeadStatus::New,
-        LeadStatus::Offered,
-        LeadStatus::Assigned,
-        LeadStatus::Contacted,
-        LeadStatus::Invited,
-        LeadStatus::Visited,
-        LeadStatus::Won,
-        LeadStatus::Lost,
-        LeadStatus::Invalid,
-        LeadStatus::Unroutable,
-        LeadStatus::Merged,
-    ];
+    const STATUSES: [LeadStatus; 11] = LeadStatus::ALL;
 
     fn at(minutes: i64) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap() + Duration::minutes(minutes)
